@@ -1,0 +1,59 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+// Layers point one way, downward:
+// CBLAS -> MoETensor -> MoEAutograd -> MoENN -> MoE -> MoETraining -> MoEAnalysis -> moe (CLI)
+let blas: [Target.Dependency] = [
+    .target(name: "CBLAS", condition: .when(platforms: [.linux])),
+]
+let fast: [SwiftSetting] = [
+    .unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release)),
+]
+
+let package = Package(
+    name: "swift-moe",
+    platforms: [.macOS(.v14)],
+    products: [
+        .library(name: "MoETensor", targets: ["MoETensor"]),
+        .library(name: "MoEAutograd", targets: ["MoEAutograd"]),
+        .library(name: "MoENN", targets: ["MoENN"]),
+        .library(name: "MoE", targets: ["MoE"]),
+        .library(name: "MoETraining", targets: ["MoETraining"]),
+        .library(name: "MoEAnalysis", targets: ["MoEAnalysis"]),
+        .executable(name: "moe", targets: ["moe"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-numerics", from: "1.0.0"),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "CBLAS", pkgConfig: "openblas",
+            providers: [.apt(["libopenblas-dev"])]),
+        .target(
+            name: "MoETensor",
+            dependencies: blas + [.product(name: "Numerics", package: "swift-numerics")],
+            swiftSettings: fast),
+        .target(name: "MoEAutograd", dependencies: ["MoETensor"], swiftSettings: fast),
+        .target(name: "MoENN", dependencies: ["MoEAutograd"], swiftSettings: fast),
+        .target(name: "MoE", dependencies: ["MoENN"], swiftSettings: fast),
+        .target(name: "MoETraining", dependencies: ["MoE"], swiftSettings: fast),
+        .target(name: "MoEAnalysis", dependencies: ["MoETraining"], swiftSettings: fast),
+        .target(name: "MoEBenchmarks", dependencies: ["MoEAnalysis"] + blas, swiftSettings: fast),
+        .executableTarget(
+            name: "moe",
+            dependencies: [
+                "MoEAnalysis", "MoEBenchmarks",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
+        .target(
+            name: "MoETestSupport",
+            dependencies: ["MoEAnalysis", .product(name: "Numerics", package: "swift-numerics")]),
+        .testTarget(name: "MoETensorTests", dependencies: ["MoETestSupport"]),
+        .testTarget(name: "MoEAutogradTests", dependencies: ["MoETestSupport"]),
+        .testTarget(name: "MoENNTests", dependencies: ["MoETestSupport"]),
+        .testTarget(name: "MoETrainingTests", dependencies: ["MoETestSupport"]),
+        .testTarget(name: "CLITests", dependencies: ["MoETestSupport", "moe"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,125 @@
+import MoENN
+
+/// Updates parameters from gradients keyed by parameter path.
+public protocol Optimizer<Scalar> {
+    associatedtype Scalar: TensorScalar
+    /// One step at learning rate `lr`; parameters without a gradient are left alone.
+    mutating func step(_ parameters: [Parameter<Scalar>], gradients: [String: Tensor<Scalar>], lr: Scalar)
+}
+
+/// AdamW (Loshchilov & Hutter 2019), as PyTorch's `torch.optim.AdamW`:
+/// p -= lr * wd * p (decoupled decay); m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
+/// p -= lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps).
+public struct AdamW<T: TensorScalar>: Optimizer {
+    public var beta1: T, beta2: T, eps: T, weightDecay: T
+    /// First and second moments by parameter path.
+    public private(set) var m: [String: Tensor<T>] = [:]
+    public private(set) var v: [String: Tensor<T>] = [:]
+    public private(set) var stepCount = 0
+
+    public init(beta1: T = 0.9, beta2: T = 0.999, eps: T = 1e-8, weightDecay: T = 0.01) {
+        self.beta1 = beta1
+        self.beta2 = beta2
+        self.eps = eps
+        self.weightDecay = weightDecay
+    }
+
+    public mutating func step(_ parameters: [Parameter<T>], gradients: [String: Tensor<T>], lr: T) {
+        stepCount += 1
+        let t = T(stepCount)
+        let c1 = 1 - T.pow(beta1, t), c2 = 1 - T.pow(beta2, t)
+        let (b1, b2, eps, decay) = (beta1, beta2, self.eps, 1 - lr * weightDecay)
+        for p in parameters {
+            guard let g = gradients[p.path] else { continue }
+            Shape.require(g.shape == p.shape, "adamw", "gradient \(Shape.describe(g.shape)) for \(p.path) \(Shape.describe(p.shape))")
+            var mt = m[p.path] ?? .zeros(p.shape), vt = v[p.path] ?? .zeros(p.shape)
+            m[p.path] = nil
+            v[p.path] = nil
+            let n = g.count
+            g.withUnsafePointer { pg in
+                mt.withUnsafeMutablePointer { pm in
+                    vt.withUnsafeMutablePointer { pv in
+                        p.value.withUnsafeMutablePointer { pp in
+                            Parallel.forRange(n, grain: elementwiseGrain) { r in
+                                for i in r {
+                                    pp[i] *= decay
+                                    pm[i] = b1 * pm[i] + (1 - b1) * pg[i]
+                                    pv[i] = b2 * pv[i] + (1 - b2) * pg[i] * pg[i]
+                                    pp[i] -= lr * (pm[i] / c1) / ((pv[i] / c2).squareRoot() + eps)
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            m[p.path] = mt
+            v[p.path] = vt
+        }
+    }
+}
+
+/// SGD with momentum, as PyTorch's `torch.optim.SGD`: g += wd p; buf = mu buf + (1 - dampening) g
+/// (buf = g on the first step); with Nesterov g += mu buf, else g = buf; p -= lr g.
+public struct SGD<T: TensorScalar>: Optimizer {
+    public var momentum: T, dampening: T, weightDecay: T, nesterov: Bool
+    public private(set) var buffers: [String: Tensor<T>] = [:]
+
+    public init(momentum: T = 0, dampening: T = 0, weightDecay: T = 0, nesterov: Bool = false) {
+        self.momentum = momentum
+        self.dampening = dampening
+        self.weightDecay = weightDecay
+        self.nesterov = nesterov
+    }
+
+    public mutating func step(_ parameters: [Parameter<T>], gradients: [String: Tensor<T>], lr: T) {
+        for p in parameters {
+            guard var g = gradients[p.path] else { continue }
+            Shape.require(g.shape == p.shape, "sgd", "gradient \(Shape.describe(g.shape)) for \(p.path) \(Shape.describe(p.shape))")
+            if weightDecay != 0 { g = g + p.value.scaled(by: weightDecay) }
+            if momentum != 0 {
+                var buf: Tensor<T>
+                if let old = buffers[p.path] {
+                    buf = old.scaled(by: momentum)
+                    buf.addScaled(g, 1 - dampening)
+                } else {
+                    buf = g.copy()
+                }
+                buffers[p.path] = buf
+                if nesterov { g = g + buf.scaled(by: momentum) } else { g = buf }
+            }
+            p.value.addScaled(g, -lr)
+        }
+    }
+}
+
+/// Scales all gradients so their global L2 norm is at most `maxNorm` (as `clip_grad_norm_`).
+/// Returns the norm before clipping.
+@discardableResult
+public func clipGradientNorm<T: TensorScalar>(_ gradients: inout [String: Tensor<T>], maxNorm: Double) -> Double {
+    let total = gradients.values.reduce(0.0) { $0 + $1.sumOfSquares() }.squareRoot()
+    let coef = maxNorm / (total + 1e-6)
+    if coef < 1 {
+        for key in gradients.keys { gradients[key] = gradients[key]!.scaled(by: T(coef)) }
+    }
+    return total
+}
+
+/// Linear warmup from 0 to `peak` over `warmup` steps, then cosine decay to `minimum` at `total` steps.
+public struct WarmupCosine: Sendable, Codable, Equatable {
+    public var peak: Double, minimum: Double, warmup: Int, total: Int
+
+    public init(peak: Double, minimum: Double = 0, warmup: Int, total: Int) {
+        self.peak = peak
+        self.minimum = minimum
+        self.warmup = warmup
+        self.total = total
+    }
+
+    /// Learning rate at `step` (0-based: step 0 is the first update).
+    public func callAsFunction(_ step: Int) -> Double {
+        if step < warmup { return peak * Double(step + 1) / Double(warmup) }
+        if step >= total { return minimum }
+        let progress = Double(step - warmup) / Double(Swift.max(1, total - warmup))
+        return minimum + (peak - minimum) * 0.5 * (1 + Double.cos(.pi * progress))
+    }
+}
