@@ -7,7 +7,7 @@ let blas: [Target.Dependency] = [
     .target(name: "CBLAS", condition: .when(platforms: [.linux])),
 ]
 let fast: [SwiftSetting] = [
-    .unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release)),
+    .unsafeFlags(["-enforce-exclusivity=unchecked", "-target-cpu", "native"], .when(configuration: .release)),
 ]
 
 let package = Package(

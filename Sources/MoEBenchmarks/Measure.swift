@@ -36,6 +36,28 @@ public enum Measure {
         return Stats(median: t[t.count / 2], min: t[0], max: t[t.count - 1], runs: runs)
     }
 
+    /// Times two variants in alternation (a, b, a, b, ...), so that machine noise hits both alike.
+    public static func timePair(runs: Int = 5, warmup: Int = 1, _ a: () -> Void, _ b: () -> Void) -> (Stats, Stats) {
+        for _ in 0..<warmup {
+            a()
+            b()
+        }
+        var ta: [Double] = [], tb: [Double] = []
+        for _ in 0..<runs {
+            var s = now()
+            a()
+            ta.append(now() - s)
+            s = now()
+            b()
+            tb.append(now() - s)
+        }
+        func stats(_ t: [Double]) -> Stats {
+            let t = t.sorted()
+            return Stats(median: t[t.count / 2], min: t[0], max: t[t.count - 1], runs: t.count)
+        }
+        return (stats(ta), stats(tb))
+    }
+
     /// A rate (work / seconds) from time statistics: the median time gives the median rate.
     public static func rate(_ work: Double, _ s: Stats) -> Stats {
         Stats(median: work / s.median, min: work / s.max, max: work / s.min, runs: s.runs)

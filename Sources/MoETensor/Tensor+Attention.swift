@@ -63,15 +63,8 @@ extension Tensor {
                                 for i in r0..<r1 {
                                     let row = P + i * s
                                     let lim = visibleKeys(i, t: t, s: s, causal: causal)
-                                    var m = -T.infinity
-                                    for j in 0..<lim where row[j] > m { m = row[j] }
-                                    var sum: T = 0
-                                    for j in 0..<lim {
-                                        let e = T.exp(row[j] - m)
-                                        row[j] = e
-                                        sum += e
-                                    }
-                                    let inv = 1 / sum
+                                    let m = VectorMath.max(row, lim)
+                                    let inv = 1 / VectorMath.expShifted(row, row, lim, shift: m)
                                     for j in 0..<lim { row[j] *= inv }
                                     for j in lim..<s { row[j] = 0 }
                                 }
@@ -127,9 +120,7 @@ extension Tensor {
                                                 transA: false, transB: true, m: m, n: kmax, k: dh, alpha: 1,
                                                 a: dO + r0 * ldq, lda: ldq, b: V, ldb: ldk, beta: 0, c: dS, ldc: s)
                                             for i in r0..<r1 {
-                                                var dot: T = 0
-                                                let oi = O + i * ldq, gi = dO + i * ldq
-                                                for d in 0..<dh { dot += oi[d] * gi[d] }
+                                                let dot = VectorMath.dot(O + i * ldq, dO + i * ldq, dh)
                                                 let prow = P + i * s, srow = dS + (i - r0) * s
                                                 for j in 0..<kmax { srow[j] = prow[j] * (srow[j] - dot) }
                                             }

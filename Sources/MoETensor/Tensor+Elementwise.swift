@@ -3,14 +3,114 @@ import Numerics
 /// Binary elementwise operations, with NumPy broadcasting.
 public enum BinaryOp: Sendable { case add, sub, mul, div }
 
-/// Unary elementwise functions. Each has its forward formula in `Tensor.unary` and its derivative, next to it,
-/// in `Tensor.unaryDerivative`.
+/// Unary elementwise functions. Each has its forward formula and its derivative side by side in `Pointwise`.
 public enum UnaryOp: Sendable, CaseIterable {
     case neg, exp, log, sqrt, rsqrt, relu, gelu, geluTanh, silu, sigmoid, softplus, tanh, square
 }
 
 /// Elementwise work below this many elements stays on one thread.
 public let elementwiseGrain = 1 << 15
+
+/// A pointwise function as a type: kernels generic over it are specialized per function, so the function
+/// inlines into the loop and the loop vectorizes (a closure argument would be called per element).
+public protocol PointwiseUnary { static func apply<T: TensorScalar>(_ x: T) -> T }
+public protocol PointwiseBinary { static func apply<T: TensorScalar>(_ a: T, _ b: T) -> T }
+
+/// The pointwise functions: forward `f(x)` and, as `...Grad`, the VJP `g * f'(x)` (given x or y = f(x)).
+public enum Pointwise {
+    public enum Add: PointwiseBinary { @inline(__always) public static func apply<T: TensorScalar>(_ a: T, _ b: T) -> T { a + b } }
+    public enum Sub: PointwiseBinary { @inline(__always) public static func apply<T: TensorScalar>(_ a: T, _ b: T) -> T { a - b } }
+    public enum Mul: PointwiseBinary { @inline(__always) public static func apply<T: TensorScalar>(_ a: T, _ b: T) -> T { a * b } }
+    public enum Div: PointwiseBinary { @inline(__always) public static func apply<T: TensorScalar>(_ a: T, _ b: T) -> T { a / b } }
+    /// Takes the second operand (broadcast copy).
+    public enum Second: PointwiseBinary { @inline(__always) public static func apply<T: TensorScalar>(_ a: T, _ b: T) -> T { b } }
+
+    public enum Neg: PointwiseUnary { @inline(__always) public static func apply<T: TensorScalar>(_ x: T) -> T { -x } }
+    public enum NegGrad: PointwiseBinary { @inline(__always) public static func apply<T: TensorScalar>(_ g: T, _ x: T) -> T { -g } }
+
+    public enum Exp: PointwiseUnary { @inline(__always) public static func apply<T: TensorScalar>(_ x: T) -> T { T.fastExp(x) } }
+    /// exp' = exp: uses y.
+    public enum ExpGrad: PointwiseBinary { @inline(__always) public static func apply<T: TensorScalar>(_ g: T, _ y: T) -> T { g * y } }
+
+    public enum Log: PointwiseUnary { @inline(__always) public static func apply<T: TensorScalar>(_ x: T) -> T { T.log(x) } }
+    public enum LogGrad: PointwiseBinary { @inline(__always) public static func apply<T: TensorScalar>(_ g: T, _ x: T) -> T { g / x } }
+
+    public enum Sqrt: PointwiseUnary { @inline(__always) public static func apply<T: TensorScalar>(_ x: T) -> T { x.squareRoot() } }
+    /// Uses y: d sqrt(x) = 1 / (2 y).
+    public enum SqrtGrad: PointwiseBinary { @inline(__always) public static func apply<T: TensorScalar>(_ g: T, _ y: T) -> T { g * T(0.5) / y } }
+
+    public enum Rsqrt: PointwiseUnary { @inline(__always) public static func apply<T: TensorScalar>(_ x: T) -> T { 1 / x.squareRoot() } }
+    /// Uses y: d x^(-1/2) = -y^3 / 2.
+    public enum RsqrtGrad: PointwiseBinary { @inline(__always) public static func apply<T: TensorScalar>(_ g: T, _ y: T) -> T { g * T(-0.5) * y * y * y } }
+
+    public enum Relu: PointwiseUnary { @inline(__always) public static func apply<T: TensorScalar>(_ x: T) -> T { x > 0 ? x : 0 } }
+    public enum ReluGrad: PointwiseBinary { @inline(__always) public static func apply<T: TensorScalar>(_ g: T, _ x: T) -> T { x > 0 ? g : 0 } }
+
+    /// Exact GELU (PyTorch's default): x Phi(x).
+    public enum Gelu: PointwiseUnary {
+        @inline(__always) public static func apply<T: TensorScalar>(_ x: T) -> T { x * T(0.5) * (1 + T.erf(x * T(0.5).squareRoot())) }
+    }
+    /// Phi(x) + x phi(x).
+    public enum GeluGrad: PointwiseBinary {
+        @inline(__always) public static func apply<T: TensorScalar>(_ g: T, _ x: T) -> T {
+            let cdf = T(0.5) * (1 + T.erf(x * T(0.5).squareRoot()))
+            let pdf = T.exp(-T(0.5) * x * x) / (2 * T.pi).squareRoot()
+            return g * (cdf + x * pdf)
+        }
+    }
+
+    /// Tanh-approximated GELU (HF "gelu_new" / "gelu_pytorch_tanh"): 0.5 x (1 + tanh(c (x + 0.044715 x^3))).
+    public enum GeluTanh: PointwiseUnary {
+        @inline(__always) public static func apply<T: TensorScalar>(_ x: T) -> T {
+            T(0.5) * x * (1 + T.tanh(geluC() * (x + T(0.044715) * x * x * x)))
+        }
+    }
+    public enum GeluTanhGrad: PointwiseBinary {
+        @inline(__always) public static func apply<T: TensorScalar>(_ g: T, _ x: T) -> T {
+            let t = T.tanh(geluC() * (x + T(0.044715) * x * x * x))
+            let du = geluC() * (1 + 3 * T(0.044715) * x * x)
+            return g * (T(0.5) * (1 + t) + T(0.5) * x * (1 - t * t) * du)
+        }
+    }
+    @inline(__always) static func geluC<T: TensorScalar>() -> T { (2 / T.pi).squareRoot() }
+
+    /// Numerically stable logistic function: e^-|x| never overflows; branch-free so loops vectorize.
+    @inline(__always)
+    public static func sigmoid<T: TensorScalar>(_ x: T) -> T {
+        let e = T.fastExp(-abs(x))
+        let r = 1 / (1 + e)
+        return x >= 0 ? r : e * r
+    }
+
+    public enum Sigmoid: PointwiseUnary { @inline(__always) public static func apply<T: TensorScalar>(_ x: T) -> T { sigmoid(x) } }
+    /// Uses y: y (1 - y).
+    public enum SigmoidGrad: PointwiseBinary { @inline(__always) public static func apply<T: TensorScalar>(_ g: T, _ y: T) -> T { g * y * (1 - y) } }
+
+    /// SiLU (swish): x sigmoid(x).
+    public enum Silu: PointwiseUnary { @inline(__always) public static func apply<T: TensorScalar>(_ x: T) -> T { x * sigmoid(x) } }
+    /// sigmoid(x) (1 + x (1 - sigmoid(x))).
+    public enum SiluGrad: PointwiseBinary {
+        @inline(__always) public static func apply<T: TensorScalar>(_ g: T, _ x: T) -> T {
+            let s = sigmoid(x)
+            return g * s * (1 + x * (1 - s))
+        }
+    }
+
+    /// PyTorch's softplus (beta 1): linear above the threshold 20 for stability.
+    public enum Softplus: PointwiseUnary {
+        @inline(__always) public static func apply<T: TensorScalar>(_ x: T) -> T { x > 20 ? x : T.log(onePlus: T.exp(x)) }
+    }
+    public enum SoftplusGrad: PointwiseBinary {
+        @inline(__always) public static func apply<T: TensorScalar>(_ g: T, _ x: T) -> T { x > 20 ? g : g * sigmoid(x) }
+    }
+
+    public enum Tanh: PointwiseUnary { @inline(__always) public static func apply<T: TensorScalar>(_ x: T) -> T { T.tanh(x) } }
+    /// Uses y: 1 - y^2.
+    public enum TanhGrad: PointwiseBinary { @inline(__always) public static func apply<T: TensorScalar>(_ g: T, _ y: T) -> T { g * (1 - y * y) } }
+
+    public enum Square: PointwiseUnary { @inline(__always) public static func apply<T: TensorScalar>(_ x: T) -> T { x * x } }
+    public enum SquareGrad: PointwiseBinary { @inline(__always) public static func apply<T: TensorScalar>(_ g: T, _ x: T) -> T { 2 * g * x } }
+}
 
 extension Tensor {
     // MARK: Binary
@@ -19,10 +119,10 @@ extension Tensor {
     @_specialize(where T == Double)
     public static func binary(_ op: BinaryOp, _ a: Tensor, _ b: Tensor) -> Tensor {
         switch op {
-        case .add: return zipApply(a, b, op: "add") { $0 + $1 }
-        case .sub: return zipApply(a, b, op: "sub") { $0 - $1 }
-        case .mul: return zipApply(a, b, op: "mul") { $0 * $1 }
-        case .div: return zipApply(a, b, op: "div") { $0 / $1 }
+        case .add: return zip(a, b, op: "add", Pointwise.Add.self)
+        case .sub: return zip(a, b, op: "sub", Pointwise.Sub.self)
+        case .mul: return zip(a, b, op: "mul", Pointwise.Mul.self)
+        case .div: return zip(a, b, op: "div", Pointwise.Div.self)
         }
     }
 
@@ -31,10 +131,10 @@ extension Tensor {
     public static func * (a: Tensor, b: Tensor) -> Tensor { binary(.mul, a, b) }
     public static func / (a: Tensor, b: Tensor) -> Tensor { binary(.div, a, b) }
 
-    /// Applies `f` over the broadcast of `a` and `b`. Fast paths for equal shapes and scalar operands; the
+    /// `K` applied over the broadcast of `a` and `b`. Fast paths for equal shapes and scalar operands; the
     /// general case walks the output rows with per-operand strides (0 along broadcast axes).
     @inline(__always)
-    static func zipApply(_ a: Tensor, _ b: Tensor, op: String, _ f: (T, T) -> T) -> Tensor {
+    public static func zip<K: PointwiseBinary>(_ a: Tensor, _ b: Tensor, op: String, _: K.Type) -> Tensor {
         let shape: [Int]
         do { shape = try Shape.broadcast(a.shape, b.shape, op: op) } catch { preconditionFailure(error.description) }
         let out = Tensor(uninitializedShape: shape)
@@ -44,17 +144,17 @@ extension Tensor {
             b.withUnsafePointer { pb in
                 if a.shape == b.shape {
                     Parallel.forRange(n, grain: elementwiseGrain) { r in
-                        for i in r { po[i] = f(pa[i], pb[i]) }
+                        for i in r { po[i] = K.apply(pa[i], pb[i]) }
                     }
                 } else if b.count == 1 {
                     let s = pb[0]
                     Parallel.forRange(n, grain: elementwiseGrain) { r in
-                        for i in r { po[i] = f(pa[i], s) }
+                        for i in r { po[i] = K.apply(pa[i], s) }
                     }
                 } else if a.count == 1 {
                     let s = pa[0]
                     Parallel.forRange(n, grain: elementwiseGrain) { r in
-                        for i in r { po[i] = f(s, pb[i]) }
+                        for i in r { po[i] = K.apply(s, pb[i]) }
                     }
                 } else {
                     let rank = shape.count
@@ -73,14 +173,17 @@ extension Tensor {
                                 oa += c * sa[d]
                                 ob += c * sb[d]
                             }
-                            let base = row * inner
+                            let dst = po + row * inner, xa = pa + oa, xb = pb + ob
                             if la == 1 && lb == 1 {
-                                for j in 0..<inner { po[base + j] = f(pa[oa + j], pb[ob + j]) }
+                                for j in 0..<inner { dst[j] = K.apply(xa[j], xb[j]) }
                             } else if lb == 0 {
-                                let s = pb[ob]
-                                for j in 0..<inner { po[base + j] = f(pa[oa + j * la], s) }
+                                let s = xb[0]
+                                for j in 0..<inner { dst[j] = K.apply(xa[j * la], s) }
+                            } else if la == 0 {
+                                let s = xa[0]
+                                for j in 0..<inner { dst[j] = K.apply(s, xb[j]) }
                             } else {
-                                for j in 0..<inner { po[base + j] = f(pa[oa + j * la], pb[ob + j * lb]) }
+                                for j in 0..<inner { dst[j] = K.apply(xa[j * la], xb[j * lb]) }
                             }
                         }
                     }
@@ -90,58 +193,54 @@ extension Tensor {
         return out
     }
 
-    // MARK: Scalar operands
-
-    @_specialize(where T == Float)
-    @_specialize(where T == Double)
-    public func adding(_ s: T) -> Tensor { map { $0 + s } }
-
-    @_specialize(where T == Float)
-    @_specialize(where T == Double)
-    public func scaled(by s: T) -> Tensor { map { $0 * s } }
-
-    @_specialize(where T == Float)
-    @_specialize(where T == Double)
-    public func power(_ p: T) -> Tensor {
-        if p == 2 { return map { $0 * $0 } }
-        return map { T.pow($0, p) }
-    }
-
-    /// `f` applied to every element, in parallel for large tensors.
+    /// `K` applied to every element, in parallel for large tensors.
     @inline(__always)
-    public func map(_ f: (T) -> T) -> Tensor {
+    public func map<K: PointwiseUnary>(_: K.Type) -> Tensor {
         let out = Tensor(uninitializedShape: shape)
         let po = out.storage.base
         withUnsafePointer { px in
             Parallel.forRange(count, grain: elementwiseGrain) { r in
-                for i in r { po[i] = f(px[i]) }
+                for i in r { po[i] = K.apply(px[i]) }
             }
         }
         return out
     }
 
-    /// `f(x, y)` over two tensors of one shape.
-    @inline(__always)
-    public static func map2(_ x: Tensor, _ y: Tensor, op: String, _ f: (T, T) -> T) -> Tensor {
-        Shape.require(x.shape == y.shape, op, "shapes differ: \(Shape.describe(x.shape)) vs \(Shape.describe(y.shape))")
-        return zipApply(x, y, op: op, f)
+    // MARK: Scalar operands
+
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
+    public func adding(_ s: T) -> Tensor { Tensor.zip(self, Tensor(s), op: "add", Pointwise.Add.self) }
+
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
+    public func scaled(by s: T) -> Tensor { Tensor.zip(self, Tensor(s), op: "mul", Pointwise.Mul.self) }
+
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
+    public func power(_ p: T) -> Tensor {
+        if p == 2 { return map(Pointwise.Square.self) }
+        return map { T.pow($0, p) }
     }
 
-    /// `f(x, y, z)` over three tensors of one shape.
-    @inline(__always)
-    public static func map3(_ x: Tensor, _ y: Tensor, _ z: Tensor, op: String, _ f: (T, T, T) -> T) -> Tensor {
-        Shape.require(
-            x.shape == y.shape && y.shape == z.shape, op,
-            "shapes differ: \(Shape.describe(x.shape)), \(Shape.describe(y.shape)), \(Shape.describe(z.shape))")
+    /// `f` applied to every element (a convenience for cold paths: the closure is called per element).
+    public func map(_ f: (T) -> T) -> Tensor {
+        let out = Tensor(uninitializedShape: shape)
+        let po = out.storage.base
+        withUnsafePointer { px in
+            for i in 0..<count { po[i] = f(px[i]) }
+        }
+        return out
+    }
+
+    /// `f(x, y)` over two tensors of one shape (cold paths).
+    public static func map2(_ x: Tensor, _ y: Tensor, op: String, _ f: (T, T) -> T) -> Tensor {
+        Shape.require(x.shape == y.shape, op, "shapes differ: \(Shape.describe(x.shape)) vs \(Shape.describe(y.shape))")
         let out = Tensor(uninitializedShape: x.shape)
         let po = out.storage.base
         x.withUnsafePointer { px in
             y.withUnsafePointer { py in
-                z.withUnsafePointer { pz in
-                    Parallel.forRange(x.count, grain: elementwiseGrain) { r in
-                        for i in r { po[i] = f(px[i], py[i], pz[i]) }
-                    }
-                }
+                for i in 0..<x.count { po[i] = f(px[i], py[i]) }
             }
         }
         return out
@@ -153,22 +252,19 @@ extension Tensor {
     @_specialize(where T == Double)
     public func unary(_ op: UnaryOp) -> Tensor {
         switch op {
-        case .neg: return map { -$0 }
-        case .exp: return map { T.exp($0) }
-        case .log: return map { T.log($0) }
-        case .sqrt: return map { $0.squareRoot() }
-        case .rsqrt: return map { 1 / $0.squareRoot() }
-        case .relu: return map { $0 > 0 ? $0 : 0 }
-        // Exact GELU (PyTorch's default): x * Phi(x).
-        case .gelu: return map { $0 * T(0.5) * (1 + T.erf($0 * T(0.5).squareRoot())) }
-        // Tanh approximation (HF "gelu_new" / "gelu_pytorch_tanh").
-        case .geluTanh: return map { x in T(0.5) * x * (1 + T.tanh(Tensor.geluC * (x + T(0.044715) * x * x * x))) }
-        case .silu: return map { $0 * Tensor.sigmoid($0) }
-        case .sigmoid: return map { Tensor.sigmoid($0) }
-        // PyTorch's softplus: linear above threshold 20 for stability.
-        case .softplus: return map { $0 > 20 ? $0 : T.log(onePlus: T.exp($0)) }
-        case .tanh: return map { T.tanh($0) }
-        case .square: return map { $0 * $0 }
+        case .neg: return map(Pointwise.Neg.self)
+        case .exp: return map(Pointwise.Exp.self)
+        case .log: return map(Pointwise.Log.self)
+        case .sqrt: return map(Pointwise.Sqrt.self)
+        case .rsqrt: return map(Pointwise.Rsqrt.self)
+        case .relu: return map(Pointwise.Relu.self)
+        case .gelu: return map(Pointwise.Gelu.self)
+        case .geluTanh: return map(Pointwise.GeluTanh.self)
+        case .silu: return map(Pointwise.Silu.self)
+        case .sigmoid: return map(Pointwise.Sigmoid.self)
+        case .softplus: return map(Pointwise.Softplus.self)
+        case .tanh: return map(Pointwise.Tanh.self)
+        case .square: return map(Pointwise.Square.self)
         }
     }
 
@@ -176,46 +272,23 @@ extension Tensor {
     @_specialize(where T == Float)
     @_specialize(where T == Double)
     public static func unaryDerivative(_ op: UnaryOp, x: Tensor, y: Tensor, upstream g: Tensor) -> Tensor {
+        Shape.require(g.shape == x.shape, "\(op).vjp", "upstream \(Shape.describe(g.shape)) vs input \(Shape.describe(x.shape))")
         switch op {
-        case .neg: return g.map { -$0 }
-        case .exp: return map2(g, y, op: "exp.vjp") { $0 * $1 }
-        case .log: return map2(g, x, op: "log.vjp") { $0 / $1 }
-        case .sqrt: return map2(g, y, op: "sqrt.vjp") { $0 * T(0.5) / $1 }
-        case .rsqrt: return map2(g, y, op: "rsqrt.vjp") { $0 * T(-0.5) * $1 * $1 * $1 }
-        case .relu: return map2(g, x, op: "relu.vjp") { $1 > 0 ? $0 : 0 }
-        case .gelu:
-            return map2(g, x, op: "gelu.vjp") { g, x in
-                let cdf = T(0.5) * (1 + T.erf(x * T(0.5).squareRoot()))
-                let pdf = T.exp(-T(0.5) * x * x) / (2 * T.pi).squareRoot()
-                return g * (cdf + x * pdf)
-            }
-        case .geluTanh:
-            return map2(g, x, op: "geluTanh.vjp") { g, x in
-                let t = T.tanh(Tensor.geluC * (x + T(0.044715) * x * x * x))
-                let du = Tensor.geluC * (1 + 3 * T(0.044715) * x * x)
-                return g * (T(0.5) * (1 + t) + T(0.5) * x * (1 - t * t) * du)
-            }
-        case .silu:
-            return map2(g, x, op: "silu.vjp") { g, x in
-                let s = Tensor.sigmoid(x)
-                return g * s * (1 + x * (1 - s))
-            }
-        case .sigmoid: return map2(g, y, op: "sigmoid.vjp") { $0 * $1 * (1 - $1) }
-        case .softplus: return map2(g, x, op: "softplus.vjp") { g, x in x > 20 ? g : g * Tensor.sigmoid(x) }
-        case .tanh: return map2(g, y, op: "tanh.vjp") { $0 * (1 - $1 * $1) }
-        case .square: return map2(g, x, op: "square.vjp") { 2 * $0 * $1 }
+        case .neg: return zip(g, x, op: "neg.vjp", Pointwise.NegGrad.self)
+        case .exp: return zip(g, y, op: "exp.vjp", Pointwise.ExpGrad.self)
+        case .log: return zip(g, x, op: "log.vjp", Pointwise.LogGrad.self)
+        case .sqrt: return zip(g, y, op: "sqrt.vjp", Pointwise.SqrtGrad.self)
+        case .rsqrt: return zip(g, y, op: "rsqrt.vjp", Pointwise.RsqrtGrad.self)
+        case .relu: return zip(g, x, op: "relu.vjp", Pointwise.ReluGrad.self)
+        case .gelu: return zip(g, x, op: "gelu.vjp", Pointwise.GeluGrad.self)
+        case .geluTanh: return zip(g, x, op: "geluTanh.vjp", Pointwise.GeluTanhGrad.self)
+        case .silu: return zip(g, x, op: "silu.vjp", Pointwise.SiluGrad.self)
+        case .sigmoid: return zip(g, y, op: "sigmoid.vjp", Pointwise.SigmoidGrad.self)
+        case .softplus: return zip(g, x, op: "softplus.vjp", Pointwise.SoftplusGrad.self)
+        case .tanh: return zip(g, y, op: "tanh.vjp", Pointwise.TanhGrad.self)
+        case .square: return zip(g, x, op: "square.vjp", Pointwise.SquareGrad.self)
         }
     }
-
-    /// Numerically stable logistic function.
-    @inline(__always)
-    public static func sigmoid(_ x: T) -> T {
-        if x >= 0 { return 1 / (1 + T.exp(-x)) }
-        let e = T.exp(x)
-        return e / (1 + e)
-    }
-
-    @usableFromInline static var geluC: T { (2 / T.pi).squareRoot() }
 
     // MARK: In-place accumulation
 

@@ -130,7 +130,7 @@ extension Tensor {
     /// This tensor broadcast (copied) to `target`.
     public func broadcast(to target: [Int]) -> Tensor {
         if shape == target { return self }
-        let out = Tensor.zipApply(Tensor.zeros(target), self, op: "broadcast") { _, b in b }
+        let out = Tensor.zip(Tensor.zeros(target), self, op: "broadcast", Pointwise.Second.self)
         Shape.require(
             out.shape == target, "broadcast",
             "\(Shape.describe(shape)) does not broadcast to \(Shape.describe(target))")

@@ -16,16 +16,9 @@ extension Tensor {
             Parallel.forRange(rows, grain: Swift.max(1, elementwiseGrain / Swift.max(n, 1))) { r in
                 for row in r {
                     let x = px + row * n, y = po + row * n
-                    var m = -T.infinity
-                    for j in 0..<n where x[j] > m { m = x[j] }
+                    var m = VectorMath.max(x, n)
                     if m == -T.infinity { m = 0 }
-                    var s: T = 0
-                    for j in 0..<n {
-                        let e = T.exp(x[j] - m)
-                        y[j] = e
-                        s += e
-                    }
-                    let inv = 1 / s
+                    let inv = 1 / VectorMath.expShifted(x, y, n, shift: m)
                     for j in 0..<n { y[j] *= inv }
                 }
             }
@@ -51,13 +44,22 @@ extension Tensor {
         return out
     }
 
+    /// log sum_j exp(x[j]), shifted by the row max for stability.
     @inline(__always)
     static func logSumExp(_ x: UnsafePointer<T>, _ n: Int) -> T {
-        var m = -T.infinity
-        for j in 0..<n where x[j] > m { m = x[j] }
+        let m = VectorMath.max(x, n)
         if m == -T.infinity { return m }
         var s: T = 0
-        for j in 0..<n { s += T.exp(x[j] - m) }
+        var j = 0
+        // Blocks of 64 through a stack buffer so the exponentials vectorize.
+        withUnsafeTemporaryAllocation(of: T.self, capacity: 64) { buf in
+            let b = buf.baseAddress!
+            while j < n {
+                let w = Swift.min(64, n - j)
+                s += VectorMath.expShifted(x + j, b, w, shift: m)
+                j += w
+            }
+        }
         return m + T.log(s)
     }
 
@@ -74,8 +76,7 @@ extension Tensor {
                 Parallel.forRange(rows, grain: Swift.max(1, elementwiseGrain / Swift.max(n, 1))) { r in
                     for row in r {
                         let yy = py + row * n, gg = pg + row * n, dx = po + row * n
-                        var dot: T = 0
-                        for j in 0..<n { dot += gg[j] * yy[j] }
+                        let dot = VectorMath.dot(gg, yy, n)
                         for j in 0..<n { dx[j] = yy[j] * (gg[j] - dot) }
                     }
                 }
@@ -97,9 +98,8 @@ extension Tensor {
                 Parallel.forRange(rows, grain: Swift.max(1, elementwiseGrain / Swift.max(n, 1))) { r in
                     for row in r {
                         let yy = py + row * n, gg = pg + row * n, dx = po + row * n
-                        var s: T = 0
-                        for j in 0..<n { s += gg[j] }
-                        for j in 0..<n { dx[j] = gg[j] - T.exp(yy[j]) * s }
+                        let s = VectorMath.sum(gg, n)
+                        for j in 0..<n { dx[j] = gg[j] - T.fastExp(yy[j]) * s }
                     }
                 }
             }
@@ -163,7 +163,7 @@ extension Tensor {
                                 continue
                             }
                             let x = px + row * v, m = pl[row]
-                            for j in 0..<v { dx[j] = T.exp(x[j] - m) * scale }
+                            for j in 0..<v { dx[j] = T.fastExp(x[j] - m) * scale }
                             dx[pt[row]] -= scale
                         }
                     }

@@ -159,3 +159,29 @@ struct TensorTests {
         #expect(a.maxAbsDifference(xd.logSoftmax()) < 1e-5)
     }
 }
+
+@Suite("fast kernels against references")
+struct FastKernelTests {
+    @Test func fastExpMatchesLibm() {
+        var worst: Float = 0
+        var x: Float = -87
+        while x < 88.7 {
+            let ref = Float(Double.exp(Double(x)))
+            worst = max(worst, abs(Float.fastExp(x) - ref) / ref)
+            x += 0.0137
+        }
+        #expect(worst < 3e-7)
+        #expect(Float.fastExp(-100) == 0)
+        #expect(Float.fastExp(0) == 1)
+        #expect(Float.fastExp(.nan).isNaN)
+        #expect(Float.fastExp(-.infinity) == 0)
+    }
+
+    @Test func floatSoftmaxAndSigmoidMatchDouble() {
+        let xd = TestSupport.randn([64, 300], seed: 3, scale: 6)
+        let xf = Tensor<Float>(converting: xd)
+        #expect(Tensor<Double>(converting: xf.softmax()).maxAbsDifference(xd.softmax()) < 1e-6)
+        #expect(Tensor<Double>(converting: xf.unary(.sigmoid)).maxAbsDifference(xd.unary(.sigmoid)) < 1e-6)
+        #expect(Tensor<Double>(converting: xf.unary(.silu)).maxAbsDifference(xd.unary(.silu)) < 1e-5)
+    }
+}
