@@ -5,7 +5,7 @@ public enum ClassicPlot {
     public static func render(_ results: [(title: String, result: ClassicResult, report: LocalizationReport)]) -> SVGDocument {
         let panelW = 460.0, panelH = 400.0, margin = 50.0
         var svg = SVGDocument(width: margin + Double(results.count) * (panelW + margin), height: panelH + 2.6 * margin)
-        let f2Range = (700.0, 3500.0), f1Range = (200.0, 1200.0)
+        let f2Range = (700.0, 3900.0), f1Range = (200.0, 1200.0)
         for (k, item) in results.enumerated() {
             let x0 = margin + Double(k) * (panelW + margin), y0 = 1.3 * margin
             func px(_ f2: Double) -> Double { x0 + panelW * (1 - (f2 - f2Range.0) / (f2Range.1 - f2Range.0)) }

@@ -30,6 +30,14 @@ extension Variable {
     /// Mean of every element.
     public func mean() -> Variable { sum() * (1 / T(Swift.max(count, 1))) }
 
+    /// Maximum over several axes (one axis at a time: the max of maxima).
+    public func max(axes: [Int], keepDims: Bool = false) -> Variable {
+        let norm = Set(axes.map { Shape.axis($0, rank: rank, op: "max") }).sorted(by: >)
+        var v = self
+        for a in norm { v = v.max(axis: a, keepDims: true) }
+        return keepDims ? v : v.reshaped(shape.enumerated().filter { !norm.contains($0.offset) }.map(\.element))
+    }
+
     /// Maximum over `axis`. VJP: the gradient goes to the first maximal element.
     public func max(axis: Int, keepDims: Bool = false) -> Variable {
         let ax = Shape.axis(axis, rank: rank, op: "max")

@@ -16,8 +16,8 @@ public enum CoreBenchmark {
             let a = Tensor<Float>.normal([m, k], rng: &rng), b = Tensor<Float>.normal([n, k], rng: &rng)
             let flops = 2 * Double(m * n * k) / 1e9
             var c = Tensor<Float>.zeros([m, n])
-            // The two are timed in alternation so that a noisy neighbour slows both alike.
-            let (direct, api) = Measure.timePair(runs: runs) {
+            // The two are timed in alternation, with extra runs, so that a noisy neighbour slows both alike.
+            let (direct, api) = Measure.timePair(runs: max(runs, 11)) {
                 a.withUnsafePointer { pa in
                     b.withUnsafePointer { pb in
                         c.withUnsafeMutablePointer { pc in

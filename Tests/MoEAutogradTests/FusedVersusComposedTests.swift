@@ -49,6 +49,11 @@ struct FusedVersusComposedTests {
         #expect(d < 1e-12)
     }
 
+    @Test func logSoftmaxAgainstLogOfSoftmax() {
+        let d = compare([[4, 9]]) { $0[0].logSoftmax() } _: { $0[0].softmax().log() }
+        #expect(d < 1e-12)
+    }
+
     @Test func crossEntropy() {
         let targets = [2, -100, 0, 4]
         let d = compare([[4, 5]]) { Variable.crossEntropy($0[0], targets: targets) } _: { v in

@@ -70,6 +70,11 @@ struct GradientCheckTests {
         #expect(check([[1, 7, 1]]) { $0[0].max(axis: axis, keepDims: true) }.maxError < tolerance)
     }
 
+    @Test func maxOverSeveralAxes() {
+        #expect(check([[3, 4, 5]]) { $0[0].max(axes: [0, 2]) }.maxError < tolerance)
+        #expect(check([[2, 3, 2]]) { $0[0].max(axes: [1, 2], keepDims: true) }.maxError < tolerance)
+    }
+
     @Test(arguments: UnaryOp.allCases)
     func unary(_ op: UnaryOp) {
         let positive = [.log, .sqrt, .rsqrt].contains(op)
