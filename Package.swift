@@ -53,6 +53,7 @@ let package = Package(
         .testTarget(name: "MoEAutogradTests", dependencies: ["MoETestSupport"]),
         .testTarget(name: "MoENNTests", dependencies: ["MoETestSupport"]),
         .testTarget(name: "MoETrainingTests", dependencies: ["MoETestSupport"]),
+        .testTarget(name: "MoETests", dependencies: ["MoETestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["MoETestSupport", "moe"]),
     ],
     swiftLanguageModes: [.v6]

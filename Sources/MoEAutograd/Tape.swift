@@ -150,3 +150,15 @@ public struct Variable<T: TensorScalar> {
         return a
     }
 }
+
+extension Variable {
+    /// Records a primitive defined outside this module (a fused kernel with its own backward).
+    ///
+    /// `makeVJP` is called only when some input is on a tape; the VJP it returns maps the output's gradient to
+    /// one gradient (or nil) per input, in order. It must capture tensors, not variables.
+    public static func primitive(
+        _ value: Tensor<T>, inputs: [Variable], _ makeVJP: () -> Tape<T>.VJP
+    ) -> Variable {
+        result(value, inputs, makeVJP)
+    }
+}

@@ -24,4 +24,6 @@ extension Variable {
     public func softplus() -> Variable { apply(.softplus) }
     public func tanh() -> Variable { apply(.tanh) }
     public func square() -> Variable { apply(.square) }
+    /// Standard normal CDF.
+    public func normalCDF() -> Variable { apply(.normalCDF) }
 }

@@ -20,15 +20,21 @@ public final class Parameter<T: TensorScalar> {
 /// How a forward pass runs: recording on a tape (training) or not at all (inference).
 public struct ForwardContext<T: TensorScalar> {
     public let tape: Tape<T>?
+    /// Variables to use in place of parameters, by path (functional calls, gradient checks of whole blocks).
+    public let bindings: [String: Variable<T>]
 
-    public init(tape: Tape<T>?) { self.tape = tape }
+    public init(tape: Tape<T>?, bindings: [String: Variable<T>] = [:]) {
+        self.tape = tape
+        self.bindings = bindings
+    }
 
     /// No tape: nothing is recorded and no gradient closure is allocated.
     public static var inference: ForwardContext { ForwardContext(tape: nil) }
 
     /// The parameter as a variable: a tape leaf keyed by its path when training, a constant otherwise.
     public func callAsFunction(_ p: Parameter<T>) -> Variable<T> {
-        tape.map { $0.parameter(p.value, path: p.path) } ?? Variable(p.value)
+        if let bound = bindings[p.path] { return bound }
+        return tape.map { $0.parameter(p.value, path: p.path) } ?? Variable(p.value)
     }
 }
 

@@ -5,7 +5,7 @@ public enum BinaryOp: Sendable { case add, sub, mul, div }
 
 /// Unary elementwise functions. Each has its forward formula and its derivative side by side in `Pointwise`.
 public enum UnaryOp: Sendable, CaseIterable {
-    case neg, exp, log, sqrt, rsqrt, relu, gelu, geluTanh, silu, sigmoid, softplus, tanh, square
+    case neg, exp, log, sqrt, rsqrt, relu, gelu, geluTanh, silu, sigmoid, softplus, tanh, square, normalCDF
 }
 
 /// Elementwise work below this many elements stays on one thread.
@@ -107,6 +107,15 @@ public enum Pointwise {
     public enum Tanh: PointwiseUnary { @inline(__always) public static func apply<T: TensorScalar>(_ x: T) -> T { T.tanh(x) } }
     /// Uses y: 1 - y^2.
     public enum TanhGrad: PointwiseBinary { @inline(__always) public static func apply<T: TensorScalar>(_ g: T, _ y: T) -> T { g * (1 - y * y) } }
+
+    /// The standard normal CDF, Phi(x) = (1 + erf(x / sqrt 2)) / 2 (Shazeer's smooth load estimator).
+    public enum NormalCDF: PointwiseUnary {
+        @inline(__always) public static func apply<T: TensorScalar>(_ x: T) -> T { T(0.5) * (1 + T.erf(x * T(0.5).squareRoot())) }
+    }
+    /// phi(x) = exp(-x^2 / 2) / sqrt(2 pi).
+    public enum NormalCDFGrad: PointwiseBinary {
+        @inline(__always) public static func apply<T: TensorScalar>(_ g: T, _ x: T) -> T { g * T.exp(-T(0.5) * x * x) / (2 * T.pi).squareRoot() }
+    }
 
     public enum Square: PointwiseUnary { @inline(__always) public static func apply<T: TensorScalar>(_ x: T) -> T { x * x } }
     public enum SquareGrad: PointwiseBinary { @inline(__always) public static func apply<T: TensorScalar>(_ g: T, _ x: T) -> T { 2 * g * x } }
@@ -265,6 +274,7 @@ extension Tensor {
         case .softplus: return map(Pointwise.Softplus.self)
         case .tanh: return map(Pointwise.Tanh.self)
         case .square: return map(Pointwise.Square.self)
+        case .normalCDF: return map(Pointwise.NormalCDF.self)
         }
     }
 
@@ -287,6 +297,7 @@ extension Tensor {
         case .softplus: return zip(g, x, op: "softplus.vjp", Pointwise.SoftplusGrad.self)
         case .tanh: return zip(g, y, op: "tanh.vjp", Pointwise.TanhGrad.self)
         case .square: return zip(g, x, op: "square.vjp", Pointwise.SquareGrad.self)
+        case .normalCDF: return zip(g, x, op: "normalCDF.vjp", Pointwise.NormalCDFGrad.self)
         }
     }
 

@@ -1,0 +1,76 @@
+/// What an MoE block returns: its output, the routing, the balancing terms and the statistics.
+public struct MoEOutput<T: TensorScalar> {
+    public let output: Variable<T>
+    public let routing: Routing<T>
+    public let losses: BalancingLosses<T>
+    public let statistics: RoutingStatistics
+}
+
+/// The one MoE block every model uses: router -> capacity -> dispatch (counting sort by expert) -> experts
+/// (one product per expert, gate and up fused) -> weighted combine, plus optional always-active shared
+/// experts. Model files only configure it.
+///
+/// Parameter paths under `path`: `gate.weight`, `noise.weight`, `e_score_correction_bias` (router);
+/// `experts.gate_up_proj` / `experts.up_proj`, `experts.down_proj` (+ `_bias`); `shared_expert.*`,
+/// `shared_expert_gate.weight`.
+public final class MoELayer<T: TensorScalar>: Module {
+    public let config: MoEConfig
+    public let router: Router<T>
+    public let experts: ExpertBank<T>
+    public let shared: SwiGLU<T>?
+    public let sharedGate: Linear<T>?
+
+    /// `causal`: the block sits in a causal decoder, where Expert Choice needs the documented opt-in.
+    public init(config: MoEConfig, path: String = "", causal: Bool = true, rng: inout RandomGenerator) throws(ConfigError) {
+        try config.validate()
+        if causal && config.router == .expertChoice && !config.allowNonCausalRouting {
+            throw ConfigError(
+                "router", "expert_choice",
+                "Expert Choice picks tokens by looking at the whole batch, so in a causal decoder a token's output depends on later tokens; use a token-choice router, or set allow_non_causal_routing = true to accept that")
+        }
+        self.config = config
+        router = Router(config: config, path: path, rng: &rng)
+        experts = ExpertBank(
+            experts: config.numExperts, dim: config.hiddenSize, hidden: config.expertHiddenSize,
+            activation: config.expertActivation, bias: config.expertBias, path: joinPath(path, "experts"), rng: &rng)
+        if config.sharedExpertHiddenSize > 0 {
+            shared = SwiGLU(config.hiddenSize, hidden: config.sharedExpertHiddenSize, path: joinPath(path, "shared_expert"), rng: &rng)
+            sharedGate = config.sharedExpertGate
+                ? Linear(config.hiddenSize, 1, bias: false, path: joinPath(path, "shared_expert_gate"), rng: &rng) : nil
+        } else {
+            shared = nil
+            sharedGate = nil
+        }
+    }
+
+    public var parameters: [Parameter<T>] {
+        router.parameters + experts.parameters + (shared?.parameters ?? []) + (sharedGate?.parameters ?? [])
+    }
+
+    public var buffers: [Parameter<T>] { router.buffers }
+
+    /// Routes x [..., D] with the router, then either the fused path or (`reference: true`) the naive
+    /// per-token one.
+    public func callAsFunction(
+        _ x: Variable<T>, _ ctx: ForwardContext<T>, options: RouteOptions = .inference, reference: Bool = false
+    ) -> MoEOutput<T> {
+        let d = config.hiddenSize
+        Shape.require(x.shape.last == d, "moe", "input \(Shape.describe(x.shape)) should end in \(d)")
+        let flat = x.reshaped([-1, d])  // [N, D]
+        var routing = router.route(flat, ctx, options)
+        if let cf = options.training ? config.capacityFactor : config.evalCapacityFactor {
+            routing = Capacity.apply(routing, factor: cf, minimum: config.minCapacity, policy: config.dropPolicy)
+        }
+        var y = reference
+            ? experts.reference(flat, weights: routing.weights, routing: routing, ctx)
+            : experts(flat, weights: routing.weights, plan: DispatchPlan(routing), ctx)
+        if let shared {
+            var s = shared(flat, ctx)
+            if let sharedGate { s = sharedGate(flat, ctx).sigmoid() * s }
+            y = y + s
+        }
+        return MoEOutput(
+            output: y.reshaped(x.shape), routing: routing,
+            losses: Balancing.losses(routing, config: config, options: options), statistics: RoutingStatistics(routing))
+    }
+}

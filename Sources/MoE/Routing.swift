@@ -1,0 +1,112 @@
+/// The outcome of routing one batch: which expert each assignment goes to, with what weight, and the
+/// router's raw outputs, as a value (STYLE rule 5: statistics and losses are return values, never globals).
+///
+/// Token-choice routers make K assignments per token, stored token-major (assignment a = n * K + k); Expert
+/// Choice makes c per expert. Legend: N tokens, E experts, A assignments.
+public struct Routing<T: TensorScalar> {
+    public let numTokens: Int
+    public let numExperts: Int
+    /// Token of each assignment [A].
+    public let tokens: [Int]
+    /// Expert of each assignment [A].
+    public let experts: [Int]
+    /// Combine weight of each assignment [A] (differentiable back to the router).
+    public let weights: Variable<T>
+    /// Router logits [N, E]; nil for the parameter-free hash router.
+    public let logits: Variable<T>?
+    /// Score-function output [N, E] (softmax probabilities or sigmoid scores); nil for hash routing.
+    public let scores: Variable<T>?
+    /// Assignments per token (token-choice routers); nil for Expert Choice.
+    public let k: Int?
+    /// Assignments the router itself uses (GShard's random routing can skip a second expert).
+    public let active: [Bool]
+    /// Assignments that survived capacity (a subset of `active`; equal to it when dropless).
+    public var kept: [Bool]
+    /// Shazeer 2017's smooth, differentiable estimate of the load per expert [E] (noisy top-k in training).
+    public let smoothLoad: Variable<T>?
+
+    public init(
+        numTokens: Int, numExperts: Int, tokens: [Int], experts: [Int], weights: Variable<T>,
+        logits: Variable<T>?, scores: Variable<T>?, k: Int?, active: [Bool]? = nil, smoothLoad: Variable<T>? = nil
+    ) {
+        Shape.require(
+            tokens.count == experts.count && weights.count == tokens.count, "routing",
+            "\(tokens.count) tokens, \(experts.count) experts and \(weights.count) weights per assignment")
+        self.numTokens = numTokens
+        self.numExperts = numExperts
+        self.tokens = tokens
+        self.experts = experts
+        self.weights = weights
+        self.logits = logits
+        self.scores = scores
+        self.k = k
+        let act = active ?? [Bool](repeating: true, count: tokens.count)
+        self.active = act
+        self.kept = act
+        self.smoothLoad = smoothLoad
+    }
+
+    public var assignmentCount: Int { tokens.count }
+
+    /// Kept assignments per expert.
+    public var tokensPerExpert: [Int] {
+        var c = [Int](repeating: 0, count: numExperts)
+        for a in 0..<tokens.count where kept[a] { c[experts[a]] += 1 }
+        return c
+    }
+
+    /// Expert indices as an [N, K] table (token-choice routers; -1 where an assignment was not kept).
+    public var keptIndices: [[Int]] {
+        guard let k else { return [] }
+        return (0..<numTokens).map { n in (0..<k).map { kept[n * k + $0] ? experts[n * k + $0] : -1 } }
+    }
+}
+
+/// Per-layer routing statistics, returned by every forward.
+public struct RoutingStatistics: Sendable, Codable, Equatable {
+    /// Kept assignments per expert.
+    public let tokensPerExpert: [Int]
+    /// Fraction of the router's assignments dropped by capacity.
+    public let droppedFraction: Double
+    /// Mean over tokens of the entropy (nats) of the router's distribution over experts (sigmoid scores are
+    /// normalized per token first); 0 for hash routing.
+    public let routerEntropy: Double
+    /// Coefficient of variation (std / mean) of the load.
+    public let loadCV: Double
+    /// Largest load over the mean load.
+    public let maxOverMean: Double
+    /// Experts that received no token.
+    public let unusedExperts: Int
+
+    public init<T>(_ r: Routing<T>) {
+        let load = r.tokensPerExpert
+        tokensPerExpert = load
+        let active = r.active.filter { $0 }.count
+        let kept = r.kept.filter { $0 }.count
+        droppedFraction = active == 0 ? 0 : Double(active - kept) / Double(active)
+        let mean = Double(load.reduce(0, +)) / Double(max(load.count, 1))
+        let variance = load.reduce(0.0) { $0 + (Double($1) - mean) * (Double($1) - mean) } / Double(max(load.count, 1))
+        loadCV = mean > 0 ? variance.squareRoot() / mean : 0
+        maxOverMean = mean > 0 ? Double(load.max() ?? 0) / mean : 0
+        unusedExperts = load.filter { $0 == 0 }.count
+        if let s = r.scores?.value {
+            let e = r.numExperts
+            var total = 0.0
+            s.withUnsafePointer { p in
+                for n in 0..<r.numTokens {
+                    var sum = 0.0
+                    for i in 0..<e { sum += Double(p[n * e + i]) }
+                    var h = 0.0
+                    for i in 0..<e {
+                        let q = Double(p[n * e + i]) / max(sum, 1e-30)
+                        if q > 0 { h -= q * Double.log(q) }
+                    }
+                    total += h
+                }
+            }
+            routerEntropy = total / Double(max(r.numTokens, 1))
+        } else {
+            routerEntropy = 0
+        }
+    }
+}
