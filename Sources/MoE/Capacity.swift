@@ -56,26 +56,30 @@ public struct DispatchPlan: Sendable {
     public let tokenRows: [Int]
 
     public init<T>(_ r: Routing<T>) {
-        numTokens = r.numTokens
-        numExperts = r.numExperts
-        var counts = [Int](repeating: 0, count: r.numExperts + 1)
-        for a in 0..<r.assignmentCount where r.kept[a] { counts[r.experts[a] + 1] += 1 }
-        for e in 0..<r.numExperts { counts[e + 1] += counts[e] }
+        self.init(numTokens: r.numTokens, numExperts: r.numExperts, tokens: r.tokens, experts: r.experts, kept: r.kept)
+    }
+
+    public init(numTokens: Int, numExperts: Int, tokens: [Int], experts: [Int], kept: [Bool]) {
+        self.numTokens = numTokens
+        self.numExperts = numExperts
+        var counts = [Int](repeating: 0, count: numExperts + 1)
+        for a in 0..<tokens.count where kept[a] { counts[experts[a] + 1] += 1 }
+        for e in 0..<numExperts { counts[e + 1] += counts[e] }
         offsets = counts
         var next = counts
-        var assignment = [Int](repeating: 0, count: counts[r.numExperts])
+        var assignment = [Int](repeating: 0, count: counts[numExperts])
         var token = assignment
-        for a in 0..<r.assignmentCount where r.kept[a] {
-            let row = next[r.experts[a]]
-            next[r.experts[a]] += 1
+        for a in 0..<tokens.count where kept[a] {
+            let row = next[experts[a]]
+            next[experts[a]] += 1
             assignment[row] = a
-            token[row] = r.tokens[a]
+            token[row] = tokens[a]
         }
         self.assignment = assignment
         self.token = token
-        var start = [Int](repeating: 0, count: r.numTokens + 1)
+        var start = [Int](repeating: 0, count: numTokens + 1)
         for t in token { start[t + 1] += 1 }
-        for n in 0..<r.numTokens { start[n + 1] += start[n] }
+        for n in 0..<numTokens { start[n + 1] += start[n] }
         var fill = start
         var rows = [Int](repeating: 0, count: token.count)
         for (row, t) in token.enumerated() {

@@ -46,7 +46,7 @@ enum ExpertsKernel {
     static func forEachExpert(_ plan: DispatchPlan, parallel: Bool, _ body: (Int, Range<Int>) -> Void) {
         if parallel {
             BLAS.singleThreaded {
-                Parallel.forEach(plan.numExperts) { e in
+                Parallel.forEachDynamic(plan.numExperts) { e in
                     let rows = plan.rows(of: e)
                     if !rows.isEmpty { body(e, rows) }
                 }

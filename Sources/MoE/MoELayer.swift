@@ -11,13 +11,15 @@ public struct MoEOutput<T: TensorScalar> {
 /// experts. Model files only configure it.
 ///
 /// Parameter paths under `path`: `gate.weight`, `noise.weight`, `e_score_correction_bias` (router);
-/// `experts.gate_up_proj` / `experts.up_proj`, `experts.down_proj` (+ `_bias`); `shared_expert.*`,
-/// `shared_expert_gate.weight`.
+/// `experts.gate_up_proj` / `experts.up_proj`, `experts.down_proj` (+ `_bias`); `shared_expert.gate_up_proj`,
+/// `shared_expert.down_proj`, `shared_expert_gate.weight`. The shared expert is an expert bank of one SwiGLU
+/// expert that every token visits with weight 1 (or sigmoid(x · w_gate)), so it runs through the same fused
+/// kernel (gate and up in one product).
 public final class MoELayer<T: TensorScalar>: Module {
     public let config: MoEConfig
     public let router: Router<T>
     public let experts: ExpertBank<T>
-    public let shared: SwiGLU<T>?
+    public let shared: ExpertBank<T>?
     public let sharedGate: Linear<T>?
 
     /// `causal`: the block sits in a causal decoder, where Expert Choice needs the documented opt-in.
@@ -34,7 +36,9 @@ public final class MoELayer<T: TensorScalar>: Module {
             experts: config.numExperts, dim: config.hiddenSize, hidden: config.expertHiddenSize,
             activation: config.expertActivation, bias: config.expertBias, path: joinPath(path, "experts"), rng: &rng)
         if config.sharedExpertHiddenSize > 0 {
-            shared = SwiGLU(config.hiddenSize, hidden: config.sharedExpertHiddenSize, path: joinPath(path, "shared_expert"), rng: &rng)
+            shared = ExpertBank(
+                experts: 1, dim: config.hiddenSize, hidden: config.sharedExpertHiddenSize, activation: .swiglu, bias: false,
+                path: joinPath(path, "shared_expert"), rng: &rng)
             sharedGate = config.sharedExpertGate
                 ? Linear(config.hiddenSize, 1, bias: false, path: joinPath(path, "shared_expert_gate"), rng: &rng) : nil
         } else {
@@ -65,9 +69,14 @@ public final class MoELayer<T: TensorScalar>: Module {
             ? experts.reference(flat, weights: routing.weights, routing: routing, ctx)
             : experts(flat, weights: routing.weights, plan: DispatchPlan(routing), ctx)
         if let shared {
-            var s = shared(flat, ctx)
-            if let sharedGate { s = sharedGate(flat, ctx).sigmoid() * s }
-            y = y + s
+            let n = flat.shape[0]
+            let w = sharedGate.map { $0(flat, ctx).sigmoid().reshaped([n]) } ?? Variable(Tensor.ones([n]))
+            let all = Routing(
+                numTokens: n, numExperts: 1, tokens: Array(0..<n), experts: [Int](repeating: 0, count: n), weights: w,
+                logits: nil, scores: nil, k: 1)
+            y = y + (reference
+                ? shared.reference(flat, weights: w, routing: all, ctx)
+                : shared(flat, weights: w, plan: DispatchPlan(all), ctx))
         }
         return MoEOutput(
             output: y.reshaped(x.shape), routing: routing,

@@ -78,6 +78,8 @@ public struct RoutingStatistics: Sendable, Codable, Equatable {
     /// Experts that received no token.
     public let unusedExperts: Int
 
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
     public init<T>(_ r: Routing<T>) {
         let load = r.tokensPerExpert
         tokensPerExpert = load
@@ -89,24 +91,27 @@ public struct RoutingStatistics: Sendable, Codable, Equatable {
         loadCV = mean > 0 ? variance.squareRoot() / mean : 0
         maxOverMean = mean > 0 ? Double(load.max() ?? 0) / mean : 0
         unusedExperts = load.filter { $0 == 0 }.count
-        if let s = r.scores?.value {
-            let e = r.numExperts
+        routerEntropy = r.scores.map { Self.meanEntropy($0.value) } ?? 0
+    }
+
+    /// Mean over rows of the entropy of each row of `s` [N, E] normalized to sum to one.
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
+    static func meanEntropy<T: TensorScalar>(_ s: Tensor<T>) -> Double {
+        let (n, e) = (s.shape[0], s.shape[1])
+        return s.withUnsafePointer { p in
             var total = 0.0
-            s.withUnsafePointer { p in
-                for n in 0..<r.numTokens {
-                    var sum = 0.0
-                    for i in 0..<e { sum += Double(p[n * e + i]) }
-                    var h = 0.0
-                    for i in 0..<e {
-                        let q = Double(p[n * e + i]) / max(sum, 1e-30)
-                        if q > 0 { h -= q * Double.log(q) }
-                    }
-                    total += h
+            for row in 0..<n {
+                let q = p + row * e
+                let sum = Swift.max(VectorMath.sum(q, e), T.leastNormalMagnitude)
+                var h: T = 0
+                for i in 0..<e where q[i] > 0 {
+                    let v = q[i] / sum
+                    h -= v * T.log(v)
                 }
+                total += Double(h)
             }
-            routerEntropy = total / Double(max(r.numTokens, 1))
-        } else {
-            routerEntropy = 0
+            return total / Double(Swift.max(n, 1))
         }
     }
 }

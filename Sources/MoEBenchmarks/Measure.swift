@@ -15,6 +15,32 @@ public enum Measure {
         public let min: Double
         public let max: Double
         public let runs: Int
+
+        /// Statistics of raw samples.
+        public init(_ samples: [Double]) {
+            let t = samples.sorted()
+            median = t.isEmpty ? 0 : (t.count % 2 == 1 ? t[t.count / 2] : (t[t.count / 2 - 1] + t[t.count / 2]) / 2)
+            min = t.first ?? 0
+            max = t.last ?? 0
+            runs = t.count
+        }
+
+        init(median: Double, min: Double, max: Double, runs: Int) {
+            self.median = median
+            self.min = min
+            self.max = max
+            self.runs = runs
+        }
+    }
+
+    /// A ceiling measured at the start and again at the end of a benchmark, as one set of samples: the
+    /// machine is shared, and a figure is compared with the ceiling of the same stretch of time.
+    public final class Ceiling {
+        let measure: () -> [Double]
+        var samples: [Double] = []
+        public init(_ measure: @escaping () -> [Double]) { self.measure = measure }
+        public func sample() { samples += measure() }
+        public var stats: Stats { Stats(samples) }
     }
 
     public static func now() -> Double {
@@ -25,6 +51,10 @@ public enum Measure {
 
     /// Seconds per call of `body`: `warmup` untimed calls, then `runs` timed ones.
     public static func time(runs: Int = 5, warmup: Int = 1, _ body: () -> Void) -> Stats {
+        Stats(samples(runs: runs, warmup: warmup, body))
+    }
+
+    public static func samples(runs: Int = 5, warmup: Int = 1, _ body: () -> Void) -> [Double] {
         for _ in 0..<warmup { body() }
         var t: [Double] = []
         for _ in 0..<runs {
@@ -32,8 +62,7 @@ public enum Measure {
             body()
             t.append(now() - s)
         }
-        t.sort()
-        return Stats(median: t[t.count / 2], min: t[0], max: t[t.count - 1], runs: runs)
+        return t
     }
 
     /// Times two variants in alternation (a, b, a, b, ...), so that machine noise hits both alike.
@@ -51,11 +80,7 @@ public enum Measure {
             b()
             tb.append(now() - s)
         }
-        func stats(_ t: [Double]) -> Stats {
-            let t = t.sorted()
-            return Stats(median: t[t.count / 2], min: t[0], max: t[t.count - 1], runs: t.count)
-        }
-        return (stats(ta), stats(tb))
+        return (Stats(ta), Stats(tb))
     }
 
     /// A rate (work / seconds) from time statistics: the median time gives the median rate.
@@ -63,13 +88,17 @@ public enum Measure {
         Stats(median: work / s.median, min: work / s.max, max: work / s.min, runs: s.runs)
     }
 
-    /// Single-precision matrix-product rate of the BLAS in use: 2048^3 sgemm on all cores, GFLOP/s.
-    public static func sgemmCeiling(runs: Int = 5) -> Stats {
+    /// Single-precision matrix-product rate of the BLAS in use: 2048^3 sgemm on all cores, GFLOP/s samples.
+    public static func sgemmCeiling(runs: Int = 5) -> Ceiling {
+        Ceiling { sgemmRates(runs: runs) }
+    }
+
+    static func sgemmRates(runs: Int) -> [Double] {
         let n = 2048
         var rng = RandomGenerator(seed: 1)
         let a = Tensor<Float>.normal([n, n], rng: &rng), b = Tensor<Float>.normal([n, n], rng: &rng)
         var c = Tensor<Float>.zeros([n, n])
-        let s = time(runs: runs) {
+        let t = samples(runs: runs) {
             a.withUnsafePointer { pa in
                 b.withUnsafePointer { pb in
                     c.withUnsafeMutablePointer { pc in
@@ -78,11 +107,15 @@ public enum Measure {
                 }
             }
         }
-        return rate(2 * Double(n * n * n) / 1e9, s)
+        return t.map { 2 * Double(n * n * n) / 1e9 / $0 }
     }
 
-    /// Streaming copy bandwidth on all cores, bytes read + written, GB/s (256 MiB buffers).
-    public static func copyBandwidth(runs: Int = 5) -> Stats {
+    /// Streaming copy bandwidth on all cores, bytes read + written, GB/s samples (256 MiB buffers).
+    public static func copyBandwidth(runs: Int = 5) -> Ceiling {
+        Ceiling { copyRates(runs: runs) }
+    }
+
+    static func copyRates(runs: Int) -> [Double] {
         let count = 64 << 20  // floats
         let src = UnsafeMutablePointer<Float>.allocate(capacity: count)
         let dst = UnsafeMutablePointer<Float>.allocate(capacity: count)
@@ -92,12 +125,12 @@ public enum Measure {
         }
         src.initialize(repeating: 1, count: count)
         dst.initialize(repeating: 0, count: count)
-        let s = time(runs: runs) {
+        let t = samples(runs: runs) {
             Parallel.forRange(count, grain: 1 << 20) { r in
                 (dst + r.lowerBound).update(from: src + r.lowerBound, count: r.count)
             }
         }
-        return rate(2 * Double(count * 4) / 1e9, s)
+        return t.map { 2 * Double(count * 4) / 1e9 / $0 }
     }
 
     public static var buildConfiguration: String {
@@ -111,6 +144,19 @@ public enum Measure {
 
 /// One reported figure: its rate and, where it has one, its ratio to a ceiling of the same run.
 public struct Figure: Codable, Sendable {
+    /// A figure before its ratio is known (the ceiling is sampled again at the end of the run).
+    public struct Pending {
+        let name: String, shape: String, unit: String, value: Measure.Stats, ceiling: String?, note: String?
+        public init(name: String, shape: String, unit: String, value: Measure.Stats, ceiling: String? = nil, note: String? = nil) {
+            self.name = name
+            self.shape = shape
+            self.unit = unit
+            self.value = value
+            self.ceiling = ceiling
+            self.note = note
+        }
+    }
+
     public let name: String
     public let shape: String
     public let unit: String
@@ -131,6 +177,21 @@ public struct Figure: Codable, Sendable {
 }
 
 public struct BenchReport: Codable, Sendable {
+    /// Samples every ceiling once more, then scales the pending figures by their ceiling's median.
+    /// `ceilings` maps a figure's ceiling name ("sgemm", "copy") to its label and measurement.
+    public static func finish(
+        _ benchmark: String, pending: [Figure.Pending], ceilings: [String: (label: String, ceiling: Measure.Ceiling)]
+    ) -> BenchReport {
+        for (_, c) in ceilings { c.ceiling.sample() }
+        let figures = pending.map { p in
+            Figure(name: p.name, shape: p.shape, unit: p.unit, value: p.value, ceiling: p.ceiling,
+                   ceilingValue: p.ceiling.flatMap { ceilings[$0]?.ceiling.stats.median }, note: p.note)
+        }
+        return BenchReport(
+            benchmark: benchmark, threads: Parallel.cores, blasThreads: BLAS.threads, build: Measure.buildConfiguration,
+            ceilings: Dictionary(uniqueKeysWithValues: ceilings.values.map { ($0.label, $0.ceiling.stats) }), figures: figures)
+    }
+
     public let benchmark: String
     public let threads: Int
     public let blasThreads: Int
@@ -141,16 +202,16 @@ public struct BenchReport: Codable, Sendable {
     public func table() -> String {
         var out = ["\(benchmark) benchmark: \(threads) threads, BLAS \(blasThreads) threads, \(build) build; median of \(figures.first?.value.runs ?? 0) runs after a warm-up",
                    ""]
-        out.append("ceilings (this run):")
+        out.append("ceilings (this run, sampled before and after the figures):")
         for (k, v) in ceilings.sorted(by: { $0.key < $1.key }) {
             out.append(String(format: "  %-28@ %9.2f  (min %.2f, max %.2f)", k as NSString, v.median, v.min, v.max))
         }
         out.append("")
         func pad(_ s: String, _ n: Int) -> String { s.count >= n ? s : s + String(repeating: " ", count: n - s.count) }
-        out.append(pad("figure", 34) + pad("shape", 26) + pad("median", 11) + pad("min-max", 19) + pad("unit", 9) + "ratio")
+        out.append(pad("figure", 30) + pad("shape", 44) + pad("median", 11) + pad("min-max", 19) + pad("unit", 9) + "ratio")
         for f in figures {
             let ratio = f.ratio.map { String(format: "%.3f x %@", $0, f.ceiling ?? "") } ?? "-"
-            out.append(pad(f.name, 34) + pad(f.shape, 26) + pad(String(format: "%.2f", f.value.median), 11)
+            out.append(pad(f.name, 30) + pad(f.shape, 44) + pad(String(format: "%.2f", f.value.median), 11)
                        + pad(String(format: "%.2f-%.2f", f.value.min, f.value.max), 19) + pad(f.unit, 9) + ratio)
             if let note = f.note { out.append("    " + note) }
         }

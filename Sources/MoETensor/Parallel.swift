@@ -30,6 +30,20 @@ public enum Parallel {
         }
     }
 
+    /// Calls `body(i)` for each `i` in `0..<count`, one item at a time to whichever core is free (dynamic
+    /// scheduling, for items of uneven cost such as experts with different loads).
+    @inline(__always)
+    public static func forEachDynamic(_ count: Int, _ body: (Int) -> Void) {
+        if count <= 1 || cores == 1 {
+            for i in 0..<count { body(i) }
+            return
+        }
+        withoutActuallyEscaping(body) { body in
+            let box = UnsafeSendable(body)
+            DispatchQueue.concurrentPerform(iterations: count) { box.value($0) }
+        }
+    }
+
     /// Calls `body(i)` for each `i` in `0..<count`, spread over the cores (for coarse items such as heads).
     @inline(__always)
     public static func forEach(_ count: Int, _ body: (Int) -> Void) {

@@ -18,41 +18,41 @@ public protocol PointwiseBinary { static func apply<T: TensorScalar>(_ a: T, _ b
 
 /// The pointwise functions: forward `f(x)` and, as `...Grad`, the VJP `g * f'(x)` (given x or y = f(x)).
 public enum Pointwise {
-    public enum Add: PointwiseBinary { @inline(__always) public static func apply<T: TensorScalar>(_ a: T, _ b: T) -> T { a + b } }
-    public enum Sub: PointwiseBinary { @inline(__always) public static func apply<T: TensorScalar>(_ a: T, _ b: T) -> T { a - b } }
-    public enum Mul: PointwiseBinary { @inline(__always) public static func apply<T: TensorScalar>(_ a: T, _ b: T) -> T { a * b } }
-    public enum Div: PointwiseBinary { @inline(__always) public static func apply<T: TensorScalar>(_ a: T, _ b: T) -> T { a / b } }
+    public enum Add: PointwiseBinary { @inlinable @inline(__always) public static func apply<T: TensorScalar>(_ a: T, _ b: T) -> T { a + b } }
+    public enum Sub: PointwiseBinary { @inlinable @inline(__always) public static func apply<T: TensorScalar>(_ a: T, _ b: T) -> T { a - b } }
+    public enum Mul: PointwiseBinary { @inlinable @inline(__always) public static func apply<T: TensorScalar>(_ a: T, _ b: T) -> T { a * b } }
+    public enum Div: PointwiseBinary { @inlinable @inline(__always) public static func apply<T: TensorScalar>(_ a: T, _ b: T) -> T { a / b } }
     /// Takes the second operand (broadcast copy).
-    public enum Second: PointwiseBinary { @inline(__always) public static func apply<T: TensorScalar>(_ a: T, _ b: T) -> T { b } }
+    public enum Second: PointwiseBinary { @inlinable @inline(__always) public static func apply<T: TensorScalar>(_ a: T, _ b: T) -> T { b } }
 
-    public enum Neg: PointwiseUnary { @inline(__always) public static func apply<T: TensorScalar>(_ x: T) -> T { -x } }
-    public enum NegGrad: PointwiseBinary { @inline(__always) public static func apply<T: TensorScalar>(_ g: T, _ x: T) -> T { -g } }
+    public enum Neg: PointwiseUnary { @inlinable @inline(__always) public static func apply<T: TensorScalar>(_ x: T) -> T { -x } }
+    public enum NegGrad: PointwiseBinary { @inlinable @inline(__always) public static func apply<T: TensorScalar>(_ g: T, _ x: T) -> T { -g } }
 
-    public enum Exp: PointwiseUnary { @inline(__always) public static func apply<T: TensorScalar>(_ x: T) -> T { T.fastExp(x) } }
+    public enum Exp: PointwiseUnary { @inlinable @inline(__always) public static func apply<T: TensorScalar>(_ x: T) -> T { T.fastExp(x) } }
     /// exp' = exp: uses y.
-    public enum ExpGrad: PointwiseBinary { @inline(__always) public static func apply<T: TensorScalar>(_ g: T, _ y: T) -> T { g * y } }
+    public enum ExpGrad: PointwiseBinary { @inlinable @inline(__always) public static func apply<T: TensorScalar>(_ g: T, _ y: T) -> T { g * y } }
 
-    public enum Log: PointwiseUnary { @inline(__always) public static func apply<T: TensorScalar>(_ x: T) -> T { T.log(x) } }
-    public enum LogGrad: PointwiseBinary { @inline(__always) public static func apply<T: TensorScalar>(_ g: T, _ x: T) -> T { g / x } }
+    public enum Log: PointwiseUnary { @inlinable @inline(__always) public static func apply<T: TensorScalar>(_ x: T) -> T { T.log(x) } }
+    public enum LogGrad: PointwiseBinary { @inlinable @inline(__always) public static func apply<T: TensorScalar>(_ g: T, _ x: T) -> T { g / x } }
 
-    public enum Sqrt: PointwiseUnary { @inline(__always) public static func apply<T: TensorScalar>(_ x: T) -> T { x.squareRoot() } }
+    public enum Sqrt: PointwiseUnary { @inlinable @inline(__always) public static func apply<T: TensorScalar>(_ x: T) -> T { x.squareRoot() } }
     /// Uses y: d sqrt(x) = 1 / (2 y).
-    public enum SqrtGrad: PointwiseBinary { @inline(__always) public static func apply<T: TensorScalar>(_ g: T, _ y: T) -> T { g * T(0.5) / y } }
+    public enum SqrtGrad: PointwiseBinary { @inlinable @inline(__always) public static func apply<T: TensorScalar>(_ g: T, _ y: T) -> T { g * T(0.5) / y } }
 
-    public enum Rsqrt: PointwiseUnary { @inline(__always) public static func apply<T: TensorScalar>(_ x: T) -> T { 1 / x.squareRoot() } }
+    public enum Rsqrt: PointwiseUnary { @inlinable @inline(__always) public static func apply<T: TensorScalar>(_ x: T) -> T { 1 / x.squareRoot() } }
     /// Uses y: d x^(-1/2) = -y^3 / 2.
-    public enum RsqrtGrad: PointwiseBinary { @inline(__always) public static func apply<T: TensorScalar>(_ g: T, _ y: T) -> T { g * T(-0.5) * y * y * y } }
+    public enum RsqrtGrad: PointwiseBinary { @inlinable @inline(__always) public static func apply<T: TensorScalar>(_ g: T, _ y: T) -> T { g * T(-0.5) * y * y * y } }
 
-    public enum Relu: PointwiseUnary { @inline(__always) public static func apply<T: TensorScalar>(_ x: T) -> T { x > 0 ? x : 0 } }
-    public enum ReluGrad: PointwiseBinary { @inline(__always) public static func apply<T: TensorScalar>(_ g: T, _ x: T) -> T { x > 0 ? g : 0 } }
+    public enum Relu: PointwiseUnary { @inlinable @inline(__always) public static func apply<T: TensorScalar>(_ x: T) -> T { x > 0 ? x : 0 } }
+    public enum ReluGrad: PointwiseBinary { @inlinable @inline(__always) public static func apply<T: TensorScalar>(_ g: T, _ x: T) -> T { x > 0 ? g : 0 } }
 
     /// Exact GELU (PyTorch's default): x Phi(x).
     public enum Gelu: PointwiseUnary {
-        @inline(__always) public static func apply<T: TensorScalar>(_ x: T) -> T { x * T(0.5) * (1 + T.erf(x * T(0.5).squareRoot())) }
+        @inlinable @inline(__always) public static func apply<T: TensorScalar>(_ x: T) -> T { x * T(0.5) * (1 + T.erf(x * T(0.5).squareRoot())) }
     }
     /// Phi(x) + x phi(x).
     public enum GeluGrad: PointwiseBinary {
-        @inline(__always) public static func apply<T: TensorScalar>(_ g: T, _ x: T) -> T {
+        @inlinable @inline(__always) public static func apply<T: TensorScalar>(_ g: T, _ x: T) -> T {
             let cdf = T(0.5) * (1 + T.erf(x * T(0.5).squareRoot()))
             let pdf = T.exp(-T(0.5) * x * x) / (2 * T.pi).squareRoot()
             return g * (cdf + x * pdf)
@@ -61,36 +61,36 @@ public enum Pointwise {
 
     /// Tanh-approximated GELU (HF "gelu_new" / "gelu_pytorch_tanh"): 0.5 x (1 + tanh(c (x + 0.044715 x^3))).
     public enum GeluTanh: PointwiseUnary {
-        @inline(__always) public static func apply<T: TensorScalar>(_ x: T) -> T {
+        @inlinable @inline(__always) public static func apply<T: TensorScalar>(_ x: T) -> T {
             T(0.5) * x * (1 + T.tanh(geluC() * (x + T(0.044715) * x * x * x)))
         }
     }
     public enum GeluTanhGrad: PointwiseBinary {
-        @inline(__always) public static func apply<T: TensorScalar>(_ g: T, _ x: T) -> T {
+        @inlinable @inline(__always) public static func apply<T: TensorScalar>(_ g: T, _ x: T) -> T {
             let t = T.tanh(geluC() * (x + T(0.044715) * x * x * x))
             let du = geluC() * (1 + 3 * T(0.044715) * x * x)
             return g * (T(0.5) * (1 + t) + T(0.5) * x * (1 - t * t) * du)
         }
     }
-    @inline(__always) static func geluC<T: TensorScalar>() -> T { (2 / T.pi).squareRoot() }
+    @inlinable @inline(__always) static func geluC<T: TensorScalar>() -> T { (2 / T.pi).squareRoot() }
 
     /// Numerically stable logistic function: e^-|x| never overflows; branch-free so loops vectorize.
-    @inline(__always)
+    @inlinable @inline(__always)
     public static func sigmoid<T: TensorScalar>(_ x: T) -> T {
         let e = T.fastExp(-abs(x))
         let r = 1 / (1 + e)
         return x >= 0 ? r : e * r
     }
 
-    public enum Sigmoid: PointwiseUnary { @inline(__always) public static func apply<T: TensorScalar>(_ x: T) -> T { sigmoid(x) } }
+    public enum Sigmoid: PointwiseUnary { @inlinable @inline(__always) public static func apply<T: TensorScalar>(_ x: T) -> T { sigmoid(x) } }
     /// Uses y: y (1 - y).
-    public enum SigmoidGrad: PointwiseBinary { @inline(__always) public static func apply<T: TensorScalar>(_ g: T, _ y: T) -> T { g * y * (1 - y) } }
+    public enum SigmoidGrad: PointwiseBinary { @inlinable @inline(__always) public static func apply<T: TensorScalar>(_ g: T, _ y: T) -> T { g * y * (1 - y) } }
 
     /// SiLU (swish): x sigmoid(x).
-    public enum Silu: PointwiseUnary { @inline(__always) public static func apply<T: TensorScalar>(_ x: T) -> T { x * sigmoid(x) } }
+    public enum Silu: PointwiseUnary { @inlinable @inline(__always) public static func apply<T: TensorScalar>(_ x: T) -> T { x * sigmoid(x) } }
     /// sigmoid(x) (1 + x (1 - sigmoid(x))).
     public enum SiluGrad: PointwiseBinary {
-        @inline(__always) public static func apply<T: TensorScalar>(_ g: T, _ x: T) -> T {
+        @inlinable @inline(__always) public static func apply<T: TensorScalar>(_ g: T, _ x: T) -> T {
             let s = sigmoid(x)
             return g * s * (1 + x * (1 - s))
         }
@@ -98,27 +98,27 @@ public enum Pointwise {
 
     /// PyTorch's softplus (beta 1): linear above the threshold 20 for stability.
     public enum Softplus: PointwiseUnary {
-        @inline(__always) public static func apply<T: TensorScalar>(_ x: T) -> T { x > 20 ? x : T.log(onePlus: T.exp(x)) }
+        @inlinable @inline(__always) public static func apply<T: TensorScalar>(_ x: T) -> T { x > 20 ? x : T.log(onePlus: T.exp(x)) }
     }
     public enum SoftplusGrad: PointwiseBinary {
-        @inline(__always) public static func apply<T: TensorScalar>(_ g: T, _ x: T) -> T { x > 20 ? g : g * sigmoid(x) }
+        @inlinable @inline(__always) public static func apply<T: TensorScalar>(_ g: T, _ x: T) -> T { x > 20 ? g : g * sigmoid(x) }
     }
 
-    public enum Tanh: PointwiseUnary { @inline(__always) public static func apply<T: TensorScalar>(_ x: T) -> T { T.tanh(x) } }
+    public enum Tanh: PointwiseUnary { @inlinable @inline(__always) public static func apply<T: TensorScalar>(_ x: T) -> T { T.tanh(x) } }
     /// Uses y: 1 - y^2.
-    public enum TanhGrad: PointwiseBinary { @inline(__always) public static func apply<T: TensorScalar>(_ g: T, _ y: T) -> T { g * (1 - y * y) } }
+    public enum TanhGrad: PointwiseBinary { @inlinable @inline(__always) public static func apply<T: TensorScalar>(_ g: T, _ y: T) -> T { g * (1 - y * y) } }
 
     /// The standard normal CDF, Phi(x) = (1 + erf(x / sqrt 2)) / 2 (Shazeer's smooth load estimator).
     public enum NormalCDF: PointwiseUnary {
-        @inline(__always) public static func apply<T: TensorScalar>(_ x: T) -> T { T(0.5) * (1 + T.erf(x * T(0.5).squareRoot())) }
+        @inlinable @inline(__always) public static func apply<T: TensorScalar>(_ x: T) -> T { T(0.5) * (1 + T.erf(x * T(0.5).squareRoot())) }
     }
     /// phi(x) = exp(-x^2 / 2) / sqrt(2 pi).
     public enum NormalCDFGrad: PointwiseBinary {
-        @inline(__always) public static func apply<T: TensorScalar>(_ g: T, _ x: T) -> T { g * T.exp(-T(0.5) * x * x) / (2 * T.pi).squareRoot() }
+        @inlinable @inline(__always) public static func apply<T: TensorScalar>(_ g: T, _ x: T) -> T { g * T.exp(-T(0.5) * x * x) / (2 * T.pi).squareRoot() }
     }
 
-    public enum Square: PointwiseUnary { @inline(__always) public static func apply<T: TensorScalar>(_ x: T) -> T { x * x } }
-    public enum SquareGrad: PointwiseBinary { @inline(__always) public static func apply<T: TensorScalar>(_ g: T, _ x: T) -> T { 2 * g * x } }
+    public enum Square: PointwiseUnary { @inlinable @inline(__always) public static func apply<T: TensorScalar>(_ x: T) -> T { x * x } }
+    public enum SquareGrad: PointwiseBinary { @inlinable @inline(__always) public static func apply<T: TensorScalar>(_ g: T, _ x: T) -> T { 2 * g * x } }
 }
 
 extension Tensor {

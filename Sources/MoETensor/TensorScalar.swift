@@ -32,7 +32,7 @@ extension Float: TensorScalar {
     /// e^x = 2^n e^r with n = round(x / ln 2), r = x - n ln 2 (ln 2 split in two parts for exactness), and
     /// e^r from its degree-6 Taylor polynomial on |r| <= ln2 / 2 (Cephes' expf coefficients). Inputs are
     /// clamped to the finite range; below -87.3 the result flushes to 0, as the softmax needs.
-    @inline(__always)
+    @inlinable @inline(__always)
     public static func fastExp(_ x: Float) -> Float {
         let xc = Swift.min(Swift.max(x, -87.33654), 88.72283)
         // Round to nearest with the 1.5 * 2^23 trick: the integer lands in the low mantissa bits, so no
@@ -70,7 +70,7 @@ extension Float: TensorScalar {
 
 extension Double: TensorScalar {
     public static var dtypeName: String { "F64" }
-    @inline(__always)
+    @inlinable @inline(__always)
     public static func fastExp(_ x: Double) -> Double { Double.exp(x) }
     @inline(__always)
     public static func gemm(

@@ -1,12 +1,12 @@
 /// Row reductions written with SIMD accumulators. Floating-point reductions do not auto-vectorize (the
 /// compiler may not reorder additions), so these split the sum over 16 lanes explicitly.
 public enum VectorMath {
-    @inline(__always)
+    @inlinable @inline(__always)
     static func load<T: TensorScalar>(_ p: UnsafePointer<T>) -> SIMD16<T> {
         UnsafeRawPointer(p).loadUnaligned(as: SIMD16<T>.self)
     }
 
-    @inline(__always)
+    @inlinable @inline(__always)
     public static func sum<T: TensorScalar>(_ p: UnsafePointer<T>, _ n: Int) -> T {
         var acc = SIMD16<T>()
         var i = 0
@@ -22,7 +22,7 @@ public enum VectorMath {
         return s
     }
 
-    @inline(__always)
+    @inlinable @inline(__always)
     public static func dot<T: TensorScalar>(_ a: UnsafePointer<T>, _ b: UnsafePointer<T>, _ n: Int) -> T {
         var acc = SIMD16<T>()
         var i = 0
@@ -41,7 +41,7 @@ public enum VectorMath {
     /// Largest element (NaNs are skipped); -infinity for an empty row. Four scalar accumulators: SIMD
     /// comparisons (`.>`, pointwiseMax) lower lane by lane here, and a compare-select reduction does not
     /// auto-vectorize.
-    @inline(__always)
+    @inlinable @inline(__always)
     public static func max<T: TensorScalar>(_ p: UnsafePointer<T>, _ n: Int) -> T {
         var m0 = -T.infinity, m1 = -T.infinity, m2 = -T.infinity, m3 = -T.infinity
         var i = 0
@@ -62,7 +62,7 @@ public enum VectorMath {
     }
 
     /// y[j] = exp(x[j] - shift) for j < n; returns the sum of the y[j].
-    @inline(__always)
+    @inlinable @inline(__always)
     public static func expShifted<T: TensorScalar>(_ x: UnsafePointer<T>, _ y: UnsafeMutablePointer<T>, _ n: Int, shift: T) -> T {
         for j in 0..<n { y[j] = T.fastExp(x[j] - shift) }
         return sum(UnsafePointer(y), n)
