@@ -1,1 +1,1 @@
-@_exported import MoE
+@_exported import MoEModels

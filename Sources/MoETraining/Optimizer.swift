@@ -12,10 +12,12 @@ public protocol Optimizer<Scalar> {
 /// p -= lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps).
 public struct AdamW<T: TensorScalar>: Optimizer {
     public var beta1: T, beta2: T, eps: T, weightDecay: T
+    /// Paths that get no weight decay (norm scales, biases, embeddings by choice).
+    public var noDecay: Set<String> = []
     /// First and second moments by parameter path.
-    public private(set) var m: [String: Tensor<T>] = [:]
-    public private(set) var v: [String: Tensor<T>] = [:]
-    public private(set) var stepCount = 0
+    public var m: [String: Tensor<T>] = [:]
+    public var v: [String: Tensor<T>] = [:]
+    public var stepCount = 0
 
     public init(beta1: T = 0.9, beta2: T = 0.999, eps: T = 1e-8, weightDecay: T = 0.01) {
         self.beta1 = beta1
@@ -28,8 +30,9 @@ public struct AdamW<T: TensorScalar>: Optimizer {
         stepCount += 1
         let t = T(stepCount)
         let c1 = 1 - T.pow(beta1, t), c2 = 1 - T.pow(beta2, t)
-        let (b1, b2, eps, decay) = (beta1, beta2, self.eps, 1 - lr * weightDecay)
+        let (b1, b2, eps) = (beta1, beta2, self.eps)
         for p in parameters {
+            let decay = noDecay.contains(p.path) ? 1 : 1 - lr * weightDecay
             guard let g = gradients[p.path] else { continue }
             Shape.require(g.shape == p.shape, "adamw", "gradient \(Shape.describe(g.shape)) for \(p.path) \(Shape.describe(p.shape))")
             var mt = m[p.path] ?? .zeros(p.shape), vt = v[p.path] ?? .zeros(p.shape)

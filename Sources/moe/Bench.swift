@@ -3,5 +3,5 @@ import ArgumentParser
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks, each reported against this machine's ceilings measured in the same run.",
-        subcommands: [BenchCore.self, BenchLayer.self])
+        subcommands: [BenchCore.self, BenchLayer.self, BenchTrain.self])
 }

@@ -5,8 +5,8 @@ struct MoECommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "moe",
         abstract: "swift-moe: mixture-of-experts models, from the 1991 mixture of local experts on.",
-        subcommands: [Classic.self, Bench.self],
-        defaultSubcommand: Classic.self)
+        subcommands: [Train.self, Generate.self, Eval.self, Inspect.self, Classic.self, Bench.self],
+        defaultSubcommand: Train.self)
 }
 
 /// A problem with the user's input: printed as one line ("Error: ...") with a non-zero exit.

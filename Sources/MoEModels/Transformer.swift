@@ -1,0 +1,135 @@
+/// One decoder layer: h += attn(norm(h)); h += ffn(norm(h)), where ffn is an MoE block or a dense SwiGLU.
+public final class DecoderLayer<T: TensorScalar>: Module {
+    public let inputNorm: RMSNorm<T>
+    public let attention: Attention<T>
+    public let postNorm: RMSNorm<T>
+    public let moe: MoELayer<T>?
+    public let dense: SwiGLU<T>?
+
+    init(_ c: TransformerConfig, index: Int, moeConfig: MoEConfig?, rng: inout RandomGenerator) throws(ConfigError) {
+        let p = "layers.\(index)"
+        inputNorm = RMSNorm(c.hiddenSize, eps: T(c.rmsNormEps), path: joinPath(p, "input_layernorm"))
+        attention = Attention(
+            dim: c.hiddenSize, heads: c.numHeads, kvHeads: c.numKVHeads, headDim: c.headDim, ropeTheta: c.ropeTheta,
+            path: joinPath(p, "self_attn"), rng: &rng)
+        postNorm = RMSNorm(c.hiddenSize, eps: T(c.rmsNormEps), path: joinPath(p, "post_attention_layernorm"))
+        if let moeConfig {
+            moe = try MoELayer(config: moeConfig, path: joinPath(p, "mlp"), causal: true, rng: &rng)
+            dense = nil
+        } else {
+            moe = nil
+            dense = SwiGLU(c.hiddenSize, hidden: c.intermediateSize, path: joinPath(p, "mlp"), rng: &rng)
+        }
+    }
+
+    public var parameters: [Parameter<T>] {
+        inputNorm.parameters + attention.parameters + postNorm.parameters + (moe?.parameters ?? []) + (dense?.parameters ?? [])
+    }
+}
+
+/// What a forward returns: logits [B T, V] and each MoE layer's output record (routing, losses, statistics).
+public struct ModelOutput<T: TensorScalar> {
+    public let logits: Variable<T>
+    public let moe: [MoEOutput<T>]
+    /// The balancing terms folded over layers (Switch f·P pooled over all layers' tokens), weighted by their
+    /// coefficients; nil when every coefficient is 0.
+    public let auxLoss: Variable<T>?
+}
+
+/// A decoder-only MoE transformer assembled from the shared parts: token embedding, RMSNorm, RoPE,
+/// grouped-query attention, and per layer an MoE block or a dense FFN, then a final norm and an output head
+/// (optionally tied to the embedding). Parameter paths follow Hugging Face Llama/Mixtral (`embed_tokens`,
+/// `layers.i.self_attn.q_proj`, `layers.i.mlp...`, `norm`, `lm_head`).
+///
+/// Legend: B batch, T positions, D model dim, V vocabulary.
+public final class MoETransformer<T: TensorScalar>: Module {
+    public let config: TransformerConfig
+    public let embed: Embedding<T>
+    public let layers: [DecoderLayer<T>]
+    public let norm: RMSNorm<T>
+    public let head: Linear<T>?
+
+    public init(_ config: TransformerConfig, seed: UInt64) throws(ConfigError) {
+        try config.validate()
+        self.config = config
+        var rng = RandomGenerator(seed: seed)
+        embed = Embedding(config.vocabSize, config.hiddenSize, path: "embed_tokens", rng: &rng)
+        // The pooled Switch loss is computed once over all layers here, so the blocks leave it out.
+        var layerMoE = config.moe
+        layerMoE?.auxLossCoef = 0
+        var built: [DecoderLayer<T>] = []
+        for i in 0..<config.numLayers {
+            built.append(try DecoderLayer(config, index: i, moeConfig: config.isMoE(layer: i) ? layerMoE : nil, rng: &rng))
+        }
+        layers = built
+        norm = RMSNorm(config.hiddenSize, eps: T(config.rmsNormEps), path: "norm")
+        head = config.tieWordEmbeddings ? nil : Linear(config.hiddenSize, config.vocabSize, bias: false, path: "lm_head", rng: &rng)
+        initialize(std: config.initStd, rng: &rng)
+    }
+
+    /// GPT-2 / Llama initialization: every matrix normal(0, std), norms at 1, the selection bias at 0.
+    func initialize(std: Double, rng: inout RandomGenerator) {
+        for p in parameters where p.shape.count >= 2 {
+            p.value = Tensor.normal(p.shape, std: T(std), rng: &rng)
+        }
+    }
+
+    public var parameters: [Parameter<T>] {
+        embed.parameters + layers.flatMap(\.parameters) + norm.parameters + (head?.parameters ?? [])
+    }
+
+    /// State saved with the weights but not trained by gradients (selection biases).
+    public var buffers: [Parameter<T>] { layers.flatMap { $0.moe?.buffers ?? [] } }
+
+    public var moeLayers: [MoELayer<T>] { layers.compactMap(\.moe) }
+
+    /// ids [B T] (row-major, B sequences of T) -> logits [B T, V]. `startPosition` and `caches` (one per
+    /// layer) serve incremental decoding.
+    public func callAsFunction(
+        ids: [Int], batch b: Int, _ ctx: ForwardContext<T>, options: RouteOptions = .inference,
+        caches: [KVCache<T>]? = nil, startPosition: Int = 0, lastPositionOnly: Bool = false
+    ) -> ModelOutput<T> {
+        Shape.require(b > 0 && ids.count % b == 0, "model", "\(ids.count) ids do not split into \(b) sequences")
+        let t = ids.count / b
+        for id in ids where id < 0 || id >= config.vocabSize {
+            Shape.require(false, "model", "token id \(id) outside the vocabulary of \(config.vocabSize)")
+        }
+        let positions = Array(startPosition..<(startPosition + t))
+        var h = embed(ids, shape: [b, t], ctx)  // [B, T, D]
+        var outs: [MoEOutput<T>] = []
+        var opts = options
+        opts.tokenIDs = ids
+        opts.sequenceLength = t
+        for (i, layer) in layers.enumerated() {
+            h = h + layer.attention(layer.inputNorm(h, ctx), positions: positions, cache: caches?[i], ctx)
+            let x = layer.postNorm(h, ctx)
+            if let moe = layer.moe {
+                let out = moe(x, ctx, options: opts)
+                outs.append(out)
+                h = h + out.output
+            } else {
+                h = h + layer.dense!(x, ctx)
+            }
+        }
+        var last = h
+        if lastPositionOnly && t > 1 {
+            last = h.reshaped([b * t, -1]).indexSelect((0..<b).map { $0 * t + t - 1 }).reshaped([b, 1, -1])
+        }
+        let normed = norm(last, ctx).reshaped([-1, config.hiddenSize])
+        let logits = head.map { $0(normed, ctx) } ?? Variable.matmul(normed, ctx(embed.weight), transposeB: true)
+        return ModelOutput(logits: logits, moe: outs, auxLoss: foldAux(outs))
+    }
+
+    func foldAux(_ outs: [MoEOutput<T>]) -> Variable<T>? {
+        var total: Variable<T>? = nil
+        for o in outs { if let t = o.losses.total { total = total.map { $0 + t } ?? t } }
+        if let moe = config.moe, moe.auxLossCoef > 0, !outs.isEmpty, outs[0].routing.logits != nil {
+            let pooled = Balancing.switchLoss(outs.map(\.routing)) * T(moe.auxLossCoef)
+            total = total.map { $0 + pooled } ?? pooled
+        }
+        return total
+    }
+
+    public var parameterCount: Int { parameters.reduce(0) { $0 + $1.value.count } }
+    public var activeParameterCount: Int { config.activeParameterCount(total: parameterCount) }
+}

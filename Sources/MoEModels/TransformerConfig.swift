@@ -1,0 +1,97 @@
+import Foundation
+@_exported import MoE
+@_exported import MoEIO
+
+/// The decoder's configuration, written as `config.json` next to the weights. Keys follow Hugging Face
+/// (`hidden_size`, `num_hidden_layers`, ...); the MoE block's own keys sit in a nested `moe` object
+/// (absent for a dense model).
+public struct TransformerConfig: Codable, Sendable, Equatable {
+    public var modelType = "swift_moe"
+    public var vocabSize: Int
+    public var hiddenSize: Int
+    public var numLayers: Int
+    public var numHeads: Int
+    public var numKVHeads: Int
+    public var headDim: Int
+    /// Width of the dense SwiGLU FFN (dense layers, and the whole model when `moe` is nil).
+    public var intermediateSize: Int
+    public var ropeTheta = 10000.0
+    public var rmsNormEps = 1e-5
+    public var tieWordEmbeddings = false
+    public var maxPositions = 4096
+    public var initStd = 0.02
+    public var moe: MoEConfig?
+    public var moeEvery = 1
+    public var firstDenseLayers = 0
+
+    enum CodingKeys: String, CodingKey {
+        case modelType = "model_type", vocabSize = "vocab_size", hiddenSize = "hidden_size"
+        case numLayers = "num_hidden_layers", numHeads = "num_attention_heads", numKVHeads = "num_key_value_heads"
+        case headDim = "head_dim", intermediateSize = "intermediate_size", ropeTheta = "rope_theta"
+        case rmsNormEps = "rms_norm_eps", tieWordEmbeddings = "tie_word_embeddings"
+        case maxPositions = "max_position_embeddings", initStd = "initializer_range", moe
+        case moeEvery = "moe_layer_freq", firstDenseLayers = "first_k_dense_replace"
+    }
+
+    public init(vocabSize: Int, hiddenSize: Int, numLayers: Int, numHeads: Int, numKVHeads: Int, headDim: Int, intermediateSize: Int, moe: MoEConfig?) {
+        self.vocabSize = vocabSize
+        self.hiddenSize = hiddenSize
+        self.numLayers = numLayers
+        self.numHeads = numHeads
+        self.numKVHeads = numKVHeads
+        self.headDim = headDim
+        self.intermediateSize = intermediateSize
+        self.moe = moe
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        modelType = try c.decodeIfPresent(String.self, forKey: .modelType) ?? "swift_moe"
+        vocabSize = try c.decode(Int.self, forKey: .vocabSize)
+        hiddenSize = try c.decode(Int.self, forKey: .hiddenSize)
+        numLayers = try c.decode(Int.self, forKey: .numLayers)
+        numHeads = try c.decode(Int.self, forKey: .numHeads)
+        numKVHeads = try c.decodeIfPresent(Int.self, forKey: .numKVHeads) ?? numHeads
+        headDim = try c.decodeIfPresent(Int.self, forKey: .headDim) ?? hiddenSize / max(numHeads, 1)
+        intermediateSize = try c.decode(Int.self, forKey: .intermediateSize)
+        ropeTheta = try c.decodeIfPresent(Double.self, forKey: .ropeTheta) ?? ropeTheta
+        rmsNormEps = try c.decodeIfPresent(Double.self, forKey: .rmsNormEps) ?? rmsNormEps
+        tieWordEmbeddings = try c.decodeIfPresent(Bool.self, forKey: .tieWordEmbeddings) ?? false
+        maxPositions = try c.decodeIfPresent(Int.self, forKey: .maxPositions) ?? maxPositions
+        initStd = try c.decodeIfPresent(Double.self, forKey: .initStd) ?? initStd
+        moe = try c.decodeIfPresent(MoEConfig.self, forKey: .moe)
+        moeEvery = try c.decodeIfPresent(Int.self, forKey: .moeEvery) ?? 1
+        firstDenseLayers = try c.decodeIfPresent(Int.self, forKey: .firstDenseLayers) ?? 0
+    }
+
+    public var placement: MoEPlacement { MoEPlacement(every: moeEvery, firstDense: firstDenseLayers) }
+    public func isMoE(layer i: Int) -> Bool { moe != nil && placement.isMoE(layer: i) }
+
+    public func validate() throws(ConfigError) {
+        try ConfigError.check(modelType == "swift_moe", "model_type", modelType, "this model is swift_moe; use a loader for \(modelType)")
+        try ConfigError.check(vocabSize >= 1, "vocab_size", vocabSize, "use a positive vocabulary size")
+        try ConfigError.check(hiddenSize >= 1, "hidden_size", hiddenSize, "use a positive model dimension")
+        try ConfigError.check(numLayers >= 1, "num_hidden_layers", numLayers, "use at least one layer")
+        try ConfigError.check(numHeads >= 1, "num_attention_heads", numHeads, "use at least one head")
+        try ConfigError.check(
+            numKVHeads >= 1 && numHeads % numKVHeads == 0, "num_key_value_heads", numKVHeads,
+            "must divide num_attention_heads (\(numHeads))")
+        try ConfigError.check(headDim >= 2 && headDim % 2 == 0, "head_dim", headDim, "use an even head dimension (rotary pairs)")
+        try ConfigError.check(intermediateSize >= 1, "intermediate_size", intermediateSize, "use a positive FFN width")
+        try ConfigError.check(moeEvery >= 1, "moe_layer_freq", moeEvery, "use 1 (every layer) or more")
+        try ConfigError.check(firstDenseLayers >= 0, "first_k_dense_replace", firstDenseLayers, "use 0 or more")
+        if let moe {
+            try moe.validate()
+            try ConfigError.check(moe.hiddenSize == hiddenSize, "moe.hidden_size", moe.hiddenSize, "must equal hidden_size (\(hiddenSize))")
+        }
+    }
+
+    /// Parameters a token touches: everything but the experts it is not routed to.
+    public func activeParameterCount(total: Int) -> Int {
+        guard let moe else { return total }
+        let moeLayers = (0..<numLayers).filter { isMoE(layer: $0) }.count
+        let perExpert = 3 * hiddenSize * moe.expertHiddenSize + (moe.expertBias ? 2 * moe.expertHiddenSize + hiddenSize : 0)
+        let idle = max(0, moe.numExperts - moe.effectiveK) * perExpert
+        return total - moeLayers * idle
+    }
+}

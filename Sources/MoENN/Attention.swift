@@ -1,0 +1,61 @@
+/// Keys and values of the positions seen so far, per layer, for incremental decoding.
+/// k and v are [B, S, Hkv, Dh].
+public final class KVCache<T: TensorScalar> {
+    public var k: Tensor<T>?
+    public var v: Tensor<T>?
+    public init() {}
+    public var length: Int { k?.shape[1] ?? 0 }
+
+    /// Appends new keys and values along the position axis and returns the full ones.
+    func append(_ newK: Tensor<T>, _ newV: Tensor<T>) -> (Tensor<T>, Tensor<T>) {
+        let fullK = k.map { Tensor.concat([$0, newK], axis: 1) } ?? newK
+        let fullV = v.map { Tensor.concat([$0, newV], axis: 1) } ?? newV
+        k = fullK
+        v = fullV
+        return (fullK, fullV)
+    }
+}
+
+/// Causal multi-head self-attention with grouped KV heads and rotary positions (Llama / Mixtral layout):
+/// `q_proj` [Hq Dh, D], `k_proj` and `v_proj` [Hkv Dh, D], `o_proj` [D, Hq Dh].
+///
+/// Legend: B batch, T new positions, S positions attended (cache + new), D model dim, Dh head dim.
+public final class Attention<T: TensorScalar>: Module {
+    public let q: Linear<T>, k: Linear<T>, v: Linear<T>, o: Linear<T>
+    public let heads: Int, kvHeads: Int, headDim: Int
+    public let ropeTheta: Double
+
+    public init(
+        dim: Int, heads: Int, kvHeads: Int, headDim: Int, ropeTheta: Double, bias: Bool = false, path: String,
+        rng: inout RandomGenerator
+    ) {
+        q = Linear(dim, heads * headDim, bias: bias, path: joinPath(path, "q_proj"), rng: &rng)
+        k = Linear(dim, kvHeads * headDim, bias: bias, path: joinPath(path, "k_proj"), rng: &rng)
+        v = Linear(dim, kvHeads * headDim, bias: bias, path: joinPath(path, "v_proj"), rng: &rng)
+        o = Linear(heads * headDim, dim, bias: false, path: joinPath(path, "o_proj"), rng: &rng)
+        self.heads = heads
+        self.kvHeads = kvHeads
+        self.headDim = headDim
+        self.ropeTheta = ropeTheta
+    }
+
+    public var parameters: [Parameter<T>] { q.parameters + k.parameters + v.parameters + o.parameters }
+
+    /// x [B, T, D] at `positions` (T entries) -> [B, T, D]. With a cache, attends over cached + new keys.
+    public func callAsFunction(
+        _ x: Variable<T>, positions: [Int], cache: KVCache<T>? = nil, _ ctx: ForwardContext<T>
+    ) -> Variable<T> {
+        let (b, t) = (x.shape[0], x.shape[1])
+        let qh = q(x, ctx).reshaped([b, t, heads, headDim]).rope(positions: positions, theta: ropeTheta)
+        var kh = k(x, ctx).reshaped([b, t, kvHeads, headDim]).rope(positions: positions, theta: ropeTheta)
+        var vh = v(x, ctx).reshaped([b, t, kvHeads, headDim])
+        if let cache {
+            // Decoding records nothing: the cached keys are constants.
+            let (fk, fv) = cache.append(kh.value, vh.value)
+            kh = Variable(fk)
+            vh = Variable(fv)
+        }
+        let out = Variable.attention(q: qh, k: kh, v: vh, causal: true)  // [B, T, Hq, Dh]
+        return o(out.reshaped([b, t, heads * headDim]), ctx)
+    }
+}

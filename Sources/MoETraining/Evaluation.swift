@@ -1,0 +1,63 @@
+/// Held-out evaluation: validation loss, bits per byte and exact-match arithmetic on unseen problems.
+public struct EvaluationReport: Codable, Sendable {
+    public let validationLoss: Double
+    public let bitsPerByte: Double
+    public let arithmeticAccuracy: Double?
+    public let arithmeticProblems: Int
+
+    enum CodingKeys: String, CodingKey {
+        case validationLoss = "val_loss", bitsPerByte = "bits_per_byte", arithmeticAccuracy = "arithmetic_accuracy"
+        case arithmeticProblems = "arithmetic_problems"
+    }
+}
+
+public enum Evaluation {
+    public static func run(
+        _ model: MoETransformer<Float>, data: TextDataset, config: TrainConfig, arithmeticProblems: Int = 200
+    ) -> EvaluationReport {
+        let builtInCorpus = config.data == nil
+        let loss = validationLoss(model, data: data, config: config)
+        var accuracy: Double? = nil
+        if builtInCorpus {
+            accuracy = arithmetic(model, problems: SyntheticCorpus.heldOutProblems(seed: config.seed, count: arithmeticProblems))
+        }
+        // One token is one byte, so bits per byte is the loss in bits.
+        return EvaluationReport(validationLoss: loss, bitsPerByte: loss / Double.log(2), arithmeticAccuracy: accuracy, arithmeticProblems: builtInCorpus ? arithmeticProblems : 0)
+    }
+
+    /// Mean cross-entropy over `evalBatches` x `batch` windows spread evenly over the validation tokens
+    /// (the same windows every time, so values are comparable across steps and runs).
+    public static func validationLoss(_ model: MoETransformer<Float>, data: TextDataset, config c: TrainConfig) -> Double {
+        let n = data.validation.count - c.sequence - 1
+        guard n > 0 else { return .nan }
+        let windows = c.evalBatches * c.batch
+        var total = 0.0
+        for b in 0..<c.evalBatches {
+            var x: [Int] = [], y: [Int] = []
+            for i in 0..<c.batch {
+                let start = (b * c.batch + i) * n / windows
+                x += data.validation[start..<(start + c.sequence)]
+                y += data.validation[(start + 1)...(start + c.sequence)]
+            }
+            let out = model(ids: x, batch: c.batch, .inference)
+            total += Double(Variable.crossEntropy(out.logits, targets: y).value.item)
+        }
+        return total / Double(c.evalBatches)
+    }
+
+    /// Greedy completion of "a+b=" up to the newline, compared exactly with the sum.
+    public static func arithmetic(_ model: MoETransformer<Float>, problems: [(prompt: String, answer: String)]) -> Double {
+        let tok = ByteTokenizer()
+        var options = SamplingOptions()
+        options.temperature = 0
+        options.maxNewTokens = 5
+        options.stop = ["\n"]
+        var correct = 0
+        for p in problems {
+            // The newline before the prompt starts a document, as in training.
+            let out = Generator.generate(model, prompt: tok.encode("\n" + p.prompt), options: options)
+            if tok.decode(out) == p.answer { correct += 1 }
+        }
+        return Double(correct) / Double(max(problems.count, 1))
+    }
+}

@@ -1,0 +1,89 @@
+import Foundation
+
+/// The trainer's own state, saved beside the weights: where the run is and every random stream's position.
+public struct TrainerState: Codable, Sendable, Equatable {
+    public var step: Int
+    public var adamSteps: Int
+    public var sampler: BatchSampler
+    public var random: RandomGenerator
+    public var train: TrainConfig
+    public var dataSource: String
+}
+
+/// A checkpoint directory: `model.safetensors` (weights and buffers by parameter path), `config.json`,
+/// `optimizer.safetensors` (AdamW moments `m.<path>`, `v.<path>`) and `trainer_state.json`. Each file is
+/// written atomically; the directory is assembled under a temporary name and renamed into place, so a
+/// crash leaves either the old checkpoint or the new one, never half of one.
+public enum TrainCheckpoint {
+    public struct CheckpointError: Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    public static func name(step: Int) -> String { "step-" + String(format: "%07d", step) }
+
+    public static func save(
+        model: MoETransformer<Float>, optimizer: AdamW<Float>, state: TrainerState, to dir: String
+    ) throws {
+        let fm = FileManager.default
+        let parent = (dir as NSString).deletingLastPathComponent
+        try fm.createDirectory(atPath: parent, withIntermediateDirectories: true)
+        let tmp = parent + "/." + (dir as NSString).lastPathComponent + ".tmp-\(getpid())"
+        try? fm.removeItem(atPath: tmp)
+        try fm.createDirectory(atPath: tmp, withIntermediateDirectories: false)
+        try ModelFiles.saveWeights(model, to: tmp + "/model.safetensors")
+        try ModelFiles.saveConfig(model.config, to: tmp)
+        var moments: [(String, SafetensorsWriter.Payload)] = []
+        for p in model.parameters {
+            if let m = optimizer.m[p.path], let v = optimizer.v[p.path] {
+                moments.append(("m." + p.path, .float(m)))
+                moments.append(("v." + p.path, .float(v)))
+            }
+        }
+        try SafetensorsWriter.write(moments, metadata: ["adam_steps": String(optimizer.stepCount)], to: tmp + "/optimizer.safetensors")
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try AtomicFile.write(try enc.encode(state), to: tmp + "/trainer_state.json")
+        if fm.fileExists(atPath: dir) { try fm.removeItem(atPath: dir) }
+        guard rename(tmp, dir) == 0 else {
+            throw CheckpointError(description: "cannot move \(tmp) to \(dir): \(String(cString: strerror(errno)))")
+        }
+        AtomicFile.syncDirectory(parent)
+    }
+
+    /// Loads a checkpoint into a new model and optimizer; every file is checked strictly.
+    public static func load(_ dir: String) throws -> (model: MoETransformer<Float>, optimizer: AdamW<Float>, state: TrainerState) {
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDir), isDir.boolValue else {
+            throw CheckpointError(description: "\(dir): checkpoint directory not found; pass a directory such as out/checkpoints/step-0000400")
+        }
+        for f in ["config.json", "model.safetensors", "optimizer.safetensors", "trainer_state.json"] where !FileManager.default.fileExists(atPath: dir + "/" + f) {
+            throw CheckpointError(description: "\(dir)/\(f): missing; the checkpoint is incomplete, use an earlier one")
+        }
+        let model = try ModelFiles.load(dir, as: Float.self)
+        let stateData = try Data(contentsOf: URL(fileURLWithPath: dir + "/trainer_state.json"))
+        let state: TrainerState
+        do { state = try JSONDecoder().decode(TrainerState.self, from: stateData) } catch {
+            throw CheckpointError(description: "\(dir)/trainer_state.json: corrupt or incomplete; use an earlier checkpoint")
+        }
+        let file = try SafetensorsFile(path: dir + "/optimizer.safetensors")
+        var opt = AdamW<Float>(weightDecay: Float(state.train.weightDecay))
+        opt.noDecay = Trainer.noDecayPaths(model)
+        opt.stepCount = state.adamSteps
+        for p in model.parameters where file.info("m." + p.path) != nil {
+            let m: Tensor<Float> = try file.tensor("m." + p.path)
+            let v: Tensor<Float> = try file.tensor("v." + p.path)
+            guard m.shape == p.shape, v.shape == p.shape else {
+                throw CheckpointError(description: "\(dir)/optimizer.safetensors: moments of \(p.path) have shape \(Shape.describe(m.shape)), the model needs \(Shape.describe(p.shape)); the checkpoint is inconsistent")
+            }
+            opt.m[p.path] = m
+            opt.v[p.path] = v
+        }
+        return (model, opt, state)
+    }
+
+    /// Checkpoint directories under `root`, oldest first.
+    public static func list(_ root: String) -> [String] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: root)) ?? []
+        return names.filter { $0.hasPrefix("step-") && !$0.contains(".tmp") }.sorted().map { root + "/" + $0 }
+    }
+}

@@ -1,0 +1,7 @@
+import Foundation
+
+/// Writes a line to stdout unbuffered, so progress appears as it happens, also through a pipe or a file
+/// (print() is block-buffered there), and in order with everything else written this way.
+func say(_ line: String = "") {
+    FileHandle.standardOutput.write(Data((line + "\n").utf8))
+}

@@ -1,0 +1,177 @@
+import ArgumentParser
+import Foundation
+import MoEAnalysis
+
+struct Train: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Train an MoE language model (the built-in multi-domain corpus by default), then sample, evaluate and show expert specialization.",
+        discussion: "Writes to --out: train_log.jsonl (append-only), loss.svg, expert_load.svg, checkpoints/step-NNNNNNN/ (the last --keep).")
+
+    @Option(help: "Optimizer steps in total.") var steps: Int?
+    @Option(help: "Sequences per batch.") var batch: Int?
+    @Option(help: "Tokens per sequence.") var sequence: Int?
+    @Option(name: .customLong("lr"), help: "Peak learning rate (warmup, then cosine decay).") var learningRate: Double?
+    @Option(help: "Seed of the initialization, the data order and every random draw.") var seed: UInt64?
+    @Option(help: "A UTF-8 text file, or JSONL with a \"text\" field, instead of the built-in corpus.") var data: String?
+    @Option(help: "Output directory.") var out = "runs/default"
+    @Flag(help: "Train the dense baseline: one SwiGLU of width k * F per layer (the same active parameters).") var dense = false
+    @Option(help: "Experts per MoE layer.") var experts: Int?
+    @Option(name: .customLong("top-k"), help: "Experts per token.") var topK: Int?
+    @Option(help: "Hidden width of each expert.") var expertHidden: Int?
+    @Option(help: "Width of an always-active shared expert (0 = none).") var sharedHidden: Int?
+    @Option(help: "Model dimension.") var dim: Int?
+    @Option(help: "Decoder layers.") var layers: Int?
+    @Option(help: "Router: \(RouterKind.allCases.map(\.rawValue).joined(separator: ", ")).") var router: String?
+    @Option(help: "Coefficient of the Switch load-balancing loss.") var auxLossCoef: Double?
+    @Option(help: "Steps between progress lines and log entries.") var logEvery: Int?
+    @Option(help: "Steps between validations.") var evalEvery: Int?
+    @Option(help: "Steps between checkpoints.") var checkpointEvery: Int?
+    @Option(help: "Checkpoints to keep.") var keep: Int?
+    @Option(help: "Continue from this checkpoint directory; the losses continue exactly as without the interruption.") var resume: String?
+    @Option(help: "Samples to print after training.") var samples = 3
+    @Option(help: "Held-out arithmetic problems to score.") var arithmeticProblems = 200
+
+    func run() throws {
+        let trainer: Trainer
+        if let resume {
+            trainer = try resumed(resume)
+        } else {
+            trainer = try fresh()
+        }
+        let c = trainer.state.train
+        let m = trainer.model
+        let kind = m.config.moe == nil ? "dense" : "MoE (\(m.config.moe!.numExperts) experts, top-\(m.config.moe!.expertsPerToken), \(m.config.moe!.router.rawValue))"
+        say("model: \(kind), \(m.config.numLayers) layers, D \(m.config.hiddenSize); \(m.parameterCount) parameters, \(m.activeParameterCount) active per token")
+        say("data: \(trainer.data.source); \(trainer.data.train.count) training / \(trainer.data.validation.count) validation tokens")
+        say("training: \(c.steps) steps of \(c.batch) x \(c.sequence) tokens\(trainer.state.step > 0 ? ", resuming at step \(trainer.state.step)" : "")")
+        trainer.progress = { say($0) }
+        try trainer.run()
+        try writePlots(trainer)
+        try report(trainer)
+    }
+
+    func fresh() throws -> Trainer {
+        var c = TrainConfig()
+        if let steps { c.steps = steps }
+        if let batch { c.batch = batch }
+        if let sequence { c.sequence = sequence }
+        if let learningRate { c.learningRate = learningRate; c.minLearningRate = min(c.minLearningRate, learningRate) }
+        if let seed { c.seed = seed }
+        if let logEvery { c.logEvery = logEvery }
+        if let evalEvery { c.evalEvery = evalEvery }
+        if let checkpointEvery { c.checkpointEvery = checkpointEvery }
+        if let keep { c.keepCheckpoints = keep }
+        c.warmup = min(c.warmup, c.steps)
+        c.data = data
+        do { try c.validate() } catch { throw UsageError("\(error)") }
+        var kindValue = RouterKind.softmaxTopK
+        if let router {
+            guard let k = RouterKind(rawValue: router) else {
+                throw UsageError("invalid --router \(router): use one of \(RouterKind.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            guard k != .expertChoice && k != .dense else {
+                throw UsageError("invalid --router \(router): a causal language model needs a token-choice router")
+            }
+            kindValue = k
+        }
+        let config = DefaultModel.config(
+            dense: dense, dim: dim ?? 128, layers: layers ?? 4, experts: experts ?? 8, topK: topK ?? (kindValue == .switchTop1 || kindValue == .hash ? 1 : 2),
+            expertHidden: expertHidden ?? 256, sharedHidden: sharedHidden ?? 0, router: kindValue, auxLossCoef: auxLossCoef ?? 0.01)
+        let model: MoETransformer<Float>
+        do { model = try MoETransformer<Float>(config, seed: c.seed) } catch { throw UsageError("\(error)") }
+        let dataset = try loadData(c)
+        try clearOldRun()
+        return Trainer(model: model, config: c, data: dataset, outDir: out)
+    }
+
+    func loadData(_ c: TrainConfig) throws -> TextDataset {
+        if let path = c.data {
+            do { return try TextDataset(file: path, minimumValidation: c.sequence + 2) } catch let e as TextDataset.DataError { throw UsageError(e.description) }
+        }
+        return TextDataset(seed: c.seed)
+    }
+
+    /// A fresh run starts a fresh log; its checkpoints replace any old ones.
+    func clearOldRun() throws {
+        try? FileManager.default.removeItem(atPath: out + "/train_log.jsonl")
+        try? FileManager.default.removeItem(atPath: out + "/checkpoints")
+    }
+
+    func resumed(_ dir: String) throws -> Trainer {
+        let loaded: (model: MoETransformer<Float>, optimizer: AdamW<Float>, state: TrainerState)
+        do { loaded = try TrainCheckpoint.load(dir) } catch { throw UsageError("\(error)") }
+        var state = loaded.state
+        let mc = loaded.model.config
+        // Options given on resume must agree with the checkpoint (except --steps, which may extend the run).
+        var conflicts: [String] = []
+        func check<V: Equatable>(_ name: String, _ given: V?, _ saved: V) { if let given, given != saved { conflicts.append("--\(name) \(given) (checkpoint: \(saved))") } }
+        check("batch", batch, state.train.batch)
+        check("sequence", sequence, state.train.sequence)
+        check("lr", learningRate, state.train.learningRate)
+        check("seed", seed, state.train.seed)
+        check("data", data, state.train.data ?? "")
+        check("dim", dim, mc.hiddenSize)
+        check("layers", layers, mc.numLayers)
+        check("experts", experts, mc.moe?.numExperts ?? 0)
+        check("top-k", topK, mc.moe?.expertsPerToken ?? 0)
+        check("expert-hidden", expertHidden, mc.moe?.expertHiddenSize ?? 0)
+        check("shared-hidden", sharedHidden, mc.moe?.sharedExpertHiddenSize ?? 0)
+        check("router", router, mc.moe?.router.rawValue ?? "")
+        check("aux-loss-coef", auxLossCoef, mc.moe?.auxLossCoef ?? 0)
+        if dense && mc.moe != nil { conflicts.append("--dense (checkpoint: MoE)") }
+        if !conflicts.isEmpty {
+            throw UsageError("the options do not match the checkpoint \(dir): \(conflicts.joined(separator: ", ")); drop them or start a new run")
+        }
+        if let steps { state.train.steps = steps }
+        if let logEvery { state.train.logEvery = logEvery }
+        if let evalEvery { state.train.evalEvery = evalEvery }
+        if let checkpointEvery { state.train.checkpointEvery = checkpointEvery }
+        if let keep { state.train.keepCheckpoints = keep }
+        do { try state.train.validate() } catch { throw UsageError("\(error)") }
+        guard state.step < state.train.steps else {
+            throw UsageError("the checkpoint \(dir) is already at step \(state.step) of \(state.train.steps); pass a larger --steps to continue")
+        }
+        let dataset = try loadData(state.train)
+        guard dataset.source == state.dataSource else {
+            throw UsageError("the data differ from the checkpoint's (\(state.dataSource)); resume with the same data")
+        }
+        return Trainer(model: loaded.model, optimizer: loaded.optimizer, state: state, data: dataset, outDir: out)
+    }
+
+    func writePlots(_ trainer: Trainer) throws {
+        let log = (try? readLog()) ?? trainer.log
+        try TrainingPlots.lossCurve(log, title: "training loss (\(trainer.model.config.moe == nil ? "dense" : "MoE"))").write(to: out + "/loss.svg")
+        try TrainingPlots.expertLoad(log).write(to: out + "/expert_load.svg")
+    }
+
+    func readLog() throws -> [TrainLogEntry] {
+        let text = try String(contentsOfFile: out + "/train_log.jsonl", encoding: .utf8)
+        return try text.split(separator: "\n").map { try JSONDecoder().decode(TrainLogEntry.self, from: Data($0.utf8)) }
+    }
+
+    func report(_ trainer: Trainer) throws {
+        let builtIn = trainer.state.train.data == nil
+        say("\nsamples (temperature 0.7, seed 1):")
+        let tok = ByteTokenizer()
+        let prompts = builtIn ? ["the ", "47+5=", "def f", "name=", "seq 3 "] : ["\n"]
+        for p in prompts.prefix(max(samples, 0)) {
+            var o = SamplingOptions()
+            o.temperature = 0.7
+            o.seed = 1
+            o.maxNewTokens = 60
+            o.stop = ["\n"]
+            let ids = Generator.generate(trainer.model, prompt: tok.encode("\n" + p), options: o)
+            say("  \(p)\(tok.decode(ids))")
+        }
+        let eval = Evaluation.run(trainer.model, data: trainer.data, config: trainer.state.train, arithmeticProblems: arithmeticProblems)
+        say("\nevaluation: validation loss \(String(format: "%.4f", eval.validationLoss)), \(String(format: "%.3f", eval.bitsPerByte)) bits per byte"
+              + (eval.arithmeticAccuracy.map { String(format: ", arithmetic exact match %.1f%% on %d held-out problems", $0 * 100, eval.arithmeticProblems) } ?? ""))
+        if builtIn, trainer.model.config.moe != nil {
+            let spec = SpecializationReport(model: trainer.model, documents: trainer.data.validationDocuments)
+            say("\nexpert specialization (share of each expert's first-choice tokens by domain, validation documents):")
+            say(spec.table())
+            say(String(format: "mean top-domain share %.2f (0.20 would be no specialization)", spec.meanTopShare))
+        }
+        say("\nwrote \(out)/train_log.jsonl, \(out)/loss.svg, \(out)/expert_load.svg, checkpoints in \(out)/checkpoints")
+    }
+}

@@ -1,0 +1,184 @@
+import Foundation
+import MoETestSupport
+import Testing
+
+func tinyConfig(dense: Bool = false, router: RouterKind = .softmaxTopK) -> TransformerConfig {
+    DefaultModel.config(dense: dense, dim: 16, layers: 2, heads: 2, kvHeads: 1, experts: 4, topK: 2, expertHidden: 8, router: router, auxLossCoef: 0.01)
+}
+
+func tinyTrainConfig(steps: Int) -> TrainConfig {
+    var c = TrainConfig()
+    c.steps = steps
+    c.batch = 2
+    c.sequence = 16
+    c.warmup = 2
+    c.logEvery = 5
+    c.evalEvery = 5
+    c.evalBatches = 1
+    c.checkpointEvery = 1000
+    return c
+}
+
+let smallData = TextDataset(seed: 3, documents: 400)
+
+@Suite("MoE language model")
+struct LanguageModelTests {
+    @Test func parameterCountsAndActiveParameters() throws {
+        let moe = try MoETransformer<Float>(tinyConfig(), seed: 1)
+        let dense = try MoETransformer<Float>(tinyConfig(dense: true), seed: 1)
+        // Per MoE layer, two of four experts (3 * 16 * 8 each) are idle per token.
+        #expect(moe.parameterCount - moe.activeParameterCount == 2 * 2 * 3 * 16 * 8)
+        // The dense baseline's FFN has the active width k * F: same active parameters up to the router.
+        #expect(moe.activeParameterCount - dense.parameterCount == 2 * 4 * 16)
+        #expect(moe.parameters.map(\.path).contains("layers.1.mlp.experts.gate_up_proj"))
+        #expect(moe.parameters.map(\.path).contains("lm_head.weight"))
+    }
+
+    @Test func modelGradientsMatchFiniteDifferencesInDouble() throws {
+        var c = tinyConfig()
+        c.numLayers = 1
+        c.hiddenSize = 8
+        c.headDim = 4
+        c.moe!.hiddenSize = 8
+        c.moe!.expertHiddenSize = 4
+        c.vocabSize = 11
+        let model = try MoETransformer<Double>(c, seed: 2)
+        let ids = [1, 5, 3, 9, 2, 7], targets = [5, 3, 9, 2, 7, 4]
+        let params = model.parameters
+        let report = GradientCheck.check(params.map(\.value)) { vars in
+            let ctx = ForwardContext(tape: nil, bindings: Dictionary(uniqueKeysWithValues: zip(params.map(\.path), vars)))
+            let out = model(ids: ids, batch: 2, ctx)
+            return Variable.crossEntropy(out.logits, targets: targets) + out.auxLoss!
+        }
+        #expect(report.maxError < 1e-6, "\(report)")
+    }
+
+    @Test func kvCacheGenerationEqualsFullRecomputation() throws {
+        let model = try MoETransformer<Float>(tinyConfig(), seed: 4)
+        var o = SamplingOptions()
+        o.temperature = 0
+        o.maxNewTokens = 12
+        let prompt = ByteTokenizer().encode("the cat ")
+        let cached = Generator.generate(model, prompt: prompt, options: o, useCache: true)
+        let full = Generator.generate(model, prompt: prompt, options: o, useCache: false)
+        #expect(cached == full)
+        // The logits themselves agree closely.
+        let caches = model.layers.map { _ in KVCache<Float>() }
+        _ = model(ids: prompt, batch: 1, .inference, caches: caches)
+        let step = model(ids: [cached[0]], batch: 1, .inference, caches: caches, startPosition: prompt.count).logits.value
+        let whole = model(ids: prompt + [cached[0]], batch: 1, .inference, lastPositionOnly: true).logits.value
+        #expect(step.maxAbsDifference(whole) < 1e-4)
+    }
+
+    @Test func overfitsOneBatch() throws {
+        let model = try MoETransformer<Float>(tinyConfig(), seed: 5)
+        var opt = AdamW<Float>(weightDecay: 0)
+        var sampler = BatchSampler(seed: 1)
+        let (x, y) = sampler.next(smallData.train, batch: 2, length: 16)
+        var loss: Float = 0
+        for _ in 0..<300 {
+            let tape = Tape<Float>()
+            let out = model(ids: x, batch: 2, ForwardContext(tape: tape))
+            let l = Variable.crossEntropy(out.logits, targets: y)
+            loss = l.value.item
+            opt.step(model.parameters, gradients: tape.backward(l).byPath, lr: 3e-3)
+        }
+        #expect(loss < 0.05)
+    }
+
+    @Test func checkpointRoundTrip() throws {
+        let dir = TestSupport.temporaryDirectory().path
+        let trainer = Trainer(model: try MoETransformer<Float>(tinyConfig(router: .grouped), seed: 6), config: tinyTrainConfig(steps: 4), data: smallData, outDir: nil)
+        for _ in 0..<4 { trainer.step() }
+        try TrainCheckpoint.save(model: trainer.model, optimizer: trainer.optimizer, state: trainer.state, to: dir + "/ck")
+        let (model, opt, state) = try TrainCheckpoint.load(dir + "/ck")
+        #expect(state == trainer.state)
+        #expect(opt.stepCount == 4)
+        for (a, b) in zip(model.parameters + model.buffers, trainer.model.parameters + trainer.model.buffers) {
+            #expect(a.path == b.path && a.value == b.value)
+        }
+        // The selection bias moved during training and came back.
+        #expect(model.buffers.contains { $0.value.scalars.contains { $0 != 0 } })
+        for p in model.parameters {
+            #expect(opt.m[p.path] == trainer.optimizer.m[p.path])
+            #expect(opt.v[p.path] == trainer.optimizer.v[p.path])
+        }
+    }
+
+    @Test(arguments: [RouterKind.softmaxTopK, .grouped, .noisyTopK])
+    func resumeIsBitExact(_ router: RouterKind) throws {
+        let out = TestSupport.temporaryDirectory().path
+        let straight = Trainer(model: try MoETransformer<Float>(tinyConfig(router: router), seed: 7), config: tinyTrainConfig(steps: 10), data: smallData, outDir: nil)
+        for _ in 0..<10 { straight.step() }
+
+        var c = tinyTrainConfig(steps: 10)
+        c.checkpointEvery = 5
+        let first = Trainer(model: try MoETransformer<Float>(tinyConfig(router: router), seed: 7), config: c, data: smallData, outDir: out)
+        for _ in 0..<5 { first.step() }
+        try first.saveCheckpoint(out)
+        let (model, opt, state) = try TrainCheckpoint.load(out + "/checkpoints/" + TrainCheckpoint.name(step: 5))
+        let resumed = Trainer(model: model, optimizer: opt, state: state, data: smallData, outDir: nil)
+        for _ in 0..<5 { resumed.step() }
+        #expect(first.stepLosses + resumed.stepLosses == straight.stepLosses)
+    }
+
+    @Test func corruptCheckpointsAreRejectedWithTheFileNamed() throws {
+        let dir = TestSupport.temporaryDirectory().path
+        let trainer = Trainer(model: try MoETransformer<Float>(tinyConfig(), seed: 8), config: tinyTrainConfig(steps: 1), data: smallData, outDir: nil)
+        try TrainCheckpoint.save(model: trainer.model, optimizer: trainer.optimizer, state: trainer.state, to: dir + "/ck")
+        let weights = dir + "/ck/model.safetensors"
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: weights))
+        try bytes.prefix(bytes.count / 2).write(to: URL(fileURLWithPath: weights))
+        #expect(throws: SafetensorsError.self) { try TrainCheckpoint.load(dir + "/ck") }
+        do { _ = try TrainCheckpoint.load(dir + "/ck") } catch { #expect("\(error)".hasPrefix(weights)) }
+        try FileManager.default.removeItem(atPath: weights)
+        do { _ = try TrainCheckpoint.load(dir + "/ck") } catch { #expect("\(error)" == "\(weights): missing; the checkpoint is incomplete, use an earlier one") }
+    }
+}
+
+@Suite("sampling")
+struct SamplingTests {
+    let logits: [Float] = [1, 3, 2, 0.5]
+
+    @Test func greedyAndTopOne() {
+        var o = SamplingOptions()
+        o.temperature = 0
+        var s = Sampler(o)
+        #expect(s.next(logits: logits, context: []) == 1)
+        o.temperature = 1
+        o.topK = 1
+        s = Sampler(o)
+        for _ in 0..<20 { #expect(s.next(logits: logits, context: []) == 1) }
+    }
+
+    @Test func filtersKeepTheRightTokens() {
+        var o = SamplingOptions()
+        o.temperature = 1
+        o.topP = 0.7  // p = [0.086, 0.636, 0.234, 0.052]: the top two reach 0.87
+        var seen = Set<Int>()
+        var s = Sampler(o)
+        for _ in 0..<400 { seen.insert(s.next(logits: logits, context: [])) }
+        #expect(seen == [1, 2])
+        o.topP = 1
+        o.minP = 0.3  // keeps p >= 0.3 * 0.636
+        s = Sampler(o)
+        seen = []
+        for _ in 0..<400 { seen.insert(s.next(logits: logits, context: [])) }
+        #expect(seen == [1, 2])
+    }
+
+    @Test func repetitionPenaltyDiscouragesContext() {
+        var o = SamplingOptions()
+        o.temperature = 0
+        o.repetitionPenalty = 4
+        var s = Sampler(o)
+        #expect(s.next(logits: logits, context: [1]) == 2)  // 3 / 4 < 2
+    }
+
+    @Test func sameSeedSameSamples() {
+        var o = SamplingOptions()
+        o.seed = 9
+        var a = Sampler(o), b = Sampler(o)
+        #expect((0..<50).map { _ in a.next(logits: logits, context: []) } == (0..<50).map { _ in b.next(logits: logits, context: []) })
+    }
+}
