@@ -94,22 +94,7 @@ enum ExpertsKernel {
         }
         // Combine: out[n] = sum over n's rows of w * y, one token per iteration (no write conflicts).
         let rowWeight: [T] = weights.withUnsafePointer { pw in plan.assignment.map { pw[$0] } }
-        let out = Tensor<T>(uninitializedShape: [n, d])
-        let po = out.storage.base
-        ys.withUnsafePointer { py in
-            rowWeight.withUnsafeBufferPointer { rw in
-                Parallel.forRange(n, grain: Swift.max(1, elementwiseGrain / Swift.max(d, 1))) { range in
-                    for t in range {
-                        let dst = po + t * d
-                        for j in 0..<d { dst[j] = 0 }
-                        for i in plan.tokenStart[t]..<plan.tokenStart[t + 1] {
-                            let row = plan.tokenRows[i], w = rw[row], src = py + row * d
-                            for j in 0..<d { dst[j] += w * src[j] }
-                        }
-                    }
-                }
-            }
-        }
+        let out = unpermute(ys, plan: plan, rowWeight: rowWeight)
         return (out, Saved(xs: xs, h: h, a: a, ys: ys, rowWeight: rowWeight))
     }
 
@@ -123,7 +108,7 @@ enum ExpertsKernel {
         upstream g: Tensor<T>, x: Tensor<T>, weights: Tensor<T>, w1: Tensor<T>, w2: Tensor<T>, hasB1: Bool,
         hasB2: Bool, plan: DispatchPlan, activation: ExpertActivation, saved: Saved<T>
     ) -> Gradients<T> {
-        let (n, d) = (x.shape[0], x.shape[1])
+        let d = x.shape[1]
         let (e, p) = (w1.shape[0], w1.shape[1]), f = w2.shape[2]
         let m = plan.rowCount
         // Un-combine: dys[r] = w[r] * g[token r]; dw[assignment r] = g[token r] · ys[r].
@@ -179,21 +164,37 @@ enum ExpertsKernel {
             }
         }
         // Un-permute: dx[n] = sum of dxs over n's rows.
-        let dx = Tensor<T>(uninitializedShape: [n, d])
-        let pdxOut = dx.storage.base
-        dxs.withUnsafePointer { pdx in
-            Parallel.forRange(n, grain: Swift.max(1, elementwiseGrain / Swift.max(d, 1))) { range in
+        let dx = unpermute(dxs, plan: plan, rowWeight: nil)
+        return Gradients(dx: dx, dWeights: dWeights, dw1: dw1, dw2: dw2, db1: db1, db2: db2)
+    }
+
+    /// Back into token order: out[n] = sum over n's rows r of w[r] * rows[r] (w = 1 when nil), one token per
+    /// iteration so no two threads write the same row. The combine step of the forward and the un-permute
+    /// of the input gradient.
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
+    static func unpermute<T: TensorScalar>(_ rows: Tensor<T>, plan: DispatchPlan, rowWeight: [T]?) -> Tensor<T> {
+        let d = rows.shape[1]
+        let out = Tensor<T>(uninitializedShape: [plan.numTokens, d])
+        let po = out.storage.base
+        rows.withUnsafePointer { py in
+            Parallel.forRange(plan.numTokens, grain: Swift.max(1, elementwiseGrain / Swift.max(d, 1))) { range in
                 for t in range {
-                    let dst = pdxOut + t * d
+                    let dst = po + t * d
                     for j in 0..<d { dst[j] = 0 }
                     for i in plan.tokenStart[t]..<plan.tokenStart[t + 1] {
-                        let src = pdx + plan.tokenRows[i] * d
-                        for j in 0..<d { dst[j] += src[j] }
+                        let row = plan.tokenRows[i], src = py + row * d
+                        if let rowWeight {
+                            let w = rowWeight[row]
+                            for j in 0..<d { dst[j] += w * src[j] }
+                        } else {
+                            for j in 0..<d { dst[j] += src[j] }
+                        }
                     }
                 }
             }
         }
-        return Gradients(dx: dx, dWeights: dWeights, dw1: dw1, dw2: dw2, db1: db1, db2: db2)
+        return out
     }
 
     @inline(__always)

@@ -4,10 +4,12 @@ public struct EvaluationReport: Codable, Sendable {
     public let bitsPerByte: Double
     public let arithmeticAccuracy: Double?
     public let arithmeticProblems: Int
+    /// Validation loss per domain of the built-in corpus (nats per byte).
+    public let domainLoss: [String: Double]?
 
     enum CodingKeys: String, CodingKey {
         case validationLoss = "val_loss", bitsPerByte = "bits_per_byte", arithmeticAccuracy = "arithmetic_accuracy"
-        case arithmeticProblems = "arithmetic_problems"
+        case arithmeticProblems = "arithmetic_problems", domainLoss = "domain_loss"
     }
 }
 
@@ -21,8 +23,38 @@ public enum Evaluation {
         if builtInCorpus {
             accuracy = arithmetic(model, problems: SyntheticCorpus.heldOutProblems(seed: config.seed, count: arithmeticProblems))
         }
+        let domains = builtInCorpus ? domainLoss(model, documents: data.validationDocuments, window: config.sequence) : nil
         // One token is one byte, so bits per byte is the loss in bits.
-        return EvaluationReport(validationLoss: loss, bitsPerByte: loss / Double.log(2), arithmeticAccuracy: accuracy, arithmeticProblems: builtInCorpus ? arithmeticProblems : 0)
+        return EvaluationReport(
+            validationLoss: loss, bitsPerByte: loss / Double.log(2), arithmeticAccuracy: accuracy,
+            arithmeticProblems: builtInCorpus ? arithmeticProblems : 0, domainLoss: domains)
+    }
+
+    /// Mean cross-entropy per domain over up to `perDomain` validation documents of it, scored in windows
+    /// of the training sequence length (positions beyond it were never trained).
+    public static func domainLoss(
+        _ model: MoETransformer<Float>, documents: [SyntheticCorpus.Document], window: Int, perDomain: Int = 100
+    ) -> [String: Double] {
+        let tok = ByteTokenizer()
+        var out: [String: Double] = [:]
+        for domain in Domain.allCases {
+            let docs = documents.filter { $0.domain == domain }.prefix(perDomain)
+            guard !docs.isEmpty else { continue }
+            let ids = tok.encode("\n" + docs.map { $0.text + "\n" }.joined())
+            let window = min(ids.count - 1, window)
+            var total = 0.0, count = 0
+            var start = 0
+            while start + 1 < ids.count {
+                let len = min(window, ids.count - 1 - start)
+                let x = Array(ids[start..<(start + len)]), y = Array(ids[(start + 1)...(start + len)])
+                let l = Variable.crossEntropy(model(ids: x, batch: 1, .inference).logits, targets: y).value.item
+                total += Double(l) * Double(len)
+                count += len
+                start += len
+            }
+            out[domain.rawValue] = total / Double(max(count, 1))
+        }
+        return out
     }
 
     /// Mean cross-entropy over `evalBatches` x `batch` windows spread evenly over the validation tokens

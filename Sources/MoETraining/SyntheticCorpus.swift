@@ -20,14 +20,15 @@ public struct SyntheticCorpus: Sendable {
 
     public let people: [Person]
 
-    /// `count` documents, domains in equal shares, drawn from `seed`.
+    /// `count` documents, each of a domain drawn at random (so the order of domains carries no signal),
+    /// all from `seed`.
     public init(seed: UInt64, count: Int, people peopleCount: Int = 1000) {
         var rng = RandomGenerator(seed: seed)
         people = Self.makePeople(peopleCount, &rng)
         var docs: [Document] = []
         docs.reserveCapacity(count)
-        for i in 0..<count {
-            let d = Domain.allCases[i % Domain.allCases.count]
+        for _ in 0..<count {
+            let d = Domain.allCases[rng.int(below: Domain.allCases.count)]
             docs.append(Document(domain: d, text: Self.generate(d, people: people, &rng)))
         }
         documents = docs

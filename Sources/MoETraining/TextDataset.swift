@@ -13,7 +13,7 @@ public struct TextDataset: Sendable {
         public let description: String
     }
 
-    /// The built-in corpus: every 20th round of five documents (one per domain) goes to validation.
+    /// The built-in corpus: every 20th document goes to validation.
     public init(seed: UInt64, documents: Int = 60_000) {
         let corpus = SyntheticCorpus(seed: seed, count: documents)
         let tok = ByteTokenizer()
@@ -21,7 +21,7 @@ public struct TextDataset: Sendable {
         var valDocs: [SyntheticCorpus.Document] = []
         for (i, d) in corpus.documents.enumerated() {
             let ids = tok.encode(d.text + "\n")
-            if (i / Domain.allCases.count) % 20 == 19 {  // whole rounds of the five domains
+            if i % 20 == 19 {
                 val += ids
                 valDocs.append(d)
             } else {

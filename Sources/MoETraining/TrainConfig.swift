@@ -1,6 +1,6 @@
 /// Everything a training run needs besides the model config; saved in each checkpoint.
 public struct TrainConfig: Codable, Sendable, Equatable {
-    public var steps = 1200
+    public var steps = 2000
     public var batch = 16
     public var sequence = 128
     public var learningRate = 3e-3
@@ -44,13 +44,13 @@ public struct TrainConfig: Codable, Sendable, Equatable {
     }
 }
 
-/// The default model: 4 layers of D 128 with 4 heads (2 KV heads) and, per layer, 8 SwiGLU experts of
-/// width 256 with top-2 softmax routing. The dense baseline keeps the same active parameters per token:
-/// one SwiGLU of width k * F = 512.
+/// The default model: 4 layers of D 128 with 4 heads (2 KV heads) and, per layer, 16 SwiGLU experts of
+/// width 64 with top-2 softmax routing (renormalized) and a Switch balancing loss of coefficient 0.1. The
+/// dense baseline keeps the same active parameters per token: one SwiGLU of width k * F = 128.
 public enum DefaultModel {
     public static func config(
-        dense: Bool = false, dim: Int = 128, layers: Int = 4, heads: Int = 4, kvHeads: Int = 2, experts: Int = 8,
-        topK: Int = 2, expertHidden: Int = 256, sharedHidden: Int = 0, router: RouterKind = .softmaxTopK, auxLossCoef: Double = 0.01
+        dense: Bool = false, dim: Int = 128, layers: Int = 4, heads: Int = 4, kvHeads: Int = 2, experts: Int = 16,
+        topK: Int = 2, expertHidden: Int = 64, sharedHidden: Int = 0, router: RouterKind = .softmaxTopK, auxLossCoef: Double = 0.1
     ) -> TransformerConfig {
         var moe = MoEConfig(hiddenSize: dim, expertHiddenSize: expertHidden, numExperts: experts, expertsPerToken: topK, router: router)
         moe.auxLossCoef = auxLossCoef

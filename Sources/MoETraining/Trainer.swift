@@ -28,7 +28,7 @@ public final class Trainer {
     public var state: TrainerState
     public let data: TextDataset
     public let outDir: String?
-    /// Every step's training loss (cross-entropy + balancing terms), for tests and resume checks.
+    /// Every step's training objective (cross-entropy + balancing terms), for tests and resume checks.
     public private(set) var stepLosses: [Double] = []
     public private(set) var log: [TrainLogEntry] = []
     public var progress: ((String) -> Void)?
@@ -60,7 +60,7 @@ public final class Trainer {
 
     var config: TrainConfig { state.train }
 
-    /// One optimizer step; returns (loss, aux loss, statistics per MoE layer).
+    /// One optimizer step; returns (cross-entropy, balancing loss, statistics per MoE layer).
     @discardableResult
     public func step() -> (loss: Double, aux: Double, stats: [RoutingStatistics]) {
         let c = config
@@ -80,9 +80,8 @@ public final class Trainer {
         }
         state.step += 1
         state.adamSteps = optimizer.stepCount
-        let l = Double(loss.value.item)
-        stepLosses.append(l)
-        return (l, Double(out.auxLoss?.value.item ?? 0), out.moe.map(\.statistics))
+        stepLosses.append(Double(loss.value.item))
+        return (Double(ce.value.item), Double(out.auxLoss?.value.item ?? 0), out.moe.map(\.statistics))
     }
 
     /// Mean cross-entropy over the fixed validation windows.
@@ -150,7 +149,7 @@ public final class Trainer {
         enc.outputFormatting = [.sortedKeys]
         var line = try enc.encode(entry)
         line.append(0x0A)
-        if !FileManager.default.fileExists(atPath: path) { FileManager.default.createFile(atPath: path, contents: nil) }
+        if !FileManager.default.fileExists(atPath: path) { _ = FileManager.default.createFile(atPath: path, contents: nil) }
         let h = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
         defer { try? h.close() }
         try h.seekToEnd()

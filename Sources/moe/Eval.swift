@@ -37,6 +37,10 @@ struct Eval: ParsableCommand {
         print("data: \(dataset.source)")
         print(String(format: "validation loss: %.4f nats per byte", report.validationLoss))
         print(String(format: "bits per byte:   %.4f", report.bitsPerByte))
+        if report.domainLoss != nil { print("validation loss by domain:") }
+        if let d = report.domainLoss {
+            for k in Domain.allCases { if let v = d[k.rawValue] { print(String(format: "  %-12@ %.4f", k.rawValue as NSString, v)) } }
+        }
         if let a = report.arithmeticAccuracy {
             print(String(format: "arithmetic:      %.1f%% exact match on %d held-out problems", a * 100, report.arithmeticProblems))
         }

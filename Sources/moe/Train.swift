@@ -75,8 +75,8 @@ struct Train: ParsableCommand {
             kindValue = k
         }
         let config = DefaultModel.config(
-            dense: dense, dim: dim ?? 128, layers: layers ?? 4, experts: experts ?? 8, topK: topK ?? (kindValue == .switchTop1 || kindValue == .hash ? 1 : 2),
-            expertHidden: expertHidden ?? 256, sharedHidden: sharedHidden ?? 0, router: kindValue, auxLossCoef: auxLossCoef ?? 0.01)
+            dense: dense, dim: dim ?? 128, layers: layers ?? 4, experts: experts ?? 16, topK: topK ?? (kindValue == .switchTop1 || kindValue == .hash ? 1 : 2),
+            expertHidden: expertHidden ?? 64, sharedHidden: sharedHidden ?? 0, router: kindValue, auxLossCoef: auxLossCoef ?? 0.1)
         let model: MoETransformer<Float>
         do { model = try MoETransformer<Float>(config, seed: c.seed) } catch { throw UsageError("\(error)") }
         let dataset = try loadData(c)
@@ -166,6 +166,9 @@ struct Train: ParsableCommand {
         let eval = Evaluation.run(trainer.model, data: trainer.data, config: trainer.state.train, arithmeticProblems: arithmeticProblems)
         say("\nevaluation: validation loss \(String(format: "%.4f", eval.validationLoss)), \(String(format: "%.3f", eval.bitsPerByte)) bits per byte"
               + (eval.arithmeticAccuracy.map { String(format: ", arithmetic exact match %.1f%% on %d held-out problems", $0 * 100, eval.arithmeticProblems) } ?? ""))
+        if let d = eval.domainLoss {
+            say("validation loss by domain: " + Domain.allCases.compactMap { k in d[k.rawValue].map { String(format: "%@ %.3f", k.rawValue, $0) } }.joined(separator: ", "))
+        }
         if builtIn, trainer.model.config.moe != nil {
             let spec = SpecializationReport(model: trainer.model, documents: trainer.data.validationDocuments)
             say("\nexpert specialization (share of each expert's first-choice tokens by domain, validation documents):")

@@ -28,8 +28,9 @@ struct LanguageModelCLITests {
         #expect(lines[7].hasPrefix("  the ") && lines[8].hasPrefix("  47+5="))
         #expect(lines[9] == "")
         #expect(lines[10].hasPrefix("evaluation: validation loss ") && lines[10].hasSuffix("on 4 held-out problems"))
-        #expect(lines[12] == "expert specialization (share of each expert's first-choice tokens by domain, validation documents):")
-        #expect(lines[13].split(separator: " ", omittingEmptySubsequences: true) == ["layer", "0", "expert", "load", "prose", "arithmetic", "code", "records", "sequences", "main", "domain"])
+        #expect(lines[11].hasPrefix("validation loss by domain: prose "))
+        #expect(lines[13] == "expert specialization (share of each expert's first-choice tokens by domain, validation documents):")
+        #expect(lines[14].split(separator: " ", omittingEmptySubsequences: true) == ["layer", "0", "expert", "load", "prose", "arithmetic", "code", "records", "sequences", "main", "domain"])
         #expect(lines.contains { $0.hasPrefix("mean top-domain share ") })
         #expect(lines.last { !$0.isEmpty } == "wrote \(Self.run)/train_log.jsonl, \(Self.run)/loss.svg, \(Self.run)/expert_load.svg, checkpoints in \(Self.run)/checkpoints")
         let log = try String(contentsOfFile: Self.run + "/train_log.jsonl", encoding: .utf8).split(separator: "\n")
@@ -44,9 +45,11 @@ struct LanguageModelCLITests {
         #expect(g.out.hasPrefix("12+") && g.out.hasSuffix("\n"))
         let e = try TestSupport.runMoE(["eval", "--checkpoint", Self.run, "--problems", "3"])
         let el = e.out.split(separator: "\n").map(String.init)
-        #expect(el.count == 5)
+        #expect(el.count == 11)
         #expect(el[0] == "checkpoint: \(Self.run)/checkpoints/step-0000020")
-        #expect(el[2].hasPrefix("validation loss: ") && el[3].hasPrefix("bits per byte:   ") && el[4].hasSuffix("on 3 held-out problems"))
+        #expect(el[2].hasPrefix("validation loss: ") && el[3].hasPrefix("bits per byte:   "))
+        #expect(el[4] == "validation loss by domain:" && el[5].hasPrefix("  prose ") && el[9].hasPrefix("  sequences "))
+        #expect(el[10].hasSuffix("on 3 held-out problems"))
         let i = try TestSupport.runMoE(["inspect", "--checkpoint", Self.run])
         #expect(i.out.contains("layer  feed-forward"))
         #expect(i.out.contains("    1  MoE: 4 experts x swiglu 16, top-2, router softmax_topk"))
@@ -76,6 +79,22 @@ struct LanguageModelCLITests {
         let r = try TestSupport.runMoE(args)
         #expect(r.status != 0)
         #expect(r.err.trimmingCharacters(in: .newlines) == message)
+    }
+
+    @Test func trainsOnAUsersJSONLFile() throws {
+        let dir = TestSupport.temporaryDirectory()
+        let path = dir.appendingPathComponent("docs.jsonl").path
+        let lines = (0..<200).map { #"{"text": "document \#($0): the quick brown fox, "# + String(repeating: "ab", count: $0 % 7) + #""}"# }
+        try lines.joined(separator: "\n").write(toFile: path, atomically: true, encoding: .utf8)
+        let r = try TestSupport.runMoE(["train", "--data", path, "--steps", "3", "--log-every", "3", "--samples", "1", "--out", dir.appendingPathComponent("r").path] + Self.tiny)
+        #expect(r.status == 0, "\(r.err)")
+        #expect(r.out.contains("data: \(path) ("))
+        #expect(r.out.contains("step 3/3 | loss "))
+        #expect(!r.out.contains("arithmetic"))
+        let bad = dir.appendingPathComponent("bad.jsonl").path
+        try "{\"text\": \"ok\"}\n{\"body\": 1}\n".write(toFile: bad, atomically: true, encoding: .utf8)
+        let e = try TestSupport.runMoE(["train", "--data", bad, "--steps", "1"])
+        #expect(e.err.trimmingCharacters(in: .newlines) == "Error: \(bad):2: not a JSON object with a string \"text\" field; fix the line or pass plain text")
     }
 
     @Test func truncatedCheckpointIsNamed() throws {
