@@ -68,7 +68,7 @@ public struct TransformerConfig: Codable, Sendable, Equatable {
     public func isMoE(layer i: Int) -> Bool { moe != nil && placement.isMoE(layer: i) }
 
     public func validate() throws(ConfigError) {
-        try ConfigError.check(modelType == "swift_moe", "model_type", modelType, "this model is swift_moe; use a loader for \(modelType)")
+        try ConfigError.check(["swift_moe", "mixtral"].contains(modelType), "model_type", modelType, "supported: swift_moe, mixtral")
         try ConfigError.check(vocabSize >= 1, "vocab_size", vocabSize, "use a positive vocabulary size")
         try ConfigError.check(hiddenSize >= 1, "hidden_size", hiddenSize, "use a positive model dimension")
         try ConfigError.check(numLayers >= 1, "num_hidden_layers", numLayers, "use at least one layer")
