@@ -83,7 +83,7 @@ public enum Generator {
     /// Returns the new token ids (without a stop string's tokens).
     public static func generate(
         _ model: MoETransformer<Float>, prompt: [Int], options: SamplingOptions, useCache: Bool = true,
-        emit: ((String) -> Void)? = nil
+        decode: Bool = true, emit: ((String) -> Void)? = nil
     ) -> [Int] {
         var sampler = Sampler(options)
         let tok = ByteTokenizer()
@@ -102,6 +102,8 @@ public enum Generator {
             context.append(t)
             generated.append(t)
             nextInput = [t]
+            // Stop strings and streaming are byte-level text; a model with another vocabulary just counts tokens.
+            if !decode { continue }
             pendingBytes.append(t)
             let text = tok.decode(generated)
             if let s = options.stop.first(where: { !$0.isEmpty && text.hasSuffix($0) }) {

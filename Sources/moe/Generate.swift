@@ -5,8 +5,11 @@ import MoEAnalysis
 struct Generate: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Generate text from a trained checkpoint, streamed to stdout.")
 
-    @Option(help: "Checkpoint directory, or a run directory (its newest checkpoint).") var checkpoint: String
-    @Option(help: "The prompt.") var prompt: String
+    @Option(help: "Checkpoint directory, or a run directory (its newest checkpoint).") var checkpoint: String?
+    @Option(help: "Model directory (Hugging Face format or a swift-moe checkpoint); the same as --checkpoint.") var model: String?
+    @Option(help: "The prompt (byte-level text).") var prompt: String?
+    @Option(help: "The prompt as comma-separated token ids.") var ids: String?
+    @Option(help: "Output: text (streamed) or json ({\"ids\": [...], \"text\": ...}).") var format = "text"
     @Option(help: "0 is greedy decoding.") var temperature = 0.8
     @Option(name: .customLong("top-k"), help: "Keep the k most likely tokens (0 = all).") var topK = 0
     @Option(name: .customLong("top-p"), help: "Nucleus: keep the most likely tokens up to this probability mass.") var topP = 1.0
@@ -28,12 +31,26 @@ struct Generate: ParsableCommand {
         o.maxNewTokens = maxNewTokens
         o.stop = stop.map { $0.replacingOccurrences(of: "\\n", with: "\n").replacingOccurrences(of: "\\t", with: "\t") }
         do { try o.validate() } catch { throw UsageError("\(error)") }
-        let (_, model) = try ModelLocation.loadModel(checkpoint)
-        let ids = ByteTokenizer().encode(prompt)
-        guard !ids.isEmpty else { throw UsageError("invalid --prompt: give at least one character") }
+        guard format == "text" || format == "json" else { throw UsageError("invalid --format \(format): use text or json") }
+        guard let location = checkpoint ?? model else { throw UsageError("missing --model (or --checkpoint): the model directory to generate with") }
+        guard (prompt == nil) != (ids == nil) else { throw UsageError("give exactly one of --prompt and --ids") }
+        let m = try ModelLocation.loadAny(location)
+        // The byte tokenizer belongs to swift-moe's own models; other checkpoints take --ids.
+        let bytes = m.config.modelType == "swift_moe"
+        guard prompt == nil || bytes else { throw UsageError("this model's tokenizer is not supported yet; pass the prompt as --ids") }
+        let promptIDs = try prompt.map { ByteTokenizer().encode($0) } ?? parseIDs(ids!, vocabulary: m.config.vocabSize)
+        guard !promptIDs.isEmpty else { throw UsageError("invalid --prompt: give at least one character") }
         let out = FileHandle.standardOutput
-        out.write(Data(prompt.utf8))
-        _ = Generator.generate(model, prompt: ids, options: o, useCache: !noCache) { out.write(Data($0.utf8)) }
+        if format == "json" {
+            let new = Generator.generate(m, prompt: promptIDs, options: o, useCache: !noCache, decode: bytes)
+            var obj: [String: Any] = ["ids": new]
+            if bytes { obj["text"] = ByteTokenizer().decode(new) }
+            say(String(decoding: try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys]), as: UTF8.self))
+            return
+        }
+        guard bytes else { throw UsageError("this model's tokenizer is not supported yet; use --format json for ids") }
+        out.write(Data((prompt ?? ByteTokenizer().decode(promptIDs)).utf8))
+        _ = Generator.generate(m, prompt: promptIDs, options: o, useCache: !noCache) { out.write(Data($0.utf8)) }
         out.write(Data("\n".utf8))
     }
 }

@@ -5,10 +5,13 @@ import MoEAnalysis
 struct Inspect: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Architecture, parameters and active parameters per token of a checkpoint.")
 
-    @Option(help: "Checkpoint directory, or a run directory (its newest checkpoint).") var checkpoint: String
+    @Option(help: "Checkpoint directory, or a run directory (its newest checkpoint).") var checkpoint: String?
+    @Option(help: "Model directory (Hugging Face format or a swift-moe checkpoint); the same as --checkpoint.") var model: String?
 
     func run() throws {
-        let (dir, model) = try ModelLocation.loadModel(checkpoint)
+        guard let location = checkpoint ?? model else { throw UsageError("missing --model (or --checkpoint): the model directory to inspect") }
+        let dir = try ModelLocation.checkpointDirectory(location)
+        let model = try ModelLocation.loadAny(location)
         let c = model.config
         print("checkpoint: \(dir)")
         print("model_type: \(c.modelType)")

@@ -17,4 +17,10 @@ enum ModelLocation {
         let dir = try checkpointDirectory(path)
         do { return (dir, try ModelFiles.load(dir, as: Float.self)) } catch { throw UsageError("\(error)") }
     }
+
+    /// A Hugging Face model directory (any supported model_type) or a swift-moe checkpoint or run directory.
+    static func loadAny(_ path: String) throws -> MoETransformer<Float> {
+        let dir = try checkpointDirectory(path)
+        do { return try HuggingFace.load(dir) } catch { throw UsageError("\(error)") }
+    }
 }
