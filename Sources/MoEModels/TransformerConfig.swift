@@ -20,6 +20,8 @@ public struct TransformerConfig: Codable, Sendable, Equatable {
     public var tieWordEmbeddings = false
     public var maxPositions = 4096
     public var initStd = 0.02
+    /// Biases on the q, k and v projections (Qwen2).
+    public var attentionBias = false
     public var moe: MoEConfig?
     public var moeEvery = 1
     public var firstDenseLayers = 0
@@ -29,7 +31,7 @@ public struct TransformerConfig: Codable, Sendable, Equatable {
         case numLayers = "num_hidden_layers", numHeads = "num_attention_heads", numKVHeads = "num_key_value_heads"
         case headDim = "head_dim", intermediateSize = "intermediate_size", ropeTheta = "rope_theta"
         case rmsNormEps = "rms_norm_eps", tieWordEmbeddings = "tie_word_embeddings"
-        case maxPositions = "max_position_embeddings", initStd = "initializer_range", moe
+        case maxPositions = "max_position_embeddings", initStd = "initializer_range", attentionBias = "attention_bias", moe
         case moeEvery = "moe_layer_freq", firstDenseLayers = "first_k_dense_replace"
     }
 
@@ -59,6 +61,7 @@ public struct TransformerConfig: Codable, Sendable, Equatable {
         tieWordEmbeddings = try c.decodeIfPresent(Bool.self, forKey: .tieWordEmbeddings) ?? false
         maxPositions = try c.decodeIfPresent(Int.self, forKey: .maxPositions) ?? maxPositions
         initStd = try c.decodeIfPresent(Double.self, forKey: .initStd) ?? initStd
+        attentionBias = try c.decodeIfPresent(Bool.self, forKey: .attentionBias) ?? false
         moe = try c.decodeIfPresent(MoEConfig.self, forKey: .moe)
         moeEvery = try c.decodeIfPresent(Int.self, forKey: .moeEvery) ?? 1
         firstDenseLayers = try c.decodeIfPresent(Int.self, forKey: .firstDenseLayers) ?? 0
@@ -68,7 +71,7 @@ public struct TransformerConfig: Codable, Sendable, Equatable {
     public func isMoE(layer i: Int) -> Bool { moe != nil && placement.isMoE(layer: i) }
 
     public func validate() throws(ConfigError) {
-        try ConfigError.check(["swift_moe", "mixtral"].contains(modelType), "model_type", modelType, "supported: swift_moe, mixtral")
+        try ConfigError.check(["swift_moe", "mixtral", "qwen2_moe"].contains(modelType), "model_type", modelType, "supported: swift_moe, mixtral, qwen2_moe")
         try ConfigError.check(vocabSize >= 1, "vocab_size", vocabSize, "use a positive vocabulary size")
         try ConfigError.check(hiddenSize >= 1, "hidden_size", hiddenSize, "use a positive model dimension")
         try ConfigError.check(numLayers >= 1, "num_hidden_layers", numLayers, "use at least one layer")

@@ -24,11 +24,13 @@ enum SharedFixtures {
 
 @Suite("Hugging Face checkpoints")
 struct HuggingFaceFixtureTests {
-    @Test(.enabled(if: SharedFixtures.exists("mixtral")))
-    func mixtralLogitsAndRoutingMatchTransformers() throws {
-        let dir = SharedFixtures.root.appendingPathComponent("mixtral").path
+    static let families = ["mixtral", "qwen2_moe_normtopk", "qwen2_moe_nonormtopk"]
+
+    @Test(.enabled(if: families.allSatisfy(SharedFixtures.exists)), arguments: families)
+    func logitsAndRoutingMatchTransformers(_ family: String) throws {
+        let dir = SharedFixtures.root.appendingPathComponent(family).path
         let model = try HuggingFace.load(dir)
-        let expected = try SharedFixtures.expected("mixtral")
+        let expected = try SharedFixtures.expected(family)
         let ids = (expected["input_ids"] as! [[Int]])
         let out = model(ids: ids.flatMap { $0 }, batch: ids.count, .inference)
         let logits = expected["logits"] as! [[[Double]]]
@@ -55,7 +57,7 @@ struct HuggingFaceFixtureTests {
         try #"{"model_type": "gpt_neo"}"#.write(to: dir.appendingPathComponent("config.json"), atomically: true, encoding: .utf8)
         #expect(throws: HuggingFace.LoadError.self) { try HuggingFace.load(dir.path) }
         do { _ = try HuggingFace.load(dir.path) } catch {
-            #expect("\(error)".hasSuffix("unknown model_type \"gpt_neo\"; supported: mixtral, swift_moe"))
+            #expect("\(error)".hasSuffix("unknown model_type \"gpt_neo\"; supported: mixtral, qwen2_moe, swift_moe"))
         }
     }
 }

@@ -1,0 +1,157 @@
+import Foundation
+
+/// Hugging Face checkpoints, loaded as a visible pipeline: read config.json -> map it to a
+/// `TransformerConfig` -> read the safetensors -> rename and stack the tensors -> install, strictly (every
+/// file tensor used, every parameter filled, every shape checked).
+public enum HuggingFace {
+    /// The `model_type`s this loader understands.
+    public static let supported = ["mixtral", "qwen2_moe", "swift_moe"]
+
+    public struct LoadError: Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    /// Loads any supported checkpoint directory.
+    public static func load(_ dir: String) throws -> MoETransformer<Float> {
+        let path = dir + "/config.json"
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw LoadError(description: "\(path): not found; point at a model directory with config.json")
+        }
+        guard let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            throw LoadError(description: "\(path): not valid JSON; fix or re-download the file")
+        }
+        let type = json["model_type"] as? String ?? "(none)"
+        switch type {
+        case "swift_moe": return try ModelFiles.load(dir, as: Float.self)
+        case "mixtral": return try loadMixtral(dir, config: json)
+        case "qwen2_moe": return try loadQwen2MoE(dir, config: json)
+        default:
+            throw LoadError(description: "\(path): unknown model_type \"\(type)\"; supported: \(supported.joined(separator: ", "))")
+        }
+    }
+
+    static func int(_ j: [String: Any], _ k: String, _ path: String) throws -> Int {
+        guard let v = j[k] as? Int else { throw LoadError(description: "\(path): missing or non-integer \"\(k)\"; the config is incomplete") }
+        return v
+    }
+
+    /// The attention and norm part of a Llama-family config.
+    static func baseConfig(_ j: [String: Any], path: String, modelType: String, intermediate: Int, moe: MoEConfig?) throws -> TransformerConfig {
+        let d = try int(j, "hidden_size", path), heads = try int(j, "num_attention_heads", path)
+        var c = TransformerConfig(
+            vocabSize: try int(j, "vocab_size", path), hiddenSize: d, numLayers: try int(j, "num_hidden_layers", path),
+            numHeads: heads, numKVHeads: j["num_key_value_heads"] as? Int ?? heads,
+            headDim: j["head_dim"] as? Int ?? d / heads, intermediateSize: intermediate, moe: moe)
+        c.modelType = modelType
+        let rope = (j["rope_parameters"] as? [String: Any])?["rope_theta"] ?? j["rope_theta"]
+        c.ropeTheta = (rope as? Double) ?? (rope as? Int).map(Double.init) ?? 10000
+        c.rmsNormEps = j["rms_norm_eps"] as? Double ?? 1e-5
+        c.tieWordEmbeddings = j["tie_word_embeddings"] as? Bool ?? false
+        return c
+    }
+
+    /// Where a parameter's value comes from in the file: one tensor, or per-expert tensors stacked on a new
+    /// leading axis (each entry a list concatenated along its first axis: gate then up).
+    enum Source {
+        case tensor(String)
+        case stacked([[String]])
+    }
+
+    /// Fills every parameter from `file` through `source`; throws on a missing, unused or mis-shaped tensor.
+    static func install(_ model: MoETransformer<Float>, from file: SafetensorsFile, family: String, source: (String) -> Source) throws {
+        var used = Set<String>()
+        func take(_ name: String) throws -> Tensor<Float> {
+            used.insert(name)
+            return try file.tensor(name, as: Float.self)
+        }
+        var values: [String: Tensor<Float>] = [:]
+        for p in model.parameters {
+            switch source(p.path) {
+            case .tensor(let name):
+                values[p.path] = try take(name)
+            case .stacked(let experts):
+                values[p.path] = Tensor.concat(try experts.map { parts in
+                    let t = try Tensor.concat(parts.map { try take($0) }, axis: 0)
+                    return t.reshaped([1] + t.shape)
+                }, axis: 0)
+            }
+        }
+        if let unused = file.names.first(where: { !used.contains($0) }) {
+            throw SafetensorsError(file.path, tensor: unused, "is not used by the \(family) model built from config.json", hint: "the weights and the config disagree")
+        }
+        for p in model.parameters {
+            let v = values[p.path]!
+            guard v.shape == p.shape else {
+                throw SafetensorsError(file.path, tensor: p.path, "has shape \(Shape.describe(v.shape)) but config.json needs \(Shape.describe(p.shape))", hint: "the weights and the config disagree")
+            }
+            p.value = v
+        }
+    }
+
+    static func build(_ c: TransformerConfig, path: String) throws -> MoETransformer<Float> {
+        do { return try MoETransformer<Float>(c, seed: 0) } catch { throw LoadError(description: "\(path): \(error)") }
+    }
+
+    /// Mixtral (`MixtralForCausalLM`): Llama attention, SwiGLU experts (`w1` gate, `w3` up, `w2` down) under
+    /// `block_sparse_moe`, softmax top-k routing with renormalized weights.
+    static func loadMixtral(_ dir: String, config j: [String: Any]) throws -> MoETransformer<Float> {
+        let path = dir + "/config.json"
+        let f = try int(j, "intermediate_size", path)
+        var moe = MoEConfig(
+            hiddenSize: try int(j, "hidden_size", path), expertHiddenSize: f, numExperts: try int(j, "num_local_experts", path),
+            expertsPerToken: try int(j, "num_experts_per_tok", path))
+        moe.normalizeTopK = true
+        moe.auxLossCoef = j["router_aux_loss_coef"] as? Double ?? 0
+        let model = try build(try baseConfig(j, path: path, modelType: "mixtral", intermediate: f, moe: moe), path: path)
+        let file = try SafetensorsFile(path: dir + "/model.safetensors")
+        try install(model, from: file, family: "mixtral") { name in
+            if let r = name.range(of: ".mlp.experts.") {
+                let prefix = "model." + name[..<r.lowerBound] + ".block_sparse_moe.experts."
+                let parts = name.hasSuffix("gate_up_proj") ? ["w1", "w3"] : ["w2"]
+                return .stacked((0..<moe.numExperts).map { e in parts.map { prefix + "\(e).\($0).weight" } })
+            }
+            if name == "lm_head.weight" { return .tensor(name) }
+            return .tensor("model." + name.replacingOccurrences(of: ".mlp.gate.", with: ".block_sparse_moe.gate."))
+        }
+        return model
+    }
+
+    /// Qwen2-MoE (`Qwen2MoeForCausalLM`): Llama attention with q/k/v biases, SwiGLU experts
+    /// (`gate_proj`, `up_proj`, `down_proj`), softmax top-k (renormalized when `norm_topk_prob`), and a shared
+    /// expert scaled by sigmoid(`shared_expert_gate`). MoE every `decoder_sparse_step` layers.
+    static func loadQwen2MoE(_ dir: String, config j: [String: Any]) throws -> MoETransformer<Float> {
+        let path = dir + "/config.json"
+        if let only = j["mlp_only_layers"] as? [Int], !only.isEmpty {
+            throw LoadError(description: "\(path): mlp_only_layers \(only) is not supported yet; only decoder_sparse_step placement is")
+        }
+        var moe = MoEConfig(
+            hiddenSize: try int(j, "hidden_size", path), expertHiddenSize: try int(j, "moe_intermediate_size", path),
+            numExperts: try int(j, "num_experts", path), expertsPerToken: try int(j, "num_experts_per_tok", path))
+        moe.normalizeTopK = j["norm_topk_prob"] as? Bool ?? false
+        moe.auxLossCoef = j["router_aux_loss_coef"] as? Double ?? 0
+        moe.sharedExpertHiddenSize = j["shared_expert_intermediate_size"] as? Int ?? 0
+        moe.sharedExpertGate = moe.sharedExpertHiddenSize > 0
+        var c = try baseConfig(j, path: path, modelType: "qwen2_moe", intermediate: try int(j, "intermediate_size", path), moe: moe)
+        c.attentionBias = j["qkv_bias"] as? Bool ?? true
+        let step = j["decoder_sparse_step"] as? Int ?? 1
+        c.moeEvery = step
+        c.firstDenseLayers = step - 1
+        let model = try build(c, path: path)
+        let file = try SafetensorsFile(path: dir + "/model.safetensors")
+        try install(model, from: file, family: "qwen2_moe") { name in
+            if name == "lm_head.weight" { return .tensor(name) }
+            if let r = name.range(of: ".mlp.experts.") {
+                let prefix = "model." + name[..<r.lowerBound] + ".mlp.experts."
+                let parts = name.hasSuffix("gate_up_proj") ? ["gate_proj", "up_proj"] : ["down_proj"]
+                return .stacked((0..<moe.numExperts).map { e in parts.map { prefix + "\(e).\($0).weight" } })
+            }
+            if let r = name.range(of: ".mlp.shared_expert.") {
+                let prefix = "model." + name[..<r.lowerBound] + ".mlp.shared_expert."
+                let parts = name.hasSuffix("gate_up_proj") ? ["gate_proj", "up_proj"] : ["down_proj"]
+                return .stacked([parts.map { prefix + $0 + ".weight" }])
+            }
+            return .tensor("model." + name)
+        }
+        return model
+    }
+}
