@@ -5,7 +5,7 @@ import Foundation
 /// file tensor used, every parameter filled, every shape checked).
 public enum HuggingFace {
     /// The `model_type`s this loader understands.
-    public static let supported = ["mixtral", "qwen2_moe", "swift_moe"]
+    public static let supported = ["mixtral", "olmoe", "qwen2_moe", "qwen3_moe", "swift_moe"]
 
     public struct LoadError: Error, CustomStringConvertible {
         public let description: String
@@ -24,7 +24,7 @@ public enum HuggingFace {
         switch type {
         case "swift_moe": return try ModelFiles.load(dir, as: Float.self)
         case "mixtral": return try loadMixtral(dir, config: json)
-        case "qwen2_moe": return try loadQwen2MoE(dir, config: json)
+        case "qwen2_moe", "qwen3_moe", "olmoe": return try loadQwenLike(dir, config: json, family: type)
         default:
             throw LoadError(description: "\(path): unknown model_type \"\(type)\"; supported: \(supported.joined(separator: ", "))")
         }
@@ -116,29 +116,35 @@ public enum HuggingFace {
         return model
     }
 
-    /// Qwen2-MoE (`Qwen2MoeForCausalLM`): Llama attention with q/k/v biases, SwiGLU experts
-    /// (`gate_proj`, `up_proj`, `down_proj`), softmax top-k (renormalized when `norm_topk_prob`), and a shared
-    /// expert scaled by sigmoid(`shared_expert_gate`). MoE every `decoder_sparse_step` layers.
-    static func loadQwen2MoE(_ dir: String, config j: [String: Any]) throws -> MoETransformer<Float> {
+    /// The Qwen / OLMoE shape: SwiGLU experts (`mlp.experts.N.gate_proj|up_proj|down_proj`), router
+    /// `mlp.gate`, softmax top-k (renormalized when `norm_topk_prob`), MoE every `decoder_sparse_step` layers.
+    /// - qwen2_moe: q/k/v biases and a shared expert scaled by sigmoid(`shared_expert_gate`);
+    /// - qwen3_moe: RMSNorm of each query and key head before RoPE;
+    /// - olmoe: RMSNorm of the whole query and key projections before RoPE.
+    static func loadQwenLike(_ dir: String, config j: [String: Any], family: String) throws -> MoETransformer<Float> {
         let path = dir + "/config.json"
         if let only = j["mlp_only_layers"] as? [Int], !only.isEmpty {
             throw LoadError(description: "\(path): mlp_only_layers \(only) is not supported yet; only decoder_sparse_step placement is")
         }
         var moe = MoEConfig(
-            hiddenSize: try int(j, "hidden_size", path), expertHiddenSize: try int(j, "moe_intermediate_size", path),
-            numExperts: try int(j, "num_experts", path), expertsPerToken: try int(j, "num_experts_per_tok", path))
+            // OLMoE's experts use intermediate_size; Qwen's have their own moe_intermediate_size.
+            hiddenSize: try int(j, "hidden_size", path),
+            expertHiddenSize: try j["moe_intermediate_size"] == nil ? int(j, "intermediate_size", path) : int(j, "moe_intermediate_size", path),
+            numExperts: try j["num_experts"] == nil ? int(j, "num_local_experts", path) : int(j, "num_experts", path),
+            expertsPerToken: try int(j, "num_experts_per_tok", path))
         moe.normalizeTopK = j["norm_topk_prob"] as? Bool ?? false
         moe.auxLossCoef = j["router_aux_loss_coef"] as? Double ?? 0
-        moe.sharedExpertHiddenSize = j["shared_expert_intermediate_size"] as? Int ?? 0
+        moe.sharedExpertHiddenSize = family == "qwen2_moe" ? j["shared_expert_intermediate_size"] as? Int ?? 0 : 0
         moe.sharedExpertGate = moe.sharedExpertHiddenSize > 0
-        var c = try baseConfig(j, path: path, modelType: "qwen2_moe", intermediate: try int(j, "intermediate_size", path), moe: moe)
-        c.attentionBias = j["qkv_bias"] as? Bool ?? true
+        var c = try baseConfig(j, path: path, modelType: family, intermediate: try int(j, "intermediate_size", path), moe: moe)
+        c.attentionBias = family == "qwen2_moe" ? (j["qkv_bias"] as? Bool ?? true) : (j["attention_bias"] as? Bool ?? false)
+        c.qkNorm = family == "qwen3_moe" ? "per_head" : family == "olmoe" ? "full" : nil
         let step = j["decoder_sparse_step"] as? Int ?? 1
         c.moeEvery = step
         c.firstDenseLayers = step - 1
         let model = try build(c, path: path)
         let file = try SafetensorsFile(path: dir + "/model.safetensors")
-        try install(model, from: file, family: "qwen2_moe") { name in
+        try install(model, from: file, family: family) { name in
             if name == "lm_head.weight" { return .tensor(name) }
             if let r = name.range(of: ".mlp.experts.") {
                 let prefix = "model." + name[..<r.lowerBound] + ".mlp.experts."

@@ -11,7 +11,8 @@ public final class DecoderLayer<T: TensorScalar>: Module {
         inputNorm = RMSNorm(c.hiddenSize, eps: T(c.rmsNormEps), path: joinPath(p, "input_layernorm"))
         attention = Attention(
             dim: c.hiddenSize, heads: c.numHeads, kvHeads: c.numKVHeads, headDim: c.headDim, ropeTheta: c.ropeTheta,
-            bias: c.attentionBias, path: joinPath(p, "self_attn"), rng: &rng)
+            bias: c.attentionBias, qkNorm: c.qkNorm == "per_head" ? .perHead : c.qkNorm == "full" ? .full : .none,
+            normEps: T(c.rmsNormEps), path: joinPath(p, "self_attn"), rng: &rng)
         postNorm = RMSNorm(c.hiddenSize, eps: T(c.rmsNormEps), path: joinPath(p, "post_attention_layernorm"))
         if let moeConfig {
             moe = try MoELayer(config: moeConfig, path: joinPath(p, "mlp"), causal: true, rng: &rng)

@@ -22,6 +22,9 @@ public struct TransformerConfig: Codable, Sendable, Equatable {
     public var initStd = 0.02
     /// Biases on the q, k and v projections (Qwen2).
     public var attentionBias = false
+    /// RMSNorm on queries and keys before RoPE: "per_head" (Qwen3, over each head's Dh) or "full" (OLMoE,
+    /// over the whole projection); nil for none.
+    public var qkNorm: String? = nil
     public var moe: MoEConfig?
     public var moeEvery = 1
     public var firstDenseLayers = 0
@@ -31,7 +34,7 @@ public struct TransformerConfig: Codable, Sendable, Equatable {
         case numLayers = "num_hidden_layers", numHeads = "num_attention_heads", numKVHeads = "num_key_value_heads"
         case headDim = "head_dim", intermediateSize = "intermediate_size", ropeTheta = "rope_theta"
         case rmsNormEps = "rms_norm_eps", tieWordEmbeddings = "tie_word_embeddings"
-        case maxPositions = "max_position_embeddings", initStd = "initializer_range", attentionBias = "attention_bias", moe
+        case maxPositions = "max_position_embeddings", initStd = "initializer_range", attentionBias = "attention_bias", qkNorm = "qk_norm", moe
         case moeEvery = "moe_layer_freq", firstDenseLayers = "first_k_dense_replace"
     }
 
@@ -62,6 +65,7 @@ public struct TransformerConfig: Codable, Sendable, Equatable {
         maxPositions = try c.decodeIfPresent(Int.self, forKey: .maxPositions) ?? maxPositions
         initStd = try c.decodeIfPresent(Double.self, forKey: .initStd) ?? initStd
         attentionBias = try c.decodeIfPresent(Bool.self, forKey: .attentionBias) ?? false
+        qkNorm = try c.decodeIfPresent(String.self, forKey: .qkNorm)
         moe = try c.decodeIfPresent(MoEConfig.self, forKey: .moe)
         moeEvery = try c.decodeIfPresent(Int.self, forKey: .moeEvery) ?? 1
         firstDenseLayers = try c.decodeIfPresent(Int.self, forKey: .firstDenseLayers) ?? 0
@@ -71,7 +75,8 @@ public struct TransformerConfig: Codable, Sendable, Equatable {
     public func isMoE(layer i: Int) -> Bool { moe != nil && placement.isMoE(layer: i) }
 
     public func validate() throws(ConfigError) {
-        try ConfigError.check(["swift_moe", "mixtral", "qwen2_moe"].contains(modelType), "model_type", modelType, "supported: swift_moe, mixtral, qwen2_moe")
+        try ConfigError.check(["swift_moe", "mixtral", "qwen2_moe", "qwen3_moe", "olmoe"].contains(modelType), "model_type", modelType, "supported: swift_moe, mixtral, qwen2_moe, qwen3_moe, olmoe")
+        try ConfigError.check(qkNorm == nil || qkNorm == "per_head" || qkNorm == "full", "qk_norm", qkNorm ?? "", "use per_head, full, or leave it out")
         try ConfigError.check(vocabSize >= 1, "vocab_size", vocabSize, "use a positive vocabulary size")
         try ConfigError.check(hiddenSize >= 1, "hidden_size", hiddenSize, "use a positive model dimension")
         try ConfigError.check(numLayers >= 1, "num_hidden_layers", numLayers, "use at least one layer")

@@ -24,11 +24,28 @@ public final class Attention<T: TensorScalar>: Module {
     public let q: Linear<T>, k: Linear<T>, v: Linear<T>, o: Linear<T>
     public let heads: Int, kvHeads: Int, headDim: Int
     public let ropeTheta: Double
+    /// Optional RMSNorm of queries and keys before RoPE, over each head (Qwen3) or the whole projection (OLMoE).
+    public let qNorm: RMSNorm<T>?, kNorm: RMSNorm<T>?
+    public let perHeadNorm: Bool
+
+    public enum QKNorm: Sendable { case none, perHead, full }
 
     public init(
-        dim: Int, heads: Int, kvHeads: Int, headDim: Int, ropeTheta: Double, bias: Bool = false, path: String,
-        rng: inout RandomGenerator
+        dim: Int, heads: Int, kvHeads: Int, headDim: Int, ropeTheta: Double, bias: Bool = false, qkNorm: QKNorm = .none,
+        normEps: T = 1e-6, path: String, rng: inout RandomGenerator
     ) {
+        perHeadNorm = qkNorm == .perHead
+        switch qkNorm {
+        case .none:
+            qNorm = nil
+            kNorm = nil
+        case .perHead:
+            qNorm = RMSNorm(headDim, eps: normEps, path: joinPath(path, "q_norm"))
+            kNorm = RMSNorm(headDim, eps: normEps, path: joinPath(path, "k_norm"))
+        case .full:
+            qNorm = RMSNorm(heads * headDim, eps: normEps, path: joinPath(path, "q_norm"))
+            kNorm = RMSNorm(kvHeads * headDim, eps: normEps, path: joinPath(path, "k_norm"))
+        }
         q = Linear(dim, heads * headDim, bias: bias, path: joinPath(path, "q_proj"), rng: &rng)
         k = Linear(dim, kvHeads * headDim, bias: bias, path: joinPath(path, "k_proj"), rng: &rng)
         v = Linear(dim, kvHeads * headDim, bias: bias, path: joinPath(path, "v_proj"), rng: &rng)
@@ -39,15 +56,27 @@ public final class Attention<T: TensorScalar>: Module {
         self.ropeTheta = ropeTheta
     }
 
-    public var parameters: [Parameter<T>] { q.parameters + k.parameters + v.parameters + o.parameters }
+    public var parameters: [Parameter<T>] {
+        q.parameters + k.parameters + v.parameters + o.parameters + (qNorm?.parameters ?? []) + (kNorm?.parameters ?? [])
+    }
 
     /// x [B, T, D] at `positions` (T entries) -> [B, T, D]. With a cache, attends over cached + new keys.
     public func callAsFunction(
         _ x: Variable<T>, positions: [Int], cache: KVCache<T>? = nil, _ ctx: ForwardContext<T>
     ) -> Variable<T> {
         let (b, t) = (x.shape[0], x.shape[1])
-        let qh = q(x, ctx).reshaped([b, t, heads, headDim]).rope(positions: positions, theta: ropeTheta)
-        var kh = k(x, ctx).reshaped([b, t, kvHeads, headDim]).rope(positions: positions, theta: ropeTheta)
+        var qp = q(x, ctx), kp = k(x, ctx)
+        if !perHeadNorm, let qNorm, let kNorm {
+            qp = qNorm(qp, ctx)
+            kp = kNorm(kp, ctx)
+        }
+        var qr = qp.reshaped([b, t, heads, headDim]), kr = kp.reshaped([b, t, kvHeads, headDim])
+        if perHeadNorm, let qNorm, let kNorm {
+            qr = qNorm(qr, ctx)
+            kr = kNorm(kr, ctx)
+        }
+        let qh = qr.rope(positions: positions, theta: ropeTheta)
+        var kh = kr.rope(positions: positions, theta: ropeTheta)
         var vh = v(x, ctx).reshaped([b, t, kvHeads, headDim])
         if let cache {
             // Decoding records nothing: the cached keys are constants.

@@ -24,7 +24,10 @@ enum SharedFixtures {
 
 @Suite("Hugging Face checkpoints")
 struct HuggingFaceFixtureTests {
-    static let families = ["mixtral", "qwen2_moe_normtopk", "qwen2_moe_nonormtopk"]
+    static let families = [
+        "mixtral", "qwen2_moe_normtopk", "qwen2_moe_nonormtopk", "qwen3_moe_normtopk", "qwen3_moe_nonormtopk",
+        "olmoe_normtopk", "olmoe_nonormtopk",
+    ]
 
     @Test(.enabled(if: families.allSatisfy(SharedFixtures.exists)), arguments: families)
     func logitsAndRoutingMatchTransformers(_ family: String) throws {
@@ -57,7 +60,7 @@ struct HuggingFaceFixtureTests {
         try #"{"model_type": "gpt_neo"}"#.write(to: dir.appendingPathComponent("config.json"), atomically: true, encoding: .utf8)
         #expect(throws: HuggingFace.LoadError.self) { try HuggingFace.load(dir.path) }
         do { _ = try HuggingFace.load(dir.path) } catch {
-            #expect("\(error)".hasSuffix("unknown model_type \"gpt_neo\"; supported: mixtral, qwen2_moe, swift_moe"))
+            #expect("\(error)".hasSuffix("unknown model_type \"gpt_neo\"; supported: mixtral, olmoe, qwen2_moe, qwen3_moe, swift_moe"))
         }
     }
 }
