@@ -50,44 +50,6 @@ public enum HuggingFace {
         return c
     }
 
-    /// Where a parameter's value comes from in the file: one tensor, or per-expert tensors stacked on a new
-    /// leading axis (each entry a list concatenated along its first axis: gate then up).
-    enum Source {
-        case tensor(String)
-        case stacked([[String]])
-    }
-
-    /// Fills every parameter from `file` through `source`; throws on a missing, unused or mis-shaped tensor.
-    static func install(_ model: MoETransformer<Float>, from file: SafetensorsFile, family: String, source: (String) -> Source) throws {
-        var used = Set<String>()
-        func take(_ name: String) throws -> Tensor<Float> {
-            used.insert(name)
-            return try file.tensor(name, as: Float.self)
-        }
-        var values: [String: Tensor<Float>] = [:]
-        for p in model.parameters {
-            switch source(p.path) {
-            case .tensor(let name):
-                values[p.path] = try take(name)
-            case .stacked(let experts):
-                values[p.path] = Tensor.concat(try experts.map { parts in
-                    let t = try Tensor.concat(parts.map { try take($0) }, axis: 0)
-                    return t.reshaped([1] + t.shape)
-                }, axis: 0)
-            }
-        }
-        if let unused = file.names.first(where: { !used.contains($0) }) {
-            throw SafetensorsError(file.path, tensor: unused, "is not used by the \(family) model built from config.json", hint: "the weights and the config disagree")
-        }
-        for p in model.parameters {
-            let v = values[p.path]!
-            guard v.shape == p.shape else {
-                throw SafetensorsError(file.path, tensor: p.path, "has shape \(Shape.describe(v.shape)) but config.json needs \(Shape.describe(p.shape))", hint: "the weights and the config disagree")
-            }
-            p.value = v
-        }
-    }
-
     static func build(_ c: TransformerConfig, path: String) throws -> MoETransformer<Float> {
         do { return try MoETransformer<Float>(c, seed: 0) } catch { throw LoadError(description: "\(path): \(error)") }
     }
@@ -104,7 +66,7 @@ public enum HuggingFace {
         moe.auxLossCoef = j["router_aux_loss_coef"] as? Double ?? 0
         let model = try build(try baseConfig(j, path: path, modelType: "mixtral", intermediate: f, moe: moe), path: path)
         let file = try SafetensorsFile(path: dir + "/model.safetensors")
-        try install(model, from: file, family: "mixtral") { name in
+        try ModelFiles.install(model.parameters, from: file, family: "mixtral") { name in
             if let r = name.range(of: ".mlp.experts.") {
                 let prefix = "model." + name[..<r.lowerBound] + ".block_sparse_moe.experts."
                 let parts = name.hasSuffix("gate_up_proj") ? ["w1", "w3"] : ["w2"]
@@ -144,7 +106,7 @@ public enum HuggingFace {
         c.firstDenseLayers = step - 1
         let model = try build(c, path: path)
         let file = try SafetensorsFile(path: dir + "/model.safetensors")
-        try install(model, from: file, family: family) { name in
+        try ModelFiles.install(model.parameters, from: file, family: family) { name in
             if name == "lm_head.weight" { return .tensor(name) }
             if let r = name.range(of: ".mlp.experts.") {
                 let prefix = "model." + name[..<r.lowerBound] + ".mlp.experts."

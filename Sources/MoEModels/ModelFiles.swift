@@ -44,21 +44,52 @@ public enum ModelFiles {
 
     /// Installs every tensor of `path` into the model; throws on missing, unused or mis-shaped tensors.
     public static func loadWeights<T>(_ model: MoETransformer<T>, from path: String) throws {
-        let file = try SafetensorsFile(path: path)
-        let targets = model.parameters + model.buffers
-        let wanted = Set(targets.map(\.path))
-        if let unused = file.names.first(where: { !wanted.contains($0) }) {
-            throw SafetensorsError(path, tensor: unused, "is not a parameter of this model", hint: "the weights belong to another config; check config.json")
-        }
-        for p in targets {
-            guard let info = file.info(p.path) else {
-                throw SafetensorsError(path, tensor: p.path, "is missing", hint: "the weights do not match config.json; re-save the checkpoint")
+        try install(model.parameters + model.buffers, from: try SafetensorsFile(path: path), family: model.config.modelType) { .tensor($0) }
+    }
+
+    /// Where a parameter's value comes from in a file: one tensor, or per-expert tensors stacked on a new
+    /// leading axis (each entry a list concatenated along its first axis, e.g. gate then up).
+    public enum TensorSource {
+        case tensor(String)
+        case stacked([[String]])
+
+        var names: [String] {
+            switch self {
+            case .tensor(let n): return [n]
+            case .stacked(let groups): return groups.flatMap { $0 }
             }
-            guard info.shape == p.shape else {
-                throw SafetensorsError(path, tensor: p.path, "has shape \(Shape.describe(info.shape)) but the config needs \(Shape.describe(p.shape))", hint: "the weights do not match config.json")
-            }
-            p.value = try file.tensor(p.path, as: T.self)
         }
+    }
+
+    /// The strict end of every loading pipeline: each target's value is read through `source`; a file tensor
+    /// no target uses, a missing tensor or a wrong shape throws, naming the file and the tensor, and nothing
+    /// is installed unless every target passed.
+    public static func install<T>(
+        _ targets: [Parameter<T>], from file: SafetensorsFile, family: String, source: (String) -> TensorSource
+    ) throws {
+        let plan = targets.map { ($0, source($0.path)) }
+        let used = Set(plan.flatMap { $0.1.names })
+        if let unused = file.names.first(where: { !used.contains($0) }) {
+            throw SafetensorsError(file.path, tensor: unused, "is not used by the \(family) model built from config.json", hint: "the weights and the config disagree")
+        }
+        var values: [Tensor<T>] = []
+        for (p, src) in plan {
+            let v: Tensor<T>
+            switch src {
+            case .tensor(let name):
+                v = try file.tensor(name, as: T.self)
+            case .stacked(let experts):
+                v = Tensor.concat(try experts.map { parts in
+                    let t = try Tensor.concat(parts.map { try file.tensor($0, as: T.self) }, axis: 0)
+                    return t.reshaped([1] + t.shape)
+                }, axis: 0)
+            }
+            guard v.shape == p.shape else {
+                throw SafetensorsError(file.path, tensor: p.path, "has shape \(Shape.describe(v.shape)) but config.json needs \(Shape.describe(p.shape))", hint: "the weights and the config disagree")
+            }
+            values.append(v)
+        }
+        for ((p, _), v) in zip(plan, values) { p.value = v }
     }
 
     /// Builds the model described by `dir/config.json` and loads `dir/model.safetensors`.

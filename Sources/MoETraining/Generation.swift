@@ -49,7 +49,7 @@ public struct Sampler {
             return l.indices.max { l[$0] < l[$1] || (l[$0] == l[$1] && $0 > $1) } ?? 0
         }
         let m = l.max() ?? 0
-        var p = l.map { Double.exp(($0 - m) / options.temperature) }
+        let p = l.map { Double.exp(($0 - m) / options.temperature) }
         var order = p.indices.sorted { p[$0] > p[$1] || (p[$0] == p[$1] && $0 < $1) }
         if options.topK > 0 && options.topK < order.count { order = Array(order.prefix(options.topK)) }
         let total = order.reduce(0.0) { $0 + p[$1] }
@@ -72,7 +72,6 @@ public struct Sampler {
             u -= p[t]
             if u <= 0 { return t }
         }
-        p.removeAll()
         return order.last ?? 0
     }
 }
