@@ -1,55 +1,9 @@
 import Foundation
 import MoETensor
 
-/// The safetensors format (Hugging Face): an 8-byte little-endian header length N, N bytes of UTF-8 JSON
-/// mapping each tensor name to {dtype, shape, data_offsets: [begin, end]} (offsets relative to the byte
-/// buffer after the header) plus an optional "__metadata__" string map, then the byte buffer.
-public enum DType: String, Sendable, CaseIterable {
-    case F64, F32, F16, BF16, I64, I32, I16, I8, U64, U32, U16, U8, BOOL
-
-    public var size: Int {
-        switch self {
-        case .F64, .I64, .U64: return 8
-        case .F32, .I32, .U32: return 4
-        case .F16, .BF16, .I16, .U16: return 2
-        case .I8, .U8, .BOOL: return 1
-        }
-    }
-
-    public var isFloatingPoint: Bool { [.F64, .F32, .F16, .BF16].contains(self) }
-}
-
-/// A problem with a safetensors file: names the file, the tensor (when there is one) and the fix.
-public struct SafetensorsError: Error, CustomStringConvertible, Equatable {
-    public let path: String
-    public let tensor: String?
-    public let problem: String
-    public let hint: String
-
-    public init(_ path: String, tensor: String? = nil, _ problem: String, hint: String) {
-        self.path = path
-        self.tensor = tensor
-        self.problem = problem
-        self.hint = hint
-    }
-
-    public var description: String {
-        "\(path)\(tensor.map { ": tensor '\($0)'" } ?? ""): \(problem); \(hint)"
-    }
-}
-
-public struct TensorInfo: Sendable, Equatable {
-    public let name: String
-    public let dtype: DType
-    public let shape: [Int]
-    /// Byte range inside the data buffer.
-    public let begin: Int
-    public let end: Int
-}
-
 /// A strictly checked, memory-mapped safetensors file.
 public final class SafetensorsFile: @unchecked Sendable {
-    public static let maxHeaderBytes = 100 << 20
+    public static let maxHeaderBytes = SafetensorsHeader.maxHeaderBytes
 
     public let path: String
     let data: Data
@@ -68,92 +22,8 @@ public final class SafetensorsFile: @unchecked Sendable {
         do { data = try Data(contentsOf: url, options: .alwaysMapped) } catch {
             throw SafetensorsError(path, "cannot be read (\(error.localizedDescription))", hint: "check the file's permissions")
         }
-        guard data.count >= 8 else {
-            throw SafetensorsError(path, "is \(data.count) bytes, shorter than the 8-byte header length", hint: "the file is truncated; re-download or re-export it")
-        }
-        let n = data.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(fromByteOffset: 0, as: UInt64.self)) }
-        guard n <= UInt64(Self.maxHeaderBytes) else {
-            throw SafetensorsError(path, "declares a \(n)-byte header, over the \(Self.maxHeaderBytes)-byte limit", hint: "the file is corrupt or not safetensors")
-        }
-        guard 8 + Int(n) <= data.count else {
-            throw SafetensorsError(path, "declares a \(n)-byte header but has only \(data.count - 8) bytes after the length", hint: "the file is truncated; re-download or re-export it")
-        }
-        dataStart = 8 + Int(n)
-        let headerBytes = data.subdata(in: 8..<dataStart)
-        guard String(data: headerBytes, encoding: .utf8) != nil else {
-            throw SafetensorsError(path, "header is not valid UTF-8", hint: "the file is corrupt or not safetensors")
-        }
-        let header: [String: Any]
-        do {
-            guard let obj = try JSONSerialization.jsonObject(with: headerBytes) as? [String: Any] else {
-                throw SafetensorsError(path, "header is not a JSON object", hint: "the file is corrupt or not safetensors")
-            }
-            header = obj
-        } catch let e as SafetensorsError {
-            throw e
-        } catch {
-            throw SafetensorsError(path, "header is not valid JSON", hint: "the file is corrupt or not safetensors")
-        }
-        if let dup = JSONKeys.firstDuplicateTopLevelKey(headerBytes) {
-            throw SafetensorsError(path, tensor: dup, "appears twice in the header", hint: "the file is corrupt; re-export it")
-        }
-        var meta: [String: String] = [:]
-        var infos: [TensorInfo] = []
-        let bufferLength = data.count - dataStart
-        for (name, value) in header {
-            if name == "__metadata__" {
-                guard let m = value as? [String: Any], m.values.allSatisfy({ $0 is String }) else {
-                    throw SafetensorsError(path, "__metadata__ is not a map of strings", hint: "the file is corrupt")
-                }
-                meta = m.mapValues { $0 as! String }
-                continue
-            }
-            guard let entry = value as? [String: Any] else {
-                throw SafetensorsError(path, tensor: name, "entry is not an object", hint: "the file is corrupt")
-            }
-            guard let dt = entry["dtype"] as? String, let dtype = DType(rawValue: dt) else {
-                throw SafetensorsError(path, tensor: name, "has unknown dtype \(entry["dtype"] ?? "none")", hint: "supported: \(DType.allCases.map(\.rawValue).joined(separator: ", "))")
-            }
-            guard let shapeAny = entry["shape"] as? [Any], let shape = Self.integers(shapeAny), shape.allSatisfy({ $0 >= 0 }) else {
-                throw SafetensorsError(path, tensor: name, "has a shape that is not a list of non-negative integers", hint: "the file is corrupt")
-            }
-            guard let offAny = entry["data_offsets"] as? [Any], let off = Self.integers(offAny), off.count == 2 else {
-                throw SafetensorsError(path, tensor: name, "has data_offsets that are not two integers", hint: "the file is corrupt")
-            }
-            let (begin, end) = (off[0], off[1])
-            guard begin >= 0, end >= begin, end <= bufferLength else {
-                throw SafetensorsError(path, tensor: name, "data_offsets [\(begin), \(end)] fall outside the \(bufferLength)-byte buffer", hint: "the file is truncated or corrupt")
-            }
-            let count = shape.reduce(1, *)
-            guard end - begin == count * dtype.size else {
-                throw SafetensorsError(path, tensor: name, "holds \(end - begin) bytes but \(dtype.rawValue) \(Shape.describe(shape)) needs \(count * dtype.size)", hint: "the file is corrupt")
-            }
-            infos.append(TensorInfo(name: name, dtype: dtype, shape: shape, begin: begin, end: end))
-        }
-        infos.sort { ($0.begin, $0.end, $0.name) < ($1.begin, $1.end, $1.name) }
-        var expected = 0
-        for t in infos {
-            guard t.begin == expected else {
-                let what = t.begin < expected ? "overlaps the tensor before it" : "leaves a gap of \(t.begin - expected) bytes before it"
-                throw SafetensorsError(path, tensor: t.name, what, hint: "the file is corrupt; offsets must be contiguous")
-            }
-            expected = t.end
-        }
-        guard expected == bufferLength else {
-            throw SafetensorsError(path, "has \(bufferLength - expected) bytes after the last tensor", hint: "the file is corrupt; no trailing bytes are allowed")
-        }
-        tensors = infos
-        metadata = meta
-        index = Dictionary(uniqueKeysWithValues: infos.enumerated().map { ($0.element.name, $0.offset) })
-    }
-
-    static func integers(_ a: [Any]) -> [Int]? {
-        var out: [Int] = []
-        for v in a {
-            guard let n = v as? NSNumber, n.doubleValue == n.doubleValue.rounded(), abs(n.doubleValue) < 9e15 else { return nil }
-            out.append(n.intValue)
-        }
-        return out
+        (dataStart, tensors, metadata) = try SafetensorsHeader.parse(data, path: path)
+        index = Dictionary(uniqueKeysWithValues: tensors.enumerated().map { ($0.element.name, $0.offset) })
     }
 
     public var names: [String] { tensors.map(\.name) }
@@ -185,6 +55,23 @@ public final class SafetensorsFile: @unchecked Sendable {
             }
         }
         return out
+    }
+
+    /// A 16-bit floating-point tensor kept as it is stored (F16 or BF16 bit patterns, no conversion), for
+    /// half-precision inference.
+    public func halfBits(_ name: String) throws -> (dtype: DType, shape: [Int], bits: [UInt16]) {
+        guard let info = info(name) else {
+            throw SafetensorsError(path, tensor: name, "is missing", hint: "the checkpoint does not match the model; check the config")
+        }
+        guard info.dtype == .F16 || info.dtype == .BF16 else {
+            throw SafetensorsError(path, tensor: name, "has dtype \(info.dtype.rawValue), not F16 or BF16", hint: "read it with tensor(_:as:) instead")
+        }
+        let count = info.shape.reduce(1, *)
+        let bits: [UInt16] = data.withUnsafeBytes { raw in
+            let src = raw.baseAddress! + dataStart + info.begin
+            return (0..<count).map { UInt16(littleEndian: src.loadUnaligned(fromByteOffset: 2 * $0, as: UInt16.self)) }
+        }
+        return (info.dtype, info.shape, bits)
     }
 
     /// An integer tensor's values as Int (for ids, counts, state).
@@ -267,5 +154,82 @@ public enum SafetensorsWriter {
                 }
             }
         }
+    }
+}
+
+/// The weights of one checkpoint: `model.safetensors`, or the shards listed in
+/// `model.safetensors.index.json` (its `weight_map` maps each tensor to a shard file in the same directory).
+/// Each tensor must live in exactly the shard the index names, and every tensor of every shard must be listed.
+public final class SafetensorsCheckpoint: @unchecked Sendable {
+    public let files: [SafetensorsFile]
+    private let location: [String: Int]
+    /// What errors name when no single shard is at fault.
+    public let path: String
+
+    public init(file: SafetensorsFile) {
+        files = [file]
+        location = Dictionary(uniqueKeysWithValues: file.names.map { ($0, 0) })
+        path = file.path
+    }
+
+    /// Opens the weights of the model directory `dir`: the index when there is one, else model.safetensors.
+    public init(directory dir: String) throws {
+        let indexPath = dir + "/model.safetensors.index.json"
+        guard FileManager.default.fileExists(atPath: indexPath) else {
+            let f = try SafetensorsFile(path: dir + "/model.safetensors")
+            files = [f]
+            location = Dictionary(uniqueKeysWithValues: f.names.map { ($0, 0) })
+            path = f.path
+            return
+        }
+        path = indexPath
+        guard let data = FileManager.default.contents(atPath: indexPath),
+            let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
+        else {
+            throw SafetensorsError(indexPath, "is not valid JSON", hint: "fix or re-download the index file")
+        }
+        guard let map = json["weight_map"] as? [String: Any], map.values.allSatisfy({ $0 is String }), !map.isEmpty else {
+            throw SafetensorsError(indexPath, "has no \"weight_map\" of tensor names to shard files", hint: "fix or re-download the index file")
+        }
+        let weightMap = map.mapValues { $0 as! String }
+        let shardNames = Array(Set(weightMap.values)).sorted()
+        for name in shardNames where name.contains("/") || name.hasPrefix(".") || !name.hasSuffix(".safetensors") {
+            throw SafetensorsError(indexPath, "names the shard \"\(name)\", which is not a .safetensors file in the same directory", hint: "fix the index file")
+        }
+        var opened: [SafetensorsFile] = []
+        for name in shardNames {
+            let shardPath = dir + "/" + name
+            guard FileManager.default.fileExists(atPath: shardPath) else {
+                throw SafetensorsError(shardPath, "is listed in model.safetensors.index.json but not found", hint: "download every shard")
+            }
+            opened.append(try SafetensorsFile(path: shardPath))
+        }
+        var loc: [String: Int] = [:]
+        for (i, f) in opened.enumerated() {
+            for n in f.names {
+                guard weightMap[n] == shardNames[i] else {
+                    let hint = weightMap[n].map { "the index places it in \($0); fix the index file" } ?? "the index does not list it; fix the index file"
+                    throw SafetensorsError(f.path, tensor: n, "is in this shard", hint: hint)
+                }
+                loc[n] = i
+            }
+        }
+        if let missing = weightMap.keys.sorted().first(where: { loc[$0] == nil }) {
+            throw SafetensorsError(dir + "/" + weightMap[missing]!, tensor: missing, "is listed in the index but absent from the shard", hint: "the shard is incomplete; re-download it")
+        }
+        files = opened
+        location = loc
+    }
+
+    public var names: [String] { files.flatMap(\.names) }
+    /// The file that holds `name` (for error messages), or the checkpoint's path.
+    public func file(of name: String) -> String { location[name].map { files[$0].path } ?? path }
+    public func info(_ name: String) -> TensorInfo? { location[name].flatMap { files[$0].info(name) } }
+
+    public func tensor<T: TensorScalar>(_ name: String, as: T.Type = T.self) throws -> Tensor<T> {
+        guard let i = location[name] else {
+            throw SafetensorsError(path, tensor: name, "is missing", hint: "the checkpoint does not match the model; check the config")
+        }
+        return try files[i].tensor(name, as: T.self)
     }
 }

@@ -5,7 +5,7 @@ import Foundation
 /// file tensor used, every parameter filled, every shape checked).
 public enum HuggingFace {
     /// The `model_type`s this loader understands.
-    public static let supported = ["mixtral", "olmoe", "qwen2_moe", "qwen3_moe", "swift_moe"]
+    public static let supported = ["deepseek_v2", "deepseek_v3", "mixtral", "olmoe", "qwen2_moe", "qwen3_moe", "swift_moe"]
 
     public struct LoadError: Error, CustomStringConvertible {
         public let description: String
@@ -25,6 +25,7 @@ public enum HuggingFace {
         case "swift_moe": return try ModelFiles.load(dir, as: Float.self)
         case "mixtral": return try loadMixtral(dir, config: json)
         case "qwen2_moe", "qwen3_moe", "olmoe": return try loadQwenLike(dir, config: json, family: type)
+        case "deepseek_v2", "deepseek_v3": return try loadDeepSeek(dir, config: json, family: type)
         default:
             throw LoadError(description: "\(path): unknown model_type \"\(type)\"; supported: \(supported.joined(separator: ", "))")
         }
@@ -65,7 +66,7 @@ public enum HuggingFace {
         moe.normalizeTopK = true
         moe.auxLossCoef = j["router_aux_loss_coef"] as? Double ?? 0
         let model = try build(try baseConfig(j, path: path, modelType: "mixtral", intermediate: f, moe: moe), path: path)
-        let file = try SafetensorsFile(path: dir + "/model.safetensors")
+        let file = try SafetensorsCheckpoint(directory: dir)
         try ModelFiles.install(model.parameters, from: file, family: "mixtral") { name in
             if let r = name.range(of: ".mlp.experts.") {
                 let prefix = "model." + name[..<r.lowerBound] + ".block_sparse_moe.experts."
@@ -105,7 +106,7 @@ public enum HuggingFace {
         c.moeEvery = step
         c.firstDenseLayers = step - 1
         let model = try build(c, path: path)
-        let file = try SafetensorsFile(path: dir + "/model.safetensors")
+        let file = try SafetensorsCheckpoint(directory: dir)
         try ModelFiles.install(model.parameters, from: file, family: family) { name in
             if name == "lm_head.weight" { return .tensor(name) }
             if let r = name.range(of: ".mlp.experts.") {
@@ -119,6 +120,85 @@ public enum HuggingFace {
                 return .stacked([parts.map { prefix + $0 + ".weight" }])
             }
             return .tensor("model." + name)
+        }
+        return model
+    }
+
+    /// Per-expert file tensors stacked into the model's expert bank: the model path
+    /// `<layer>.mlp.experts.gate_up_proj` (or `down_proj`) reads `<prefix><layer><block>.<e>.<part>.weight`
+    /// for every expert e, gate and up concatenated. Returns nil for other paths.
+    static func stackedExperts(
+        _ name: String, count: Int, prefix: String = "model.", block: String, gateUp: [String] = ["gate_proj", "up_proj"],
+        down: String = "down_proj", from modelBlock: String = ".mlp.experts."
+    ) -> ModelFiles.TensorSource? {
+        guard let r = name.range(of: modelBlock) else { return nil }
+        let head = prefix + name[..<r.lowerBound] + block + "."
+        let parts = name.hasSuffix("gate_up_proj") ? gateUp : [down]
+        return .stacked((0..<count).map { e in parts.map { head + "\(e).\($0).weight" } })
+    }
+
+    /// A single shared expert stored as a plain SwiGLU MLP under `<layer><block>.{gate,up,down}_proj`.
+    static func sharedExpert(_ name: String, prefix: String = "model.", block: String) -> ModelFiles.TensorSource? {
+        guard let r = name.range(of: ".mlp.shared_expert.") else { return nil }
+        let head = prefix + name[..<r.lowerBound] + block + "."
+        let parts = name.hasSuffix("gate_up_proj") ? ["gate_proj", "up_proj"] : ["down_proj"]
+        return .stacked([parts.map { head + $0 + ".weight" }])
+    }
+
+    static func ropeTheta(_ j: [String: Any], path: String) throws -> Double {
+        if let rp = j["rope_parameters"] as? [String: Any], let type = rp["rope_type"] as? String, type != "default" {
+            throw LoadError(description: "\(path): rope_type \"\(type)\" is not supported yet; only default RoPE is")
+        }
+        if let rs = j["rope_scaling"] as? [String: Any], let type = (rs["rope_type"] ?? rs["type"]) as? String, type != "default" {
+            throw LoadError(description: "\(path): rope_scaling \"\(type)\" is not supported yet; only default RoPE is")
+        }
+        let rope = (j["rope_parameters"] as? [String: Any])?["rope_theta"] ?? j["rope_theta"]
+        return (rope as? Double) ?? (rope as? Int).map(Double.init) ?? 10000
+    }
+
+    /// DeepSeek-V2 / V3 (`DeepseekV2ForCausalLM`, `DeepseekV3ForCausalLM`): multi-head latent attention, the
+    /// first `first_k_dense_replace` layers dense, then routed experts plus `n_shared_experts` always-on ones.
+    /// - deepseek_v2: softmax scores, top-k `greedy` or `group_limited_greedy` (groups ranked by their best
+    ///   expert), weights never renormalized, times `routed_scaling_factor`; rotary pairs interleaved.
+    /// - deepseek_v3: sigmoid scores plus `e_score_correction_bias` for selection only, groups ranked by the
+    ///   sum of their best two, weights renormalized when `norm_topk_prob`, then scaled.
+    static func loadDeepSeek(_ dir: String, config j: [String: Any], family: String) throws -> MoETransformer<Float> {
+        let path = dir + "/config.json"
+        let v3 = family == "deepseek_v3"
+        var moe = MoEConfig(
+            hiddenSize: try int(j, "hidden_size", path), expertHiddenSize: try int(j, "moe_intermediate_size", path),
+            numExperts: try int(j, "n_routed_experts", path), expertsPerToken: try int(j, "num_experts_per_tok", path),
+            router: .grouped)
+        let method = j["topk_method"] as? String ?? (v3 ? "noaux_tc" : "greedy")
+        let grouped = v3 || method == "group_limited_greedy"
+        guard v3 ? method == "noaux_tc" : ["greedy", "group_limited_greedy"].contains(method) else {
+            throw LoadError(description: "\(path): topk_method \"\(method)\" is not one \(family) uses; expected \(v3 ? "noaux_tc" : "greedy or group_limited_greedy")")
+        }
+        moe.scoreFunction = v3 ? .sigmoid : .softmax
+        moe.selectionBias = v3
+        moe.normalizeTopK = v3 && (j["norm_topk_prob"] as? Bool ?? false)
+        moe.numGroups = grouped ? (j["n_group"] as? Int ?? 1) : 1
+        moe.topKGroups = grouped ? (j["topk_group"] as? Int ?? 1) : 1
+        moe.groupScore = v3 ? .top2Sum : .max
+        moe.routedScalingFactor = (j["routed_scaling_factor"] as? Double) ?? (j["routed_scaling_factor"] as? Int).map(Double.init) ?? 1
+        moe.sharedExpertHiddenSize = (j["n_shared_experts"] as? Int ?? 0) * moe.expertHiddenSize
+        var c = try baseConfig(j, path: path, modelType: family, intermediate: try int(j, "intermediate_size", path), moe: moe)
+        c.ropeTheta = try ropeTheta(j, path: path)
+        c.attentionBias = j["attention_bias"] as? Bool ?? false
+        c.firstDenseLayers = j["first_k_dense_replace"] as? Int ?? 0
+        c.moeEvery = j["moe_layer_freq"] as? Int ?? 1
+        c.mla = LatentAttentionConfig(
+            qLoraRank: j["q_lora_rank"] as? Int, kvLoraRank: try int(j, "kv_lora_rank", path),
+            nopeDim: try int(j, "qk_nope_head_dim", path), ropeDim: try int(j, "qk_rope_head_dim", path),
+            valueDim: try int(j, "v_head_dim", path), ropeInterleave: v3 ? (j["rope_interleave"] as? Bool ?? true) : true)
+        c.headDim = c.mla!.ropeDim
+        let model = try build(c, path: path)
+        let file = try SafetensorsCheckpoint(directory: dir)
+        try ModelFiles.install(model.parameters + model.buffers, from: file, family: family) { name in
+            if name == "lm_head.weight" { return .tensor(name) }
+            if let s = stackedExperts(name, count: moe.numExperts, block: ".mlp.experts") { return s }
+            if let s = sharedExpert(name, block: ".mlp.shared_experts") { return s }
+            return .tensor("model." + name.replacingOccurrences(of: ".mlp.e_score_correction_bias", with: ".mlp.gate.e_score_correction_bias"))
         }
         return model
     }

@@ -44,7 +44,7 @@ public enum ModelFiles {
 
     /// Installs every tensor of `path` into the model; throws on missing, unused or mis-shaped tensors.
     public static func loadWeights<T>(_ model: MoETransformer<T>, from path: String) throws {
-        try install(model.parameters + model.buffers, from: try SafetensorsFile(path: path), family: model.config.modelType) { .tensor($0) }
+        try install(model.parameters + model.buffers, from: SafetensorsCheckpoint(file: try SafetensorsFile(path: path)), family: model.config.modelType) { .tensor($0) }
     }
 
     /// Where a parameter's value comes from in a file: one tensor, or per-expert tensors stacked on a new
@@ -65,12 +65,12 @@ public enum ModelFiles {
     /// no target uses, a missing tensor or a wrong shape throws, naming the file and the tensor, and nothing
     /// is installed unless every target passed.
     public static func install<T>(
-        _ targets: [Parameter<T>], from file: SafetensorsFile, family: String, source: (String) -> TensorSource
+        _ targets: [Parameter<T>], from file: SafetensorsCheckpoint, family: String, source: (String) -> TensorSource
     ) throws {
         let plan = targets.map { ($0, source($0.path)) }
         let used = Set(plan.flatMap { $0.1.names })
         if let unused = file.names.first(where: { !used.contains($0) }) {
-            throw SafetensorsError(file.path, tensor: unused, "is not used by the \(family) model built from config.json", hint: "the weights and the config disagree")
+            throw SafetensorsError(file.file(of: unused), tensor: unused, "is not used by the \(family) model built from config.json", hint: "the weights and the config disagree")
         }
         var values: [Tensor<T>] = []
         for (p, src) in plan {
@@ -85,7 +85,7 @@ public enum ModelFiles {
                 }, axis: 0)
             }
             guard v.shape == p.shape else {
-                throw SafetensorsError(file.path, tensor: p.path, "has shape \(Shape.describe(v.shape)) but config.json needs \(Shape.describe(p.shape))", hint: "the weights and the config disagree")
+                throw SafetensorsError(file.file(of: src.names[0]), tensor: src.names.count == 1 ? src.names[0] : p.path, "has shape \(Shape.describe(v.shape)) but config.json needs \(Shape.describe(p.shape))", hint: "the weights and the config disagree")
             }
             values.append(v)
         }

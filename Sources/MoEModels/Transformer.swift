@@ -1,7 +1,7 @@
 /// One decoder layer: h += attn(norm(h)); h += ffn(norm(h)), where ffn is an MoE block or a dense SwiGLU.
 public final class DecoderLayer<T: TensorScalar>: Module {
     public let inputNorm: RMSNorm<T>
-    public let attention: Attention<T>
+    public let attention: any TokenMixer<T>
     public let postNorm: RMSNorm<T>
     public let moe: MoELayer<T>?
     public let dense: SwiGLU<T>?
@@ -9,10 +9,17 @@ public final class DecoderLayer<T: TensorScalar>: Module {
     init(_ c: TransformerConfig, index: Int, moeConfig: MoEConfig?, rng: inout RandomGenerator) throws(ConfigError) {
         let p = "layers.\(index)"
         inputNorm = RMSNorm(c.hiddenSize, eps: T(c.rmsNormEps), path: joinPath(p, "input_layernorm"))
-        attention = Attention(
-            dim: c.hiddenSize, heads: c.numHeads, kvHeads: c.numKVHeads, headDim: c.headDim, ropeTheta: c.ropeTheta,
-            bias: c.attentionBias, qkNorm: c.qkNorm == "per_head" ? .perHead : c.qkNorm == "full" ? .full : .none,
-            normEps: T(c.rmsNormEps), path: joinPath(p, "self_attn"), rng: &rng)
+        if let m = c.mla {
+            attention = LatentAttention(
+                dim: c.hiddenSize, heads: c.numHeads, qLoraRank: m.qLoraRank, kvLoraRank: m.kvLoraRank, nopeDim: m.nopeDim,
+                ropeDim: m.ropeDim, valueDim: m.valueDim, ropeTheta: c.ropeTheta, interleaved: m.ropeInterleave,
+                bias: c.attentionBias, scale: c.attentionScale, path: joinPath(p, "self_attn"), rng: &rng)
+        } else {
+            attention = Attention(
+                dim: c.hiddenSize, heads: c.numHeads, kvHeads: c.numKVHeads, headDim: c.headDim, ropeTheta: c.ropeTheta,
+                bias: c.attentionBias, qkNorm: c.qkNorm == "per_head" ? .perHead : c.qkNorm == "full" ? .full : .none,
+                normEps: T(c.rmsNormEps), path: joinPath(p, "self_attn"), rng: &rng)
+        }
         postNorm = RMSNorm(c.hiddenSize, eps: T(c.rmsNormEps), path: joinPath(p, "post_attention_layernorm"))
         if let moeConfig {
             moe = try MoELayer(config: moeConfig, path: joinPath(p, "mlp"), causal: true, rng: &rng)
@@ -35,6 +42,9 @@ public struct ModelOutput<T: TensorScalar> {
     /// The balancing terms folded over layers (Switch f·P pooled over all layers' tokens), weighted by their
     /// coefficients; nil when every coefficient is 0.
     public let auxLoss: Variable<T>?
+    /// With `collectHiddenStates`: the embedding output, each decoder layer's output and the final-norm
+    /// output, each [B, T, D] (Hugging Face's `output_hidden_states`, last entry normed).
+    public var hiddenStates: [Tensor<T>] = []
 }
 
 /// A decoder-only MoE transformer assembled from the shared parts: token embedding, RMSNorm, RoPE,
@@ -88,7 +98,8 @@ public final class MoETransformer<T: TensorScalar>: Module {
     /// layer) serve incremental decoding.
     public func callAsFunction(
         ids: [Int], batch b: Int, _ ctx: ForwardContext<T>, options: RouteOptions = .inference,
-        caches: [KVCache<T>]? = nil, startPosition: Int = 0, lastPositionOnly: Bool = false
+        caches: [KVCache<T>]? = nil, startPosition: Int = 0, lastPositionOnly: Bool = false,
+        collectHiddenStates: Bool = false
     ) -> ModelOutput<T> {
         Shape.require(b > 0 && ids.count % b == 0, "model", "\(ids.count) ids do not split into \(b) sequences")
         let t = ids.count / b
@@ -97,6 +108,7 @@ public final class MoETransformer<T: TensorScalar>: Module {
         }
         let positions = Array(startPosition..<(startPosition + t))
         var h = embed(ids, shape: [b, t], ctx)  // [B, T, D]
+        var hidden: [Tensor<T>] = collectHiddenStates ? [h.value] : []
         var outs: [MoEOutput<T>] = []
         var opts = options
         opts.tokenIDs = ids
@@ -111,14 +123,19 @@ public final class MoETransformer<T: TensorScalar>: Module {
             } else {
                 h = h + layer.dense!(x, ctx)
             }
+            if collectHiddenStates && i < layers.count - 1 { hidden.append(h.value) }
         }
         var last = h
         if lastPositionOnly && t > 1 {
             last = h.reshaped([b * t, -1]).indexSelect((0..<b).map { $0 * t + t - 1 }).reshaped([b, 1, -1])
         }
-        let normed = norm(last, ctx).reshaped([-1, config.hiddenSize])
+        let finalNorm = norm(last, ctx)
+        if collectHiddenStates { hidden.append(finalNorm.value) }
+        let normed = finalNorm.reshaped([-1, config.hiddenSize])
         let logits = head.map { $0(normed, ctx) } ?? Variable.matmul(normed, ctx(embed.weight), transposeB: true)
-        return ModelOutput(logits: logits, moe: outs, auxLoss: foldAux(outs))
+        var out = ModelOutput(logits: logits, moe: outs, auxLoss: foldAux(outs))
+        out.hiddenStates = hidden
+        return out
     }
 
     func foldAux(_ outs: [MoEOutput<T>]) -> Variable<T>? {

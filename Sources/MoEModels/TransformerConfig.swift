@@ -25,6 +25,10 @@ public struct TransformerConfig: Codable, Sendable, Equatable {
     /// RMSNorm on queries and keys before RoPE: "per_head" (Qwen3, over each head's Dh) or "full" (OLMoE,
     /// over the whole projection); nil for none.
     public var qkNorm: String? = nil
+    /// Multi-head latent attention (DeepSeek) in place of grouped-query attention, when set.
+    public var mla: LatentAttentionConfig? = nil
+    /// Attention logit scale; nil is 1/sqrt(query-key head dim).
+    public var attentionScale: Double? = nil
     public var moe: MoEConfig?
     public var moeEvery = 1
     public var firstDenseLayers = 0
@@ -35,6 +39,7 @@ public struct TransformerConfig: Codable, Sendable, Equatable {
         case headDim = "head_dim", intermediateSize = "intermediate_size", ropeTheta = "rope_theta"
         case rmsNormEps = "rms_norm_eps", tieWordEmbeddings = "tie_word_embeddings"
         case maxPositions = "max_position_embeddings", initStd = "initializer_range", attentionBias = "attention_bias", qkNorm = "qk_norm", moe
+        case mla, attentionScale = "attention_scale"
         case moeEvery = "moe_layer_freq", firstDenseLayers = "first_k_dense_replace"
     }
 
@@ -67,15 +72,20 @@ public struct TransformerConfig: Codable, Sendable, Equatable {
         attentionBias = try c.decodeIfPresent(Bool.self, forKey: .attentionBias) ?? false
         qkNorm = try c.decodeIfPresent(String.self, forKey: .qkNorm)
         moe = try c.decodeIfPresent(MoEConfig.self, forKey: .moe)
+        mla = try c.decodeIfPresent(LatentAttentionConfig.self, forKey: .mla)
+        attentionScale = try c.decodeIfPresent(Double.self, forKey: .attentionScale)
         moeEvery = try c.decodeIfPresent(Int.self, forKey: .moeEvery) ?? 1
         firstDenseLayers = try c.decodeIfPresent(Int.self, forKey: .firstDenseLayers) ?? 0
     }
+
+    /// Architectures a TransformerConfig can describe (swift-moe's own and the Hugging Face families it loads).
+    public static let modelTypes = ["swift_moe", "mixtral", "qwen2_moe", "qwen3_moe", "olmoe", "deepseek_v2", "deepseek_v3"]
 
     public var placement: MoEPlacement { MoEPlacement(every: moeEvery, firstDense: firstDenseLayers) }
     public func isMoE(layer i: Int) -> Bool { moe != nil && placement.isMoE(layer: i) }
 
     public func validate() throws(ConfigError) {
-        try ConfigError.check(["swift_moe", "mixtral", "qwen2_moe", "qwen3_moe", "olmoe"].contains(modelType), "model_type", modelType, "supported: swift_moe, mixtral, qwen2_moe, qwen3_moe, olmoe")
+        try ConfigError.check(Self.modelTypes.contains(modelType), "model_type", modelType, "supported: \(Self.modelTypes.joined(separator: ", "))")
         try ConfigError.check(qkNorm == nil || qkNorm == "per_head" || qkNorm == "full", "qk_norm", qkNorm ?? "", "use per_head, full, or leave it out")
         try ConfigError.check(vocabSize >= 1, "vocab_size", vocabSize, "use a positive vocabulary size")
         try ConfigError.check(hiddenSize >= 1, "hidden_size", hiddenSize, "use a positive model dimension")
@@ -88,6 +98,12 @@ public struct TransformerConfig: Codable, Sendable, Equatable {
         try ConfigError.check(intermediateSize >= 1, "intermediate_size", intermediateSize, "use a positive FFN width")
         try ConfigError.check(moeEvery >= 1, "moe_layer_freq", moeEvery, "use 1 (every layer) or more")
         try ConfigError.check(firstDenseLayers >= 0, "first_k_dense_replace", firstDenseLayers, "use 0 or more")
+        if let mla {
+            try ConfigError.check(mla.kvLoraRank >= 1, "kv_lora_rank", mla.kvLoraRank, "use a positive latent rank")
+            try ConfigError.check(mla.qLoraRank.map { $0 >= 1 } ?? true, "q_lora_rank", mla.qLoraRank ?? 0, "use a positive rank, or null for a full q_proj")
+            try ConfigError.check(mla.ropeDim >= 2 && mla.ropeDim % 2 == 0, "qk_rope_head_dim", mla.ropeDim, "use an even rotary dimension")
+            try ConfigError.check(mla.nopeDim >= 0 && mla.valueDim >= 1, "v_head_dim", mla.valueDim, "use positive head dims")
+        }
         if let moe {
             try moe.validate()
             try ConfigError.check(moe.hiddenSize == hiddenSize, "moe.hidden_size", moe.hiddenSize, "must equal hidden_size (\(hiddenSize))")
@@ -101,5 +117,29 @@ public struct TransformerConfig: Codable, Sendable, Equatable {
         let perExpert = 3 * hiddenSize * moe.expertHiddenSize + (moe.expertBias ? 2 * moe.expertHiddenSize + hiddenSize : 0)
         let idle = max(0, moe.numExperts - moe.effectiveK) * perExpert
         return total - moeLayers * idle
+    }
+}
+
+/// The shape of multi-head latent attention (DeepSeek-V2/V3 keys).
+public struct LatentAttentionConfig: Codable, Sendable, Equatable {
+    public var qLoraRank: Int?
+    public var kvLoraRank: Int
+    public var nopeDim: Int
+    public var ropeDim: Int
+    public var valueDim: Int
+    public var ropeInterleave = true
+
+    enum CodingKeys: String, CodingKey {
+        case qLoraRank = "q_lora_rank", kvLoraRank = "kv_lora_rank", nopeDim = "qk_nope_head_dim"
+        case ropeDim = "qk_rope_head_dim", valueDim = "v_head_dim", ropeInterleave = "rope_interleave"
+    }
+
+    public init(qLoraRank: Int?, kvLoraRank: Int, nopeDim: Int, ropeDim: Int, valueDim: Int, ropeInterleave: Bool = true) {
+        self.qLoraRank = qLoraRank
+        self.kvLoraRank = kvLoraRank
+        self.nopeDim = nopeDim
+        self.ropeDim = ropeDim
+        self.valueDim = valueDim
+        self.ropeInterleave = ropeInterleave
     }
 }

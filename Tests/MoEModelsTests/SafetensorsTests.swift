@@ -72,4 +72,53 @@ struct SafetensorsTests {
         let e = error(path)!
         #expect(e.hasPrefix(path + ": tensor 'layers.0.w': has unknown dtype F8; supported: "))
     }
+
+    @Test func halfPrecisionKeptAsStored() throws {
+        let data: [UInt8] = [0x00, 0x3C, 0x00, 0xC1, 0xC0, 0x3F]
+        let header = #"{"h":{"dtype":"F16","shape":[2],"data_offsets":[0,4]},"b":{"dtype":"BF16","shape":[1],"data_offsets":[4,6]}}"#
+        let f = try SafetensorsFile(path: file(header: header, data: data, name: "keep.safetensors"))
+        let h = try f.halfBits("h"), b = try f.halfBits("b")
+        #expect(h.dtype == .F16 && h.shape == [2] && h.bits == [0x3C00, 0xC100])
+        #expect(b.dtype == .BF16 && b.bits == [0x3FC0])
+    }
+
+    @Test func hugeShapesAreRejectedNotOverflowed() {
+        let header = #"{"a":{"dtype":"F32","shape":[4294967296,4294967296,16],"data_offsets":[0,4]}}"#
+        #expect(error(file(header: header, data: [0, 0, 0, 0], name: "big.safetensors"))!.contains("too large"))
+    }
+
+    /// A sharded checkpoint: the index maps each tensor to its shard; every tensor must be where it says.
+    @Test func shardedIndex() throws {
+        let shards = dir.appendingPathComponent("sharded")
+        try FileManager.default.createDirectory(at: shards, withIntermediateDirectories: true)
+        let a = TestSupport.randnF([2, 3], seed: 3), b = TestSupport.randnF([4], seed: 4)
+        try SafetensorsWriter.write([("a", .float(a))], to: shards.appendingPathComponent("model-00001-of-00002.safetensors").path)
+        try SafetensorsWriter.write([("b", .float(b))], to: shards.appendingPathComponent("model-00002-of-00002.safetensors").path)
+        func index(_ map: String) throws {
+            try #"{"metadata": {}, "weight_map": \#(map)}"#.write(to: shards.appendingPathComponent("model.safetensors.index.json"), atomically: true, encoding: .utf8)
+        }
+        try index(#"{"a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}"#)
+        let c = try SafetensorsCheckpoint(directory: shards.path)
+        #expect(c.names.sorted() == ["a", "b"])
+        #expect(try c.tensor("a", as: Float.self) == a && (try c.tensor("b", as: Float.self)) == b)
+        #expect(c.file(of: "b").hasSuffix("model-00002-of-00002.safetensors"))
+        func fails(_ map: String, _ message: String) throws {
+            try index(map)
+            do {
+                _ = try SafetensorsCheckpoint(directory: shards.path)
+                Issue.record("accepted \(map)")
+            } catch { #expect("\(error)".contains(message), "\(error)") }
+        }
+        try fails(#"{"a": "model-00001-of-00002.safetensors", "b": "model-00001-of-00002.safetensors"}"#, "absent from the shard")
+        try fails(#"{"a": "model-00002-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}"#, "tensor 'a': is listed in the index but absent")
+        // A shard holding a tensor the index does not list.
+        try SafetensorsWriter.write([("a", .float(a)), ("extra", .float(b))], to: shards.appendingPathComponent("model-00001-of-00002.safetensors").path)
+        try fails(#"{"a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}"#, "the index does not list it")
+        try SafetensorsWriter.write([("a", .float(a))], to: shards.appendingPathComponent("model-00001-of-00002.safetensors").path)
+        try fails(#"{"a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors", "c": "model-00002-of-00002.safetensors"}"#, "absent from the shard")
+        try fails(#"{"a": "../x.safetensors"}"#, "not a .safetensors file in the same directory")
+        try fails(#"{"a": "model-00009-of-00009.safetensors"}"#, "not found")
+        try "{oops".write(to: shards.appendingPathComponent("model.safetensors.index.json"), atomically: true, encoding: .utf8)
+        #expect(throws: SafetensorsError.self) { try SafetensorsCheckpoint(directory: shards.path) }
+    }
 }
