@@ -19,6 +19,9 @@ public enum RouterKind: String, Codable, Sendable, CaseIterable {
     case hash
     /// Dense soft mixing: every expert runs on every token, weighted by a softmax over all experts.
     case dense
+    /// PhiMoE's SparseMixer, top-2: each pick is the argmax (of the logits, then of the rest), weighted by a
+    /// softmax over only the logits within a relative margin 2·eps of that pick.
+    case sparseMixer = "sparsemixer"
 }
 
 public enum ScoreFunction: String, Codable, Sendable { case softmax, sigmoid }
@@ -77,6 +80,8 @@ public struct MoEConfig: Codable, Sendable, Equatable {
     public var biasUpdateRate = 0.001
     /// Seed of the hash router's fixed token -> expert table.
     public var hashSeed: UInt64 = 0
+    /// SparseMixer's relative margin eps (PhiMoE's router_jitter_noise).
+    public var sparseMixerEps = 0.01
 
     enum CodingKeys: String, CodingKey {
         case hiddenSize = "hidden_size", expertHiddenSize = "moe_intermediate_size", numExperts = "num_experts"
@@ -91,6 +96,7 @@ public struct MoEConfig: Codable, Sendable, Equatable {
         case auxLossCoef = "router_aux_loss_coef", zLossCoef = "router_z_loss_coef"
         case importanceLossCoef = "importance_loss_coef", loadLossCoef = "load_loss_coef"
         case sequenceAuxLossCoef = "seq_aux_loss_coef", biasUpdateRate = "bias_update_speed", hashSeed = "hash_seed"
+        case sparseMixerEps = "sparsemixer_eps"
     }
 
     public init(hiddenSize: Int, expertHiddenSize: Int, numExperts: Int, expertsPerToken: Int, router: RouterKind = .softmaxTopK) {
@@ -135,6 +141,7 @@ public struct MoEConfig: Codable, Sendable, Equatable {
         sequenceAuxLossCoef = try opt(.sequenceAuxLossCoef, sequenceAuxLossCoef)
         biasUpdateRate = try opt(.biasUpdateRate, biasUpdateRate)
         hashSeed = try opt(.hashSeed, hashSeed)
+        sparseMixerEps = try opt(.sparseMixerEps, sparseMixerEps)
     }
 
     /// Experts chosen per token (every expert for dense mixing).
@@ -171,6 +178,10 @@ public struct MoEConfig: Codable, Sendable, Equatable {
         }
         if router == .gshard {
             try ConfigError.check(expertsPerToken == 2, "num_experts_per_tok", expertsPerToken, "the gshard router is top-2: set it to 2")
+        }
+        if router == .sparseMixer {
+            try ConfigError.check(expertsPerToken == 2, "num_experts_per_tok", expertsPerToken, "sparsemixer picks exactly 2 experts: set it to 2")
+            try ConfigError.check(sparseMixerEps >= 0 && sparseMixerEps.isFinite, "sparsemixer_eps", sparseMixerEps, "use a non-negative margin")
         }
         if router == .hash {
             try ConfigError.check(expertsPerToken == 1, "num_experts_per_tok", expertsPerToken, "the hash router sends each token to one expert: set it to 1")

@@ -75,6 +75,7 @@ public final class Router<T: TensorScalar>: Module {
         case .expertChoice: return expertChoice(input, ctx)
         case .hash: return hash(input, options)
         case .dense: return dense(input, ctx)
+        case .sparseMixer: return sparseMixer(input, ctx)
         }
     }
 

@@ -27,3 +27,14 @@ extension Variable {
     /// Standard normal CDF.
     public func normalCDF() -> Variable { apply(.normalCDF) }
 }
+
+extension Variable {
+    /// Elementwise clamp to [lo, hi] (either bound optional). VJP: the gradient passes where x is inside.
+    public func clamped(min lo: T? = nil, max hi: T? = nil) -> Variable {
+        let x = value
+        let y = x.map { v in Swift.min(hi ?? v, Swift.max(lo ?? v, v)) }
+        return Variable.result(y, self) {
+            { g in [Tensor.map2(g, x, op: "clamp.vjp") { gi, xi in (lo.map { xi < $0 } ?? false) || (hi.map { xi > $0 } ?? false) ? 0 : gi }] }
+        }
+    }
+}

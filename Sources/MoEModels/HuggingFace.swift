@@ -5,7 +5,10 @@ import Foundation
 /// file tensor used, every parameter filled, every shape checked).
 public enum HuggingFace {
     /// The `model_type`s this loader understands.
-    public static let supported = ["deepseek_v2", "deepseek_v3", "mixtral", "olmoe", "qwen2_moe", "qwen3_moe", "swift_moe"]
+    public static let supported = [
+        "dbrx", "deepseek_v2", "deepseek_v3", "granitemoe", "granitemoeshared", "mixtral", "olmoe", "phimoe", "qwen2_moe",
+        "qwen3_moe", "swift_moe",
+    ]
 
     public struct LoadError: Error, CustomStringConvertible {
         public let description: String
@@ -23,7 +26,9 @@ public enum HuggingFace {
         let type = json["model_type"] as? String ?? "(none)"
         switch type {
         case "swift_moe": return try ModelFiles.load(dir, as: Float.self)
-        case "mixtral": return try loadMixtral(dir, config: json)
+        case "mixtral", "phimoe": return try loadMixtral(dir, config: json, family: type)
+        case "granitemoe", "granitemoeshared": return try loadGranite(dir, config: json, family: type)
+        case "dbrx": return try loadDBRX(dir, config: json)
         case "qwen2_moe", "qwen3_moe", "olmoe": return try loadQwenLike(dir, config: json, family: type)
         case "deepseek_v2", "deepseek_v3": return try loadDeepSeek(dir, config: json, family: type)
         default:
@@ -57,7 +62,9 @@ public enum HuggingFace {
 
     /// Mixtral (`MixtralForCausalLM`): Llama attention, SwiGLU experts (`w1` gate, `w3` up, `w2` down) under
     /// `block_sparse_moe`, softmax top-k routing with renormalized weights.
-    static func loadMixtral(_ dir: String, config j: [String: Any]) throws -> MoETransformer<Float> {
+    /// PhiMoE (`PhimoeForCausalLM`): the same layout with LayerNorm (weight and bias) in place of RMSNorm,
+    /// optional biases on q/k/v/o and the head, and SparseMixer routing (top-2, margin `router_jitter_noise`).
+    static func loadMixtral(_ dir: String, config j: [String: Any], family: String) throws -> MoETransformer<Float> {
         let path = dir + "/config.json"
         let f = try int(j, "intermediate_size", path)
         var moe = MoEConfig(
@@ -65,15 +72,27 @@ public enum HuggingFace {
             expertsPerToken: try int(j, "num_experts_per_tok", path))
         moe.normalizeTopK = true
         moe.auxLossCoef = j["router_aux_loss_coef"] as? Double ?? 0
-        let model = try build(try baseConfig(j, path: path, modelType: "mixtral", intermediate: f, moe: moe), path: path)
+        var c = try baseConfig(j, path: path, modelType: family, intermediate: f, moe: moe)
+        if family == "phimoe" {
+            moe.router = .sparseMixer
+            moe.sparseMixerEps = j["router_jitter_noise"] as? Double ?? 0.01
+            moe.jitterEps = j["input_jitter_noise"] as? Double ?? 0
+            c.moe = moe
+            c.normKind = .layer
+            c.attentionBias = j["attention_bias"] as? Bool ?? false
+            c.attentionOutputBias = c.attentionBias
+            c.lmHeadBias = j["lm_head_bias"] as? Bool ?? false
+        }
+        c.ropeTheta = try ropeTheta(j, path: path)
+        let model = try build(c, path: path)
         let file = try SafetensorsCheckpoint(directory: dir)
-        try ModelFiles.install(model.parameters, from: file, family: "mixtral") { name in
+        try ModelFiles.install(model.parameters, from: file, family: family) { name in
             if let r = name.range(of: ".mlp.experts.") {
                 let prefix = "model." + name[..<r.lowerBound] + ".block_sparse_moe.experts."
                 let parts = name.hasSuffix("gate_up_proj") ? ["w1", "w3"] : ["w2"]
                 return .stacked((0..<moe.numExperts).map { e in parts.map { prefix + "\(e).\($0).weight" } })
             }
-            if name == "lm_head.weight" { return .tensor(name) }
+            if name.hasPrefix("lm_head.") { return .tensor(name) }
             return .tensor("model." + name.replacingOccurrences(of: ".mlp.gate.", with: ".block_sparse_moe.gate."))
         }
         return model
@@ -199,6 +218,105 @@ public enum HuggingFace {
             if let s = stackedExperts(name, count: moe.numExperts, block: ".mlp.experts") { return s }
             if let s = sharedExpert(name, block: ".mlp.shared_experts") { return s }
             return .tensor("model." + name.replacingOccurrences(of: ".mlp.e_score_correction_bias", with: ".mlp.gate.e_score_correction_bias"))
+        }
+        return model
+    }
+
+    static func double(_ j: [String: Any], _ k: String, default d: Double) -> Double {
+        (j[k] as? Double) ?? (j[k] as? Int).map(Double.init) ?? d
+    }
+
+    /// Granite MoE (`GraniteMoeForCausalLM`, `GraniteMoeSharedForCausalLM`): Llama attention scaled by
+    /// `attention_multiplier`, embeddings times `embedding_multiplier`, block outputs times
+    /// `residual_multiplier`, logits divided by `logits_scaling`; experts stored stacked (`input_linear`
+    /// [E, 2F, D] gate then up, `output_linear` [E, D, F]); top-k on the logits, softmax over the k.
+    /// granitemoeshared adds an always-on `shared_mlp` of width `shared_intermediate_size`.
+    static func loadGranite(_ dir: String, config j: [String: Any], family: String) throws -> MoETransformer<Float> {
+        let path = dir + "/config.json"
+        let f = try int(j, "intermediate_size", path)
+        var moe = MoEConfig(
+            hiddenSize: try int(j, "hidden_size", path), expertHiddenSize: f, numExperts: try int(j, "num_local_experts", path),
+            expertsPerToken: try int(j, "num_experts_per_tok", path), router: .topKSoftmax)
+        moe.auxLossCoef = j["router_aux_loss_coef"] as? Double ?? 0
+        moe.sharedExpertHiddenSize = family == "granitemoeshared" ? j["shared_intermediate_size"] as? Int ?? 0 : 0
+        var c = try baseConfig(j, path: path, modelType: family, intermediate: f, moe: moe)
+        c.ropeTheta = try ropeTheta(j, path: path)
+        c.attentionBias = j["attention_bias"] as? Bool ?? false
+        c.attentionOutputBias = c.attentionBias
+        c.attentionScale = double(j, "attention_multiplier", default: 1)
+        c.embeddingMultiplier = double(j, "embedding_multiplier", default: 1)
+        c.residualMultiplier = double(j, "residual_multiplier", default: 1)
+        c.logitsScaling = double(j, "logits_scaling", default: 1)
+        let model = try build(c, path: path)
+        let file = try SafetensorsCheckpoint(directory: dir)
+        try ModelFiles.install(model.parameters, from: file, family: family) { name in
+            if name.hasPrefix("lm_head.") { return .tensor(name) }
+            let m = "model." + name
+            if m.hasSuffix(".mlp.experts.gate_up_proj") { return .tensor(m.replacingOccurrences(of: ".mlp.experts.gate_up_proj", with: ".block_sparse_moe.input_linear.weight")) }
+            if m.hasSuffix(".mlp.experts.down_proj") { return .tensor(m.replacingOccurrences(of: ".mlp.experts.down_proj", with: ".block_sparse_moe.output_linear.weight")) }
+            if m.hasSuffix(".mlp.gate.weight") { return .tensor(m.replacingOccurrences(of: ".mlp.gate.weight", with: ".block_sparse_moe.router.layer.weight")) }
+            if m.hasSuffix(".mlp.shared_expert.gate_up_proj") { return .stacked([[m.replacingOccurrences(of: ".mlp.shared_expert.gate_up_proj", with: ".shared_mlp.input_linear.weight")]]) }
+            if m.hasSuffix(".mlp.shared_expert.down_proj") { return .stacked([[m.replacingOccurrences(of: ".mlp.shared_expert.down_proj", with: ".shared_mlp.output_linear.weight")]]) }
+            return .tensor(m)
+        }
+        return model
+    }
+
+    /// DBRX (`DbrxForCausalLM`): its own config layout (`d_model`, `n_heads`, `attn_config`, `ffn_config`),
+    /// LayerNorm without shift, one fused `Wqkv` clamped to +-`clip_qkv`, experts stored as [E F, D] slabs
+    /// (`w1` gate, `v1` up, `w2` down transposed), softmax top-k weights divided by their p-norm
+    /// (`moe_normalize_expert_weights`; p = 1 supported).
+    static func loadDBRX(_ dir: String, config j: [String: Any]) throws -> MoETransformer<Float> {
+        let path = dir + "/config.json"
+        let attn = j["attn_config"] as? [String: Any] ?? [:], ffn = j["ffn_config"] as? [String: Any] ?? [:]
+        let d = try int(j, "d_model", path), heads = try int(j, "n_heads", path)
+        let f = try int(ffn, "ffn_hidden_size", path + " ffn_config"), e = try int(ffn, "moe_num_experts", path + " ffn_config")
+        var moe = MoEConfig(hiddenSize: d, expertHiddenSize: f, numExperts: e, expertsPerToken: try int(ffn, "moe_top_k", path + " ffn_config"))
+        let p = ffn["moe_normalize_expert_weights"].flatMap { ($0 as? Double) ?? ($0 as? Int).map(Double.init) }
+        guard p == nil || p == 1 else {
+            throw LoadError(description: "\(path): moe_normalize_expert_weights \(p!) is not supported yet; only 1 (sum) or null is")
+        }
+        moe.normalizeTopK = p == 1
+        if let act = (ffn["ffn_act_fn"] as? [String: Any])?["name"] as? String, act != "silu" {
+            throw LoadError(description: "\(path): ffn_act_fn \"\(act)\" is not supported; DBRX experts here are SwiGLU (silu)")
+        }
+        let kvHeads = attn["kv_n_heads"] as? Int ?? heads
+        var c = TransformerConfig(
+            vocabSize: try int(j, "vocab_size", path), hiddenSize: d, numLayers: try int(j, "n_layers", path), numHeads: heads,
+            numKVHeads: kvHeads, headDim: d / heads, intermediateSize: f, moe: moe)
+        c.modelType = "dbrx"
+        // transformers builds the rotary table from the top-level rope_parameters when present (attn_config's
+        // rope_theta is then unused), so the same precedence here.
+        c.ropeTheta = j["rope_parameters"] != nil ? try ropeTheta(j, path: path) : double(attn, "rope_theta", default: 10000)
+        c.clipQKV = attn["clip_qkv"].flatMap { ($0 as? Double) ?? ($0 as? Int).map(Double.init) }
+        c.normKind = .layerNoBias
+        c.rmsNormEps = 1e-5
+        c.tieWordEmbeddings = j["tie_word_embeddings"] as? Bool ?? false
+        let model = try build(c, path: path)
+        let file = try SafetensorsCheckpoint(directory: dir)
+        let qRows = heads * (d / heads), kvRows = kvHeads * (d / heads)
+        try ModelFiles.install(model.parameters, from: file, family: "dbrx") { name in
+            if name.hasPrefix("lm_head.") { return .tensor(name) }
+            if name == "embed_tokens.weight" { return .tensor("transformer.wte.weight") }
+            if name == "norm.weight" { return .tensor("transformer.norm_f.weight") }
+            let parts = name.split(separator: ".", maxSplits: 2).map(String.init)  // layers, i, rest
+            let block = "transformer.blocks.\(parts[1])."
+            switch parts[2] {
+            case "input_layernorm.weight": return .tensor(block + "norm_attn_norm.norm_1.weight")
+            case "post_attention_layernorm.weight": return .tensor(block + "norm_attn_norm.norm_2.weight")
+            case "self_attn.o_proj.weight": return .tensor(block + "norm_attn_norm.attn.out_proj.weight")
+            case "self_attn.q_proj.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight":
+                let which = ["q": 0, "k": 1, "v": 2][String(parts[2].dropFirst(10).prefix(1))]!
+                return .derived([block + "norm_attn_norm.attn.Wqkv.weight"]) { t in t[0].split(sizes: [qRows, kvRows, kvRows], axis: 0)[which] }
+            case "mlp.gate.weight": return .tensor(block + "ffn.router.layer.weight")
+            case "mlp.experts.gate_up_proj":
+                return .derived([block + "ffn.experts.mlp.w1", block + "ffn.experts.mlp.v1"]) { t in
+                    Tensor.concat([t[0].reshaped([e, f, d]), t[1].reshaped([e, f, d])], axis: 1)
+                }
+            case "mlp.experts.down_proj":
+                return .derived([block + "ffn.experts.mlp.w2"]) { t in t[0].reshaped([e, f, d]).transposed(1, 2).copy() }
+            default: return .tensor(block + parts[2])
+            }
         }
         return model
     }

@@ -52,11 +52,14 @@ public enum ModelFiles {
     public enum TensorSource {
         case tensor(String)
         case stacked([[String]])
+        /// Built from the named tensors by a function (a slice of a fused projection, a transpose...).
+        case derived([String], ([Tensor<Float>]) -> Tensor<Float>)
 
         var names: [String] {
             switch self {
             case .tensor(let n): return [n]
             case .stacked(let groups): return groups.flatMap { $0 }
+            case .derived(let names, _): return names
             }
         }
     }
@@ -78,6 +81,9 @@ public enum ModelFiles {
             switch src {
             case .tensor(let name):
                 v = try file.tensor(name, as: T.self)
+            case .derived(let names, let build):
+                let built = build(try names.map { try file.tensor($0, as: Float.self) })
+                v = Tensor<T>(converting: built)
             case .stacked(let experts):
                 v = Tensor.concat(try experts.map { parts in
                     let t = try Tensor.concat(parts.map { try file.tensor($0, as: T.self) }, axis: 0)

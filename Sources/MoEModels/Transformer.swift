@@ -1,14 +1,14 @@
 /// One decoder layer: h += attn(norm(h)); h += ffn(norm(h)), where ffn is an MoE block or a dense SwiGLU.
 public final class DecoderLayer<T: TensorScalar>: Module {
-    public let inputNorm: RMSNorm<T>
+    public let inputNorm: any Normalizer<T>
     public let attention: any TokenMixer<T>
-    public let postNorm: RMSNorm<T>
+    public let postNorm: any Normalizer<T>
     public let moe: MoELayer<T>?
     public let dense: SwiGLU<T>?
 
     init(_ c: TransformerConfig, index: Int, moeConfig: MoEConfig?, rng: inout RandomGenerator) throws(ConfigError) {
         let p = "layers.\(index)"
-        inputNorm = RMSNorm(c.hiddenSize, eps: T(c.rmsNormEps), path: joinPath(p, "input_layernorm"))
+        inputNorm = c.normKind.make(c.hiddenSize, eps: T(c.rmsNormEps), path: joinPath(p, "input_layernorm"))
         if let m = c.mla {
             attention = LatentAttention(
                 dim: c.hiddenSize, heads: c.numHeads, qLoraRank: m.qLoraRank, kvLoraRank: m.kvLoraRank, nopeDim: m.nopeDim,
@@ -18,9 +18,10 @@ public final class DecoderLayer<T: TensorScalar>: Module {
             attention = Attention(
                 dim: c.hiddenSize, heads: c.numHeads, kvHeads: c.numKVHeads, headDim: c.headDim, ropeTheta: c.ropeTheta,
                 bias: c.attentionBias, qkNorm: c.qkNorm == "per_head" ? .perHead : c.qkNorm == "full" ? .full : .none,
-                normEps: T(c.rmsNormEps), path: joinPath(p, "self_attn"), rng: &rng)
+                normEps: T(c.rmsNormEps), outputBias: c.attentionOutputBias, scale: c.attentionScale, clip: c.clipQKV,
+                path: joinPath(p, "self_attn"), rng: &rng)
         }
-        postNorm = RMSNorm(c.hiddenSize, eps: T(c.rmsNormEps), path: joinPath(p, "post_attention_layernorm"))
+        postNorm = c.normKind.make(c.hiddenSize, eps: T(c.rmsNormEps), path: joinPath(p, "post_attention_layernorm"))
         if let moeConfig {
             moe = try MoELayer(config: moeConfig, path: joinPath(p, "mlp"), causal: true, rng: &rng)
             dense = nil
@@ -57,7 +58,7 @@ public final class MoETransformer<T: TensorScalar>: Module {
     public let config: TransformerConfig
     public let embed: Embedding<T>
     public let layers: [DecoderLayer<T>]
-    public let norm: RMSNorm<T>
+    public let norm: any Normalizer<T>
     public let head: Linear<T>?
 
     public init(_ config: TransformerConfig, seed: UInt64) throws(ConfigError) {
@@ -73,8 +74,8 @@ public final class MoETransformer<T: TensorScalar>: Module {
             built.append(try DecoderLayer(config, index: i, moeConfig: config.isMoE(layer: i) ? layerMoE : nil, rng: &rng))
         }
         layers = built
-        norm = RMSNorm(config.hiddenSize, eps: T(config.rmsNormEps), path: "norm")
-        head = config.tieWordEmbeddings ? nil : Linear(config.hiddenSize, config.vocabSize, bias: false, path: "lm_head", rng: &rng)
+        norm = config.normKind.make(config.hiddenSize, eps: T(config.rmsNormEps), path: "norm")
+        head = config.tieWordEmbeddings ? nil : Linear(config.hiddenSize, config.vocabSize, bias: config.lmHeadBias, path: "lm_head", rng: &rng)
         initialize(std: config.initStd, rng: &rng)
     }
 
@@ -108,20 +109,23 @@ public final class MoETransformer<T: TensorScalar>: Module {
         }
         let positions = Array(startPosition..<(startPosition + t))
         var h = embed(ids, shape: [b, t], ctx)  // [B, T, D]
+        if config.embeddingMultiplier != 1 { h = h * T(config.embeddingMultiplier) }
+        let residualScale = T(config.residualMultiplier)
+        func scaled(_ v: Variable<T>) -> Variable<T> { residualScale == 1 ? v : v * residualScale }
         var hidden: [Tensor<T>] = collectHiddenStates ? [h.value] : []
         var outs: [MoEOutput<T>] = []
         var opts = options
         opts.tokenIDs = ids
         opts.sequenceLength = t
         for (i, layer) in layers.enumerated() {
-            h = h + layer.attention(layer.inputNorm(h, ctx), positions: positions, cache: caches?[i], ctx)
+            h = h + scaled(layer.attention(layer.inputNorm(h, ctx), positions: positions, cache: caches?[i], ctx))
             let x = layer.postNorm(h, ctx)
             if let moe = layer.moe {
                 let out = moe(x, ctx, options: opts)
                 outs.append(out)
-                h = h + out.output
+                h = h + scaled(out.output)
             } else {
-                h = h + layer.dense!(x, ctx)
+                h = h + scaled(layer.dense!(x, ctx))
             }
             if collectHiddenStates && i < layers.count - 1 { hidden.append(h.value) }
         }
@@ -132,7 +136,8 @@ public final class MoETransformer<T: TensorScalar>: Module {
         let finalNorm = norm(last, ctx)
         if collectHiddenStates { hidden.append(finalNorm.value) }
         let normed = finalNorm.reshaped([-1, config.hiddenSize])
-        let logits = head.map { $0(normed, ctx) } ?? Variable.matmul(normed, ctx(embed.weight), transposeB: true)
+        var logits = head.map { $0(normed, ctx) } ?? Variable.matmul(normed, ctx(embed.weight), transposeB: true)
+        if config.logitsScaling != 1 { logits = logits * T(1 / config.logitsScaling) }
         var out = ModelOutput(logits: logits, moe: outs, auxLoss: foldAux(outs))
         out.hiddenStates = hidden
         return out

@@ -29,6 +29,19 @@ public struct TransformerConfig: Codable, Sendable, Equatable {
     public var mla: LatentAttentionConfig? = nil
     /// Attention logit scale; nil is 1/sqrt(query-key head dim).
     public var attentionScale: Double? = nil
+    /// RMSNorm (Llama family), LayerNorm (PhiMoE) or LayerNorm without shift (DBRX).
+    public var normKind: NormKind = .rms
+    /// A bias on the attention output projection (PhiMoE).
+    public var attentionOutputBias = false
+    /// A bias on the output head (PhiMoE's lm_head_bias).
+    public var lmHeadBias = false
+    /// Granite's multipliers: embeddings times `embeddingMultiplier`, each block's output times
+    /// `residualMultiplier` before the residual add, logits divided by `logitsScaling`.
+    public var embeddingMultiplier = 1.0
+    public var residualMultiplier = 1.0
+    public var logitsScaling = 1.0
+    /// Clamp q, k and v to [-c, c] (DBRX's clip_qkv); nil for none.
+    public var clipQKV: Double? = nil
     public var moe: MoEConfig?
     public var moeEvery = 1
     public var firstDenseLayers = 0
@@ -39,7 +52,9 @@ public struct TransformerConfig: Codable, Sendable, Equatable {
         case headDim = "head_dim", intermediateSize = "intermediate_size", ropeTheta = "rope_theta"
         case rmsNormEps = "rms_norm_eps", tieWordEmbeddings = "tie_word_embeddings"
         case maxPositions = "max_position_embeddings", initStd = "initializer_range", attentionBias = "attention_bias", qkNorm = "qk_norm", moe
-        case mla, attentionScale = "attention_scale"
+        case mla, attentionScale = "attention_scale", normKind = "norm_kind", attentionOutputBias = "attention_output_bias"
+        case lmHeadBias = "lm_head_bias", embeddingMultiplier = "embedding_multiplier", residualMultiplier = "residual_multiplier"
+        case logitsScaling = "logits_scaling", clipQKV = "clip_qkv"
         case moeEvery = "moe_layer_freq", firstDenseLayers = "first_k_dense_replace"
     }
 
@@ -74,12 +89,19 @@ public struct TransformerConfig: Codable, Sendable, Equatable {
         moe = try c.decodeIfPresent(MoEConfig.self, forKey: .moe)
         mla = try c.decodeIfPresent(LatentAttentionConfig.self, forKey: .mla)
         attentionScale = try c.decodeIfPresent(Double.self, forKey: .attentionScale)
+        normKind = try c.decodeIfPresent(NormKind.self, forKey: .normKind) ?? .rms
+        attentionOutputBias = try c.decodeIfPresent(Bool.self, forKey: .attentionOutputBias) ?? false
+        lmHeadBias = try c.decodeIfPresent(Bool.self, forKey: .lmHeadBias) ?? false
+        embeddingMultiplier = try c.decodeIfPresent(Double.self, forKey: .embeddingMultiplier) ?? 1
+        residualMultiplier = try c.decodeIfPresent(Double.self, forKey: .residualMultiplier) ?? 1
+        logitsScaling = try c.decodeIfPresent(Double.self, forKey: .logitsScaling) ?? 1
+        clipQKV = try c.decodeIfPresent(Double.self, forKey: .clipQKV)
         moeEvery = try c.decodeIfPresent(Int.self, forKey: .moeEvery) ?? 1
         firstDenseLayers = try c.decodeIfPresent(Int.self, forKey: .firstDenseLayers) ?? 0
     }
 
     /// Architectures a TransformerConfig can describe (swift-moe's own and the Hugging Face families it loads).
-    public static let modelTypes = ["swift_moe", "mixtral", "qwen2_moe", "qwen3_moe", "olmoe", "deepseek_v2", "deepseek_v3"]
+    public static let modelTypes = ["swift_moe", "mixtral", "qwen2_moe", "qwen3_moe", "olmoe", "deepseek_v2", "deepseek_v3", "phimoe", "granitemoe", "granitemoeshared", "dbrx"]
 
     public var placement: MoEPlacement { MoEPlacement(every: moeEvery, firstDense: firstDenseLayers) }
     public func isMoE(layer i: Int) -> Bool { moe != nil && placement.isMoE(layer: i) }
@@ -98,6 +120,8 @@ public struct TransformerConfig: Codable, Sendable, Equatable {
         try ConfigError.check(intermediateSize >= 1, "intermediate_size", intermediateSize, "use a positive FFN width")
         try ConfigError.check(moeEvery >= 1, "moe_layer_freq", moeEvery, "use 1 (every layer) or more")
         try ConfigError.check(firstDenseLayers >= 0, "first_k_dense_replace", firstDenseLayers, "use 0 or more")
+        try ConfigError.check(logitsScaling != 0 && logitsScaling.isFinite, "logits_scaling", logitsScaling, "use a non-zero factor")
+        try ConfigError.check(clipQKV.map { $0 > 0 } ?? true, "clip_qkv", clipQKV ?? 0, "use a positive bound, or null")
         if let mla {
             try ConfigError.check(mla.kvLoraRank >= 1, "kv_lora_rank", mla.kvLoraRank, "use a positive latent rank")
             try ConfigError.check(mla.qLoraRank.map { $0 >= 1 } ?? true, "q_lora_rank", mla.qLoraRank ?? 0, "use a positive rank, or null for a full q_proj")

@@ -27,13 +27,20 @@ public final class Attention<T: TensorScalar>: Module {
     /// Optional RMSNorm of queries and keys before RoPE, over each head (Qwen3) or the whole projection (OLMoE).
     public let qNorm: RMSNorm<T>?, kNorm: RMSNorm<T>?
     public let perHeadNorm: Bool
+    /// Logit scale (default 1/sqrt(Dh)); Granite sets its own.
+    public let scale: T
+    /// Clamp q, k and v projections to [-c, c] (DBRX's clip_qkv).
+    public let clip: T?
 
     public enum QKNorm: Sendable { case none, perHead, full }
 
     public init(
         dim: Int, heads: Int, kvHeads: Int, headDim: Int, ropeTheta: Double, bias: Bool = false, qkNorm: QKNorm = .none,
-        normEps: T = 1e-6, path: String, rng: inout RandomGenerator
+        normEps: T = 1e-6, outputBias: Bool = false, scale: Double? = nil, clip: Double? = nil, path: String,
+        rng: inout RandomGenerator
     ) {
+        self.scale = T(scale ?? 1 / Double(headDim).squareRoot())
+        self.clip = clip.map { T($0) }
         perHeadNorm = qkNorm == .perHead
         switch qkNorm {
         case .none:
@@ -49,7 +56,7 @@ public final class Attention<T: TensorScalar>: Module {
         q = Linear(dim, heads * headDim, bias: bias, path: joinPath(path, "q_proj"), rng: &rng)
         k = Linear(dim, kvHeads * headDim, bias: bias, path: joinPath(path, "k_proj"), rng: &rng)
         v = Linear(dim, kvHeads * headDim, bias: bias, path: joinPath(path, "v_proj"), rng: &rng)
-        o = Linear(heads * headDim, dim, bias: false, path: joinPath(path, "o_proj"), rng: &rng)
+        o = Linear(heads * headDim, dim, bias: outputBias, path: joinPath(path, "o_proj"), rng: &rng)
         self.heads = heads
         self.kvHeads = kvHeads
         self.headDim = headDim
@@ -65,7 +72,10 @@ public final class Attention<T: TensorScalar>: Module {
         _ x: Variable<T>, positions: [Int], cache: KVCache<T>? = nil, _ ctx: ForwardContext<T>
     ) -> Variable<T> {
         let (b, t) = (x.shape[0], x.shape[1])
-        var qp = q(x, ctx), kp = k(x, ctx)
+        var qp = q(x, ctx), kp = k(x, ctx), vp = v(x, ctx)
+        if let clip {
+            (qp, kp, vp) = (qp.clamped(min: -clip, max: clip), kp.clamped(min: -clip, max: clip), vp.clamped(min: -clip, max: clip))
+        }
         if !perHeadNorm, let qNorm, let kNorm {
             qp = qNorm(qp, ctx)
             kp = kNorm(kp, ctx)
@@ -77,14 +87,14 @@ public final class Attention<T: TensorScalar>: Module {
         }
         let qh = qr.rope(positions: positions, theta: ropeTheta)
         var kh = kr.rope(positions: positions, theta: ropeTheta)
-        var vh = v(x, ctx).reshaped([b, t, kvHeads, headDim])
+        var vh = vp.reshaped([b, t, kvHeads, headDim])
         if let cache {
             // Decoding records nothing: the cached keys are constants.
             let (fk, fv) = cache.append(kh.value, vh.value)
             kh = Variable(fk)
             vh = Variable(fv)
         }
-        let out = Variable.attention(q: qh, k: kh, v: vh, causal: true)  // [B, T, Hq, Dh]
+        let out = Variable.attention(q: qh, k: kh, v: vh, causal: true, scale: scale)  // [B, T, Hq, Dh]
         return o(out.reshaped([b, t, heads * headDim]), ctx)
     }
 }

@@ -57,22 +57,46 @@ public final class RMSNorm<T: TensorScalar>: Module {
     }
 }
 
-/// LayerNorm with learned scale (ones) and shift (zeros).
+/// LayerNorm with learned scale (ones) and, unless `bias: false` (DBRX), shift (zeros).
 public final class LayerNorm<T: TensorScalar>: Module {
     public let weight: Parameter<T>
-    public let bias: Parameter<T>
+    public let bias: Parameter<T>?
     public let eps: T
 
-    public init(_ dim: Int, eps: T = 1e-5, path: String) {
+    public init(_ dim: Int, eps: T = 1e-5, bias: Bool = true, path: String) {
         weight = Parameter(joinPath(path, "weight"), .ones([dim]))
-        bias = Parameter(joinPath(path, "bias"), .zeros([dim]))
+        self.bias = bias ? Parameter(joinPath(path, "bias"), .zeros([dim])) : nil
         self.eps = eps
     }
 
-    public var parameters: [Parameter<T>] { [weight, bias] }
+    public var parameters: [Parameter<T>] { [weight] + (bias.map { [$0] } ?? []) }
 
     public func callAsFunction(_ x: Variable<T>, _ ctx: ForwardContext<T>) -> Variable<T> {
-        Variable.layerNorm(x, weight: ctx(weight), bias: ctx(bias), eps: eps)
+        Variable.layerNorm(x, weight: ctx(weight), bias: bias.map { ctx($0) } ?? Variable(.zeros(weight.shape)), eps: eps)
+    }
+}
+
+/// A normalization over the last axis: RMSNorm or LayerNorm, as a model's config picks.
+public protocol Normalizer<Scalar>: Module {
+    func callAsFunction(_ x: Variable<Scalar>, _ ctx: ForwardContext<Scalar>) -> Variable<Scalar>
+}
+
+extension RMSNorm: Normalizer {}
+extension LayerNorm: Normalizer {}
+
+/// Which normalization a model uses, as a config names it.
+public enum NormKind: String, Codable, Sendable {
+    case rms = "rms_norm"
+    case layer = "layer_norm"
+    /// LayerNorm with no shift (DBRX).
+    case layerNoBias = "layer_norm_no_bias"
+
+    public func make<T: TensorScalar>(_ dim: Int, eps: T, path: String) -> any Normalizer<T> {
+        switch self {
+        case .rms: return RMSNorm(dim, eps: eps, path: path)
+        case .layer: return LayerNorm(dim, eps: eps, path: path)
+        case .layerNoBias: return LayerNorm(dim, eps: eps, bias: false, path: path)
+        }
     }
 }
 

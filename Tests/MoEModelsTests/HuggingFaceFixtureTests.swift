@@ -22,7 +22,7 @@ struct HuggingFaceFixtureTests {
     static let families = [
         "mixtral", "qwen2_moe_normtopk", "qwen2_moe_nonormtopk", "qwen3_moe_normtopk", "qwen3_moe_nonormtopk",
         "olmoe_normtopk", "olmoe_nonormtopk", "deepseek_v2", "deepseek_v2_grouplimited", "deepseek_v3_normtopk",
-        "deepseek_v3_nonormtopk",
+        "deepseek_v3_nonormtopk", "phimoe", "granitemoe", "granitemoeshared", "dbrx",
     ]
 
     @Test(.enabled(if: families.allSatisfy(SharedFixtures.exists)), arguments: families)
