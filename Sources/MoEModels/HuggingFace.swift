@@ -6,8 +6,8 @@ import Foundation
 public enum HuggingFace {
     /// The `model_type`s this loader understands.
     public static let supported = [
-        "dbrx", "deepseek_v2", "deepseek_v3", "granitemoe", "granitemoeshared", "mixtral", "olmoe", "phimoe", "qwen2_moe",
-        "qwen3_moe", "swift_moe",
+        "dbrx", "deepseek_v2", "deepseek_v3", "dots1", "glm4_moe", "glm4_moe_lite", "granitemoe", "granitemoeshared",
+        "minimax_m2", "mixtral", "olmoe", "phimoe", "qwen2_moe", "qwen3_moe", "solar_open", "swift_moe",
     ]
 
     public struct LoadError: Error, CustomStringConvertible {
@@ -30,7 +30,8 @@ public enum HuggingFace {
         case "granitemoe", "granitemoeshared": return try loadGranite(dir, config: json, family: type)
         case "dbrx": return try loadDBRX(dir, config: json)
         case "qwen2_moe", "qwen3_moe", "olmoe": return try loadQwenLike(dir, config: json, family: type)
-        case "deepseek_v2", "deepseek_v3": return try loadDeepSeek(dir, config: json, family: type)
+        case "deepseek_v2", "deepseek_v3", "glm4_moe", "glm4_moe_lite", "dots1", "solar_open", "minimax_m2":
+            return try loadDeepSeek(dir, config: json, family: type)
         default:
             throw LoadError(description: "\(path): unknown model_type \"\(type)\"; supported: \(supported.joined(separator: ", "))")
         }
@@ -175,51 +176,82 @@ public enum HuggingFace {
         return (rope as? Double) ?? (rope as? Int).map(Double.init) ?? 10000
     }
 
-    /// DeepSeek-V2 / V3 (`DeepseekV2ForCausalLM`, `DeepseekV3ForCausalLM`): multi-head latent attention, the
-    /// first `first_k_dense_replace` layers dense, then routed experts plus `n_shared_experts` always-on ones.
-    /// - deepseek_v2: softmax scores, top-k `greedy` or `group_limited_greedy` (groups ranked by their best
-    ///   expert), weights never renormalized, times `routed_scaling_factor`; rotary pairs interleaved.
-    /// - deepseek_v3: sigmoid scores plus `e_score_correction_bias` for selection only, groups ranked by the
-    ///   sum of their best two, weights renormalized when `norm_topk_prob`, then scaled.
+    /// The DeepSeek line and the families that took its router (`DeepseekV2/V3`, `Glm4Moe`, `Glm4MoeLite`,
+    /// `Dots1`, `SolarOpen`, `MiniMaxM2` ...ForCausalLM): the first `first_k_dense_replace` layers dense, then
+    /// routed experts plus `n_shared_experts` always-on ones.
+    /// - deepseek_v2: MLA; softmax scores, top-k `greedy` or `group_limited_greedy` (groups ranked by their
+    ///   best expert), weights never renormalized, times `routed_scaling_factor`.
+    /// - deepseek_v3, glm4_moe_lite: MLA; sigmoid scores plus `e_score_correction_bias` for selection only,
+    ///   groups ranked by the sum of their best two, weights renormalized when `norm_topk_prob`, then scaled.
+    /// - glm4_moe (partial rotary, optional per-head q/k norm), dots1 (per-head q/k norm), solar_open:
+    ///   grouped-query attention with the V3 router.
+    /// - minimax_m2: grouped-query attention with q/k RMSNorm over the whole projection, Mixtral's tensor
+    ///   names, sigmoid + bias selection, weights always renormalized, no shared expert.
     static func loadDeepSeek(_ dir: String, config j: [String: Any], family: String) throws -> MoETransformer<Float> {
         let path = dir + "/config.json"
-        let v3 = family == "deepseek_v3"
+        let v2 = family == "deepseek_v2", minimax = family == "minimax_m2"
+        let usesMLA = ["deepseek_v2", "deepseek_v3", "glm4_moe_lite"].contains(family)
+        let experts = minimax ? try int(j, "num_local_experts", path) : try int(j, "n_routed_experts", path)
+        let width = minimax ? try int(j, "intermediate_size", path) : try int(j, "moe_intermediate_size", path)
         var moe = MoEConfig(
-            hiddenSize: try int(j, "hidden_size", path), expertHiddenSize: try int(j, "moe_intermediate_size", path),
-            numExperts: try int(j, "n_routed_experts", path), expertsPerToken: try int(j, "num_experts_per_tok", path),
-            router: .grouped)
-        let method = j["topk_method"] as? String ?? (v3 ? "noaux_tc" : "greedy")
-        let grouped = v3 || method == "group_limited_greedy"
-        guard v3 ? method == "noaux_tc" : ["greedy", "group_limited_greedy"].contains(method) else {
-            throw LoadError(description: "\(path): topk_method \"\(method)\" is not one \(family) uses; expected \(v3 ? "noaux_tc" : "greedy or group_limited_greedy")")
+            hiddenSize: try int(j, "hidden_size", path), expertHiddenSize: width, numExperts: experts,
+            expertsPerToken: try int(j, "num_experts_per_tok", path), router: .grouped)
+        let method = j["topk_method"] as? String ?? (v2 ? "greedy" : "noaux_tc")
+        guard v2 ? ["greedy", "group_limited_greedy"].contains(method) : method == "noaux_tc" else {
+            throw LoadError(description: "\(path): topk_method \"\(method)\" is not one \(family) uses; expected \(v2 ? "greedy or group_limited_greedy" : "noaux_tc")")
         }
-        moe.scoreFunction = v3 ? .sigmoid : .softmax
-        moe.selectionBias = v3
-        moe.normalizeTopK = v3 && (j["norm_topk_prob"] as? Bool ?? false)
-        moe.numGroups = grouped ? (j["n_group"] as? Int ?? 1) : 1
-        moe.topKGroups = grouped ? (j["topk_group"] as? Int ?? 1) : 1
-        moe.groupScore = v3 ? .top2Sum : .max
-        moe.routedScalingFactor = (j["routed_scaling_factor"] as? Double) ?? (j["routed_scaling_factor"] as? Int).map(Double.init) ?? 1
+        let grouped = !v2 || method == "group_limited_greedy"
+        moe.scoreFunction = v2 ? .softmax : .sigmoid
+        moe.selectionBias = !v2
+        moe.normalizeTopK = minimax || (!v2 && (j["norm_topk_prob"] as? Bool ?? false))
+        moe.numGroups = grouped && !minimax ? (j["n_group"] as? Int ?? 1) : 1
+        moe.topKGroups = grouped && !minimax ? (j["topk_group"] as? Int ?? 1) : 1
+        moe.groupScore = v2 ? .max : .top2Sum
+        moe.routedScalingFactor = double(j, "routed_scaling_factor", default: 1)
         moe.sharedExpertHiddenSize = (j["n_shared_experts"] as? Int ?? 0) * moe.expertHiddenSize
-        var c = try baseConfig(j, path: path, modelType: family, intermediate: try int(j, "intermediate_size", path), moe: moe)
+        // Solar Open has no dense layers and so no intermediate_size.
+        let denseWidth = j["intermediate_size"] == nil && family == "solar_open" ? width : try int(j, "intermediate_size", path)
+        var c = try baseConfig(j, path: path, modelType: family, intermediate: denseWidth, moe: moe)
         c.ropeTheta = try ropeTheta(j, path: path)
         c.attentionBias = j["attention_bias"] as? Bool ?? false
-        c.firstDenseLayers = j["first_k_dense_replace"] as? Int ?? 0
+        c.firstDenseLayers = try denseLayerPrefix(j, path: path) ?? j["first_k_dense_replace"] as? Int ?? 0
         c.moeEvery = j["moe_layer_freq"] as? Int ?? 1
-        c.mla = LatentAttentionConfig(
-            qLoraRank: j["q_lora_rank"] as? Int, kvLoraRank: try int(j, "kv_lora_rank", path),
-            nopeDim: try int(j, "qk_nope_head_dim", path), ropeDim: try int(j, "qk_rope_head_dim", path),
-            valueDim: try int(j, "v_head_dim", path), ropeInterleave: v3 ? (j["rope_interleave"] as? Bool ?? true) : true)
-        c.headDim = c.mla!.ropeDim
+        if usesMLA {
+            c.mla = LatentAttentionConfig(
+                qLoraRank: j["q_lora_rank"] as? Int, kvLoraRank: try int(j, "kv_lora_rank", path),
+                nopeDim: try int(j, "qk_nope_head_dim", path), ropeDim: try int(j, "qk_rope_head_dim", path),
+                valueDim: try int(j, "v_head_dim", path), ropeInterleave: v2 ? true : (j["rope_interleave"] as? Bool ?? true))
+            c.headDim = c.mla!.ropeDim
+        } else {
+            c.qkNorm = minimax ? "full" : family == "dots1" || (family == "glm4_moe" && j["use_qk_norm"] as? Bool ?? false) ? "per_head" : nil
+            let factor = (j["rope_parameters"] as? [String: Any])?["partial_rotary_factor"] ?? j["partial_rotary_factor"]
+            if let f = (factor as? Double) ?? (factor as? Int).map(Double.init), f != 1 { c.rotaryDim = Int(Double(c.headDim) * f) }
+            if let r = j["rotary_dim"] as? Int, r != c.headDim { c.rotaryDim = r }
+        }
         let model = try build(c, path: path)
         let file = try SafetensorsCheckpoint(directory: dir)
         try ModelFiles.install(model.parameters + model.buffers, from: file, family: family) { name in
             if name == "lm_head.weight" { return .tensor(name) }
-            if let s = stackedExperts(name, count: moe.numExperts, block: ".mlp.experts") { return s }
+            if minimax {
+                if let s = stackedExperts(name, count: experts, block: ".block_sparse_moe.experts", gateUp: ["w1", "w3"], down: "w2") { return s }
+                return .tensor("model." + name.replacingOccurrences(of: ".mlp.", with: ".block_sparse_moe."))
+            }
+            if let s = stackedExperts(name, count: experts, block: ".mlp.experts") { return s }
             if let s = sharedExpert(name, block: ".mlp.shared_experts") { return s }
             return .tensor("model." + name.replacingOccurrences(of: ".mlp.e_score_correction_bias", with: ".mlp.gate.e_score_correction_bias"))
         }
         return model
+    }
+
+    /// `mlp_layer_types` (["dense", ..., "sparse", ...]) as a count of leading dense layers; other patterns
+    /// are refused.
+    static func denseLayerPrefix(_ j: [String: Any], path: String) throws -> Int? {
+        guard let types = j["mlp_layer_types"] as? [String] else { return nil }
+        let k = types.prefix { $0 == "dense" }.count
+        guard types.dropFirst(k).allSatisfy({ $0 == "sparse" }) else {
+            throw LoadError(description: "\(path): mlp_layer_types \(types) is not supported yet; only dense layers first, then sparse ones")
+        }
+        return k
     }
 
     static func double(_ j: [String: Any], _ k: String, default d: Double) -> Double {

@@ -42,6 +42,8 @@ public struct TransformerConfig: Codable, Sendable, Equatable {
     public var logitsScaling = 1.0
     /// Clamp q, k and v to [-c, c] (DBRX's clip_qkv); nil for none.
     public var clipQKV: Double? = nil
+    /// Rotary dims per head, the first ones (partial rotary); nil rotates the whole head.
+    public var rotaryDim: Int? = nil
     public var moe: MoEConfig?
     public var moeEvery = 1
     public var firstDenseLayers = 0
@@ -54,7 +56,7 @@ public struct TransformerConfig: Codable, Sendable, Equatable {
         case maxPositions = "max_position_embeddings", initStd = "initializer_range", attentionBias = "attention_bias", qkNorm = "qk_norm", moe
         case mla, attentionScale = "attention_scale", normKind = "norm_kind", attentionOutputBias = "attention_output_bias"
         case lmHeadBias = "lm_head_bias", embeddingMultiplier = "embedding_multiplier", residualMultiplier = "residual_multiplier"
-        case logitsScaling = "logits_scaling", clipQKV = "clip_qkv"
+        case logitsScaling = "logits_scaling", clipQKV = "clip_qkv", rotaryDim = "rotary_dim"
         case moeEvery = "moe_layer_freq", firstDenseLayers = "first_k_dense_replace"
     }
 
@@ -96,12 +98,15 @@ public struct TransformerConfig: Codable, Sendable, Equatable {
         residualMultiplier = try c.decodeIfPresent(Double.self, forKey: .residualMultiplier) ?? 1
         logitsScaling = try c.decodeIfPresent(Double.self, forKey: .logitsScaling) ?? 1
         clipQKV = try c.decodeIfPresent(Double.self, forKey: .clipQKV)
+        rotaryDim = try c.decodeIfPresent(Int.self, forKey: .rotaryDim)
         moeEvery = try c.decodeIfPresent(Int.self, forKey: .moeEvery) ?? 1
         firstDenseLayers = try c.decodeIfPresent(Int.self, forKey: .firstDenseLayers) ?? 0
     }
 
     /// Architectures a TransformerConfig can describe (swift-moe's own and the Hugging Face families it loads).
-    public static let modelTypes = ["swift_moe", "mixtral", "qwen2_moe", "qwen3_moe", "olmoe", "deepseek_v2", "deepseek_v3", "phimoe", "granitemoe", "granitemoeshared", "dbrx"]
+    public static let modelTypes = ["swift_moe", "mixtral", "qwen2_moe", "qwen3_moe", "olmoe", "deepseek_v2", "deepseek_v3", "phimoe", "granitemoe", "granitemoeshared", "dbrx",
+        "glm4_moe", "glm4_moe_lite", "dots1", "solar_open", "minimax_m2",
+    ]
 
     public var placement: MoEPlacement { MoEPlacement(every: moeEvery, firstDense: firstDenseLayers) }
     public func isMoE(layer i: Int) -> Bool { moe != nil && placement.isMoE(layer: i) }
@@ -121,6 +126,7 @@ public struct TransformerConfig: Codable, Sendable, Equatable {
         try ConfigError.check(moeEvery >= 1, "moe_layer_freq", moeEvery, "use 1 (every layer) or more")
         try ConfigError.check(firstDenseLayers >= 0, "first_k_dense_replace", firstDenseLayers, "use 0 or more")
         try ConfigError.check(logitsScaling != 0 && logitsScaling.isFinite, "logits_scaling", logitsScaling, "use a non-zero factor")
+        try ConfigError.check(rotaryDim.map { $0 >= 2 && $0 % 2 == 0 && $0 <= headDim } ?? true, "rotary_dim", rotaryDim ?? 0, "use an even number of dims up to head_dim (\(headDim))")
         try ConfigError.check(clipQKV.map { $0 > 0 } ?? true, "clip_qkv", clipQKV ?? 0, "use a positive bound, or null")
         if let mla {
             try ConfigError.check(mla.kvLoraRank >= 1, "kv_lora_rank", mla.kvLoraRank, "use a positive latent rank")

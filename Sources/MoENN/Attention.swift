@@ -31,14 +31,17 @@ public final class Attention<T: TensorScalar>: Module {
     public let scale: T
     /// Clamp q, k and v projections to [-c, c] (DBRX's clip_qkv).
     public let clip: T?
+    /// Rotary dims per head (the first ones; partial rotary, GLM-4.5); nil rotates all.
+    public let rotaryDim: Int?
 
     public enum QKNorm: Sendable { case none, perHead, full }
 
     public init(
         dim: Int, heads: Int, kvHeads: Int, headDim: Int, ropeTheta: Double, bias: Bool = false, qkNorm: QKNorm = .none,
-        normEps: T = 1e-6, outputBias: Bool = false, scale: Double? = nil, clip: Double? = nil, path: String,
-        rng: inout RandomGenerator
+        normEps: T = 1e-6, outputBias: Bool = false, scale: Double? = nil, clip: Double? = nil, rotaryDim: Int? = nil,
+        path: String, rng: inout RandomGenerator
     ) {
+        self.rotaryDim = rotaryDim
         self.scale = T(scale ?? 1 / Double(headDim).squareRoot())
         self.clip = clip.map { T($0) }
         perHeadNorm = qkNorm == .perHead
@@ -85,8 +88,8 @@ public final class Attention<T: TensorScalar>: Module {
             qr = qNorm(qr, ctx)
             kr = kNorm(kr, ctx)
         }
-        let qh = qr.rope(positions: positions, theta: ropeTheta)
-        var kh = kr.rope(positions: positions, theta: ropeTheta)
+        let qh = qr.rope(positions: positions, theta: ropeTheta, rotaryDim: rotaryDim)
+        var kh = kr.rope(positions: positions, theta: ropeTheta, rotaryDim: rotaryDim)
         var vh = vp.reshaped([b, t, kvHeads, headDim])
         if let cache {
             // Decoding records nothing: the cached keys are constants.
