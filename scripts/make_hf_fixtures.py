@@ -56,6 +56,7 @@ FAMILIES = {
     "solar_open": dict(n_routed_experts=4, moe_intermediate_size=16, n_shared_experts=1, n_group=1, topk_group=1,
                        norm_topk_prob=True),
     "minimax_m2": dict(num_local_experts=4, intermediate_size=16),
+    "flex_olmo": dict(num_experts=4, intermediate_size=16, norm_topk_prob=False),
 }
 
 

@@ -6,7 +6,7 @@ import Foundation
 public enum HuggingFace {
     /// The `model_type`s this loader understands.
     public static let supported = [
-        "dbrx", "deepseek_v2", "deepseek_v3", "dots1", "glm4_moe", "glm4_moe_lite", "granitemoe", "granitemoeshared",
+        "dbrx", "deepseek_v2", "deepseek_v3", "dots1", "flex_olmo", "glm4_moe", "glm4_moe_lite", "granitemoe", "granitemoeshared",
         "minimax_m2", "mixtral", "olmoe", "phimoe", "qwen2_moe", "qwen3_moe", "solar_open", "swift_moe",
     ]
 
@@ -29,7 +29,7 @@ public enum HuggingFace {
         case "mixtral", "phimoe": return try loadMixtral(dir, config: json, family: type)
         case "granitemoe", "granitemoeshared": return try loadGranite(dir, config: json, family: type)
         case "dbrx": return try loadDBRX(dir, config: json)
-        case "qwen2_moe", "qwen3_moe", "olmoe": return try loadQwenLike(dir, config: json, family: type)
+        case "qwen2_moe", "qwen3_moe", "olmoe", "flex_olmo": return try loadQwenLike(dir, config: json, family: type)
         case "deepseek_v2", "deepseek_v3", "glm4_moe", "glm4_moe_lite", "dots1", "solar_open", "minimax_m2":
             return try loadDeepSeek(dir, config: json, family: type)
         default:
@@ -103,7 +103,8 @@ public enum HuggingFace {
     /// `mlp.gate`, softmax top-k (renormalized when `norm_topk_prob`), MoE every `decoder_sparse_step` layers.
     /// - qwen2_moe: q/k/v biases and a shared expert scaled by sigmoid(`shared_expert_gate`);
     /// - qwen3_moe: RMSNorm of each query and key head before RoPE;
-    /// - olmoe: RMSNorm of the whole query and key projections before RoPE.
+    /// - olmoe: RMSNorm of the whole query and key projections before RoPE;
+    /// - flex_olmo: as olmoe, with OLMo 2's norms on the attention and FFN outputs instead of their inputs.
     static func loadQwenLike(_ dir: String, config j: [String: Any], family: String) throws -> MoETransformer<Float> {
         let path = dir + "/config.json"
         if let only = j["mlp_only_layers"] as? [Int], !only.isEmpty {
@@ -121,7 +122,8 @@ public enum HuggingFace {
         moe.sharedExpertGate = moe.sharedExpertHiddenSize > 0
         var c = try baseConfig(j, path: path, modelType: family, intermediate: try int(j, "intermediate_size", path), moe: moe)
         c.attentionBias = family == "qwen2_moe" ? (j["qkv_bias"] as? Bool ?? true) : (j["attention_bias"] as? Bool ?? false)
-        c.qkNorm = family == "qwen3_moe" ? "per_head" : family == "olmoe" ? "full" : nil
+        c.qkNorm = family == "qwen3_moe" ? "per_head" : family == "olmoe" || family == "flex_olmo" ? "full" : nil
+        c.postNorms = family == "flex_olmo"
         let step = j["decoder_sparse_step"] as? Int ?? 1
         c.moeEvery = step
         c.firstDenseLayers = step - 1

@@ -8,7 +8,9 @@ public final class DecoderLayer<T: TensorScalar>: Module {
 
     init(_ c: TransformerConfig, index: Int, moeConfig: MoEConfig?, rng: inout RandomGenerator) throws(ConfigError) {
         let p = "layers.\(index)"
-        inputNorm = c.normKind.make(c.hiddenSize, eps: T(c.rmsNormEps), path: joinPath(p, "input_layernorm"))
+        // Pre-norm: input_layernorm before attention, post_attention_layernorm before the FFN. Post-norm
+        // (OLMo 2): post_attention_layernorm on the attention output, post_feedforward_layernorm on the FFN's.
+        inputNorm = c.normKind.make(c.hiddenSize, eps: T(c.rmsNormEps), path: joinPath(p, c.postNorms ? "post_attention_layernorm" : "input_layernorm"))
         if let m = c.mla {
             attention = LatentAttention(
                 dim: c.hiddenSize, heads: c.numHeads, qLoraRank: m.qLoraRank, kvLoraRank: m.kvLoraRank, nopeDim: m.nopeDim,
@@ -21,7 +23,7 @@ public final class DecoderLayer<T: TensorScalar>: Module {
                 normEps: T(c.rmsNormEps), outputBias: c.attentionOutputBias, scale: c.attentionScale, clip: c.clipQKV,
                 rotaryDim: c.rotaryDim, path: joinPath(p, "self_attn"), rng: &rng)
         }
-        postNorm = c.normKind.make(c.hiddenSize, eps: T(c.rmsNormEps), path: joinPath(p, "post_attention_layernorm"))
+        postNorm = c.normKind.make(c.hiddenSize, eps: T(c.rmsNormEps), path: joinPath(p, c.postNorms ? "post_feedforward_layernorm" : "post_attention_layernorm"))
         if let moeConfig {
             moe = try MoELayer(config: moeConfig, path: joinPath(p, "mlp"), causal: true, rng: &rng)
             dense = nil
@@ -117,16 +119,21 @@ public final class MoETransformer<T: TensorScalar>: Module {
         var opts = options
         opts.tokenIDs = ids
         opts.sequenceLength = t
+        let post = config.postNorms
         for (i, layer) in layers.enumerated() {
-            h = h + scaled(layer.attention(layer.inputNorm(h, ctx), positions: positions, cache: caches?[i], ctx))
-            let x = layer.postNorm(h, ctx)
+            // Pre-norm: h += f(norm(h)). Post-norm (OLMo 2 / FlexOlmo): h += norm(f(h)).
+            let a = layer.attention(post ? h : layer.inputNorm(h, ctx), positions: positions, cache: caches?[i], ctx)
+            h = h + scaled(post ? layer.inputNorm(a, ctx) : a)
+            let x = post ? h : layer.postNorm(h, ctx)
+            var f: Variable<T>
             if let moe = layer.moe {
                 let out = moe(x, ctx, options: opts)
                 outs.append(out)
-                h = h + scaled(out.output)
+                f = out.output
             } else {
-                h = h + scaled(layer.dense!(x, ctx))
+                f = layer.dense!(x, ctx)
             }
+            h = h + scaled(post ? layer.postNorm(f, ctx) : f)
             if collectHiddenStates && i < layers.count - 1 { hidden.append(h.value) }
         }
         var last = h

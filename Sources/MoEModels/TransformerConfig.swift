@@ -44,6 +44,8 @@ public struct TransformerConfig: Codable, Sendable, Equatable {
     public var clipQKV: Double? = nil
     /// Rotary dims per head, the first ones (partial rotary); nil rotates the whole head.
     public var rotaryDim: Int? = nil
+    /// Norms on the outputs of attention and FFN instead of their inputs (OLMo 2, FlexOlmo).
+    public var postNorms = false
     public var moe: MoEConfig?
     public var moeEvery = 1
     public var firstDenseLayers = 0
@@ -57,6 +59,7 @@ public struct TransformerConfig: Codable, Sendable, Equatable {
         case mla, attentionScale = "attention_scale", normKind = "norm_kind", attentionOutputBias = "attention_output_bias"
         case lmHeadBias = "lm_head_bias", embeddingMultiplier = "embedding_multiplier", residualMultiplier = "residual_multiplier"
         case logitsScaling = "logits_scaling", clipQKV = "clip_qkv", rotaryDim = "rotary_dim"
+        case postNorms = "post_norms"
         case moeEvery = "moe_layer_freq", firstDenseLayers = "first_k_dense_replace"
     }
 
@@ -99,6 +102,7 @@ public struct TransformerConfig: Codable, Sendable, Equatable {
         logitsScaling = try c.decodeIfPresent(Double.self, forKey: .logitsScaling) ?? 1
         clipQKV = try c.decodeIfPresent(Double.self, forKey: .clipQKV)
         rotaryDim = try c.decodeIfPresent(Int.self, forKey: .rotaryDim)
+        postNorms = try c.decodeIfPresent(Bool.self, forKey: .postNorms) ?? false
         moeEvery = try c.decodeIfPresent(Int.self, forKey: .moeEvery) ?? 1
         firstDenseLayers = try c.decodeIfPresent(Int.self, forKey: .firstDenseLayers) ?? 0
     }
@@ -106,6 +110,7 @@ public struct TransformerConfig: Codable, Sendable, Equatable {
     /// Architectures a TransformerConfig can describe (swift-moe's own and the Hugging Face families it loads).
     public static let modelTypes = ["swift_moe", "mixtral", "qwen2_moe", "qwen3_moe", "olmoe", "deepseek_v2", "deepseek_v3", "phimoe", "granitemoe", "granitemoeshared", "dbrx",
         "glm4_moe", "glm4_moe_lite", "dots1", "solar_open", "minimax_m2",
+        "flex_olmo",
     ]
 
     public var placement: MoEPlacement { MoEPlacement(every: moeEvery, firstDense: firstDenseLayers) }
