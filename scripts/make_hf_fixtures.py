@@ -57,6 +57,8 @@ FAMILIES = {
                        norm_topk_prob=True),
     "minimax_m2": dict(num_local_experts=4, intermediate_size=16),
     "flex_olmo": dict(num_experts=4, intermediate_size=16, norm_topk_prob=False),
+    "ernie4_5_moe": dict(moe_num_experts=4, moe_k=2, moe_intermediate_size=16, intermediate_size=48,
+                         moe_num_shared_experts=1, moe_layer_start_index=1, moe_layer_end_index=1, moe_layer_interval=1),
 }
 
 

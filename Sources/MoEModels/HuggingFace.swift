@@ -6,7 +6,7 @@ import Foundation
 public enum HuggingFace {
     /// The `model_type`s this loader understands.
     public static let supported = [
-        "dbrx", "deepseek_v2", "deepseek_v3", "dots1", "flex_olmo", "glm4_moe", "glm4_moe_lite", "granitemoe", "granitemoeshared",
+        "dbrx", "deepseek_v2", "deepseek_v3", "dots1", "ernie4_5_moe", "flex_olmo", "glm4_moe", "glm4_moe_lite", "granitemoe", "granitemoeshared",
         "minimax_m2", "mixtral", "olmoe", "phimoe", "qwen2_moe", "qwen3_moe", "solar_open", "swift_moe",
     ]
 
@@ -29,6 +29,7 @@ public enum HuggingFace {
         case "mixtral", "phimoe": return try loadMixtral(dir, config: json, family: type)
         case "granitemoe", "granitemoeshared": return try loadGranite(dir, config: json, family: type)
         case "dbrx": return try loadDBRX(dir, config: json)
+        case "ernie4_5_moe": return try loadErnie(dir, config: json)
         case "qwen2_moe", "qwen3_moe", "olmoe", "flex_olmo": return try loadQwenLike(dir, config: json, family: type)
         case "deepseek_v2", "deepseek_v3", "glm4_moe", "glm4_moe_lite", "dots1", "solar_open", "minimax_m2":
             return try loadDeepSeek(dir, config: json, family: type)
@@ -351,6 +352,49 @@ public enum HuggingFace {
                 return .derived([block + "ffn.experts.mlp.w2"]) { t in t[0].reshaped([e, f, d]).transposed(1, 2).copy() }
             default: return .tensor(block + parts[2])
             }
+        }
+        return model
+    }
+
+    /// ERNIE 4.5 MoE (`Ernie4_5_MoeForCausalLM`): Llama attention with adjacent-pair RoPE, MoE on layers
+    /// `moe_layer_start_index`...`moe_layer_end_index` every `moe_layer_interval`; softmax scores, selection by
+    /// scores plus `moe_statics.e_score_correction_bias`, weights renormalized; shared experts always on.
+    static func loadErnie(_ dir: String, config j: [String: Any]) throws -> MoETransformer<Float> {
+        let path = dir + "/config.json"
+        let layers = try int(j, "num_hidden_layers", path)
+        let experts = try int(j, "moe_num_experts", path), width = try int(j, "moe_intermediate_size", path)
+        var moe = MoEConfig(
+            hiddenSize: try int(j, "hidden_size", path), expertHiddenSize: width, numExperts: experts,
+            expertsPerToken: try int(j, "moe_k", path), router: .grouped)
+        moe.scoreFunction = .softmax
+        moe.selectionBias = true
+        moe.normalizeTopK = true
+        moe.groupScore = .max
+        moe.sharedExpertHiddenSize = (j["moe_num_shared_experts"] as? Int ?? 0) * width
+        moe.auxLossCoef = j["router_aux_loss_coef"] as? Double ?? 0
+        if j["use_bias"] as? Bool == true {
+            throw LoadError(description: "\(path): use_bias true is not supported yet; only bias-free ERNIE 4.5 checkpoints are")
+        }
+        var c = try baseConfig(j, path: path, modelType: "ernie4_5_moe", intermediate: try int(j, "intermediate_size", path), moe: moe)
+        c.ropeTheta = try ropeTheta(j, path: path)
+        c.interleavedRope = true
+        let start = j["moe_layer_start_index"] as? Int ?? 0, end = j["moe_layer_end_index"] as? Int ?? layers - 1
+        let interval = j["moe_layer_interval"] as? Int ?? 1
+        guard interval == 1, end >= layers - 1 || end < 0 else {
+            throw LoadError(description: "\(path): MoE layers \(start)...\(end) every \(interval) are not supported yet; only a dense prefix then MoE to the last layer")
+        }
+        c.firstDenseLayers = start
+        let model = try build(c, path: path)
+        let file = try SafetensorsCheckpoint(directory: dir)
+        try ModelFiles.install(model.parameters + model.buffers, from: file, family: "ernie4_5_moe") { name in
+            if name == "lm_head.weight" { return .tensor(name) }
+            if let s = stackedExperts(name, count: experts, block: ".mlp.experts") { return s }
+            if let s = sharedExpert(name, block: ".mlp.shared_experts") { return s }
+            if name.hasSuffix(".mlp.e_score_correction_bias") {
+                let file = "model." + name.replacingOccurrences(of: ".mlp.e_score_correction_bias", with: ".mlp.moe_statics.e_score_correction_bias")
+                return .derived([file]) { t in t[0].reshaped([experts]) }
+            }
+            return .tensor("model." + name)
         }
         return model
     }

@@ -46,6 +46,8 @@ public struct TransformerConfig: Codable, Sendable, Equatable {
     public var rotaryDim: Int? = nil
     /// Norms on the outputs of attention and FFN instead of their inputs (OLMo 2, FlexOlmo).
     public var postNorms = false
+    /// Rotary pairs adjacent rather than split in halves (ERNIE 4.5).
+    public var interleavedRope = false
     public var moe: MoEConfig?
     public var moeEvery = 1
     public var firstDenseLayers = 0
@@ -59,7 +61,7 @@ public struct TransformerConfig: Codable, Sendable, Equatable {
         case mla, attentionScale = "attention_scale", normKind = "norm_kind", attentionOutputBias = "attention_output_bias"
         case lmHeadBias = "lm_head_bias", embeddingMultiplier = "embedding_multiplier", residualMultiplier = "residual_multiplier"
         case logitsScaling = "logits_scaling", clipQKV = "clip_qkv", rotaryDim = "rotary_dim"
-        case postNorms = "post_norms"
+        case postNorms = "post_norms", interleavedRope = "rope_interleave"
         case moeEvery = "moe_layer_freq", firstDenseLayers = "first_k_dense_replace"
     }
 
@@ -103,6 +105,7 @@ public struct TransformerConfig: Codable, Sendable, Equatable {
         clipQKV = try c.decodeIfPresent(Double.self, forKey: .clipQKV)
         rotaryDim = try c.decodeIfPresent(Int.self, forKey: .rotaryDim)
         postNorms = try c.decodeIfPresent(Bool.self, forKey: .postNorms) ?? false
+        interleavedRope = try c.decodeIfPresent(Bool.self, forKey: .interleavedRope) ?? false
         moeEvery = try c.decodeIfPresent(Int.self, forKey: .moeEvery) ?? 1
         firstDenseLayers = try c.decodeIfPresent(Int.self, forKey: .firstDenseLayers) ?? 0
     }
@@ -110,7 +113,7 @@ public struct TransformerConfig: Codable, Sendable, Equatable {
     /// Architectures a TransformerConfig can describe (swift-moe's own and the Hugging Face families it loads).
     public static let modelTypes = ["swift_moe", "mixtral", "qwen2_moe", "qwen3_moe", "olmoe", "deepseek_v2", "deepseek_v3", "phimoe", "granitemoe", "granitemoeshared", "dbrx",
         "glm4_moe", "glm4_moe_lite", "dots1", "solar_open", "minimax_m2",
-        "flex_olmo",
+        "flex_olmo", "ernie4_5_moe",
     ]
 
     public var placement: MoEPlacement { MoEPlacement(every: moeEvery, firstDense: firstDenseLayers) }
@@ -131,6 +134,7 @@ public struct TransformerConfig: Codable, Sendable, Equatable {
         try ConfigError.check(moeEvery >= 1, "moe_layer_freq", moeEvery, "use 1 (every layer) or more")
         try ConfigError.check(firstDenseLayers >= 0, "first_k_dense_replace", firstDenseLayers, "use 0 or more")
         try ConfigError.check(logitsScaling != 0 && logitsScaling.isFinite, "logits_scaling", logitsScaling, "use a non-zero factor")
+        try ConfigError.check(!interleavedRope || rotaryDim == nil, "rope_interleave", interleavedRope, "interleaved pairs with partial rotary are not supported; drop one")
         try ConfigError.check(rotaryDim.map { $0 >= 2 && $0 % 2 == 0 && $0 <= headDim } ?? true, "rotary_dim", rotaryDim ?? 0, "use an even number of dims up to head_dim (\(headDim))")
         try ConfigError.check(clipQKV.map { $0 > 0 } ?? true, "clip_qkv", clipQKV ?? 0, "use a positive bound, or null")
         if let mla {

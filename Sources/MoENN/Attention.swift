@@ -33,15 +33,18 @@ public final class Attention<T: TensorScalar>: Module {
     public let clip: T?
     /// Rotary dims per head (the first ones; partial rotary, GLM-4.5); nil rotates all.
     public let rotaryDim: Int?
+    /// Rotary pairs are adjacent (x0, x1), (x2, x3)... (GPT-J style, ERNIE) rather than the two halves.
+    public let interleavedRope: Bool
 
     public enum QKNorm: Sendable { case none, perHead, full }
 
     public init(
         dim: Int, heads: Int, kvHeads: Int, headDim: Int, ropeTheta: Double, bias: Bool = false, qkNorm: QKNorm = .none,
         normEps: T = 1e-6, outputBias: Bool = false, scale: Double? = nil, clip: Double? = nil, rotaryDim: Int? = nil,
-        path: String, rng: inout RandomGenerator
+        interleavedRope: Bool = false, path: String, rng: inout RandomGenerator
     ) {
         self.rotaryDim = rotaryDim
+        self.interleavedRope = interleavedRope
         self.scale = T(scale ?? 1 / Double(headDim).squareRoot())
         self.clip = clip.map { T($0) }
         perHeadNorm = qkNorm == .perHead
@@ -87,6 +90,15 @@ public final class Attention<T: TensorScalar>: Module {
         if perHeadNorm, let qNorm, let kNorm {
             qr = qNorm(qr, ctx)
             kr = kNorm(kr, ctx)
+        }
+        if interleavedRope {
+            // Pairs -> halves (evens, then odds) for q and k alike: q·k is unchanged, and the half-split RoPE
+            // then rotates exactly the original pairs.
+            let half = { (x: Variable<T>) in
+                x.reshaped(Array(x.shape.dropLast()) + [x.shape[3] / 2, 2]).permuted([0, 1, 2, 4, 3]).reshaped(x.shape)
+            }
+            qr = half(qr)
+            kr = half(kr)
         }
         let qh = qr.rope(positions: positions, theta: ropeTheta, rotaryDim: rotaryDim)
         var kh = kr.rope(positions: positions, theta: ropeTheta, rotaryDim: rotaryDim)
