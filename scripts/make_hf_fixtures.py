@@ -59,6 +59,7 @@ FAMILIES = {
     "flex_olmo": dict(num_experts=4, intermediate_size=16, norm_topk_prob=False),
     "ernie4_5_moe": dict(moe_num_experts=4, moe_k=2, moe_intermediate_size=16, intermediate_size=48,
                          moe_num_shared_experts=1, moe_layer_start_index=1, moe_layer_end_index=1, moe_layer_interval=1),
+    "hunyuan_v1_moe": dict(num_experts=4, moe_topk=2, intermediate_size=16, use_qk_norm=True),
 }
 
 

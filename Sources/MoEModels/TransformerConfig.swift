@@ -48,6 +48,8 @@ public struct TransformerConfig: Codable, Sendable, Equatable {
     public var postNorms = false
     /// Rotary pairs adjacent rather than split in halves (ERNIE 4.5).
     public var interleavedRope = false
+    /// Per-head q/k norm after RoPE rather than before (HunYuan).
+    public var qkNormAfterRope = false
     public var moe: MoEConfig?
     public var moeEvery = 1
     public var firstDenseLayers = 0
@@ -61,7 +63,7 @@ public struct TransformerConfig: Codable, Sendable, Equatable {
         case mla, attentionScale = "attention_scale", normKind = "norm_kind", attentionOutputBias = "attention_output_bias"
         case lmHeadBias = "lm_head_bias", embeddingMultiplier = "embedding_multiplier", residualMultiplier = "residual_multiplier"
         case logitsScaling = "logits_scaling", clipQKV = "clip_qkv", rotaryDim = "rotary_dim"
-        case postNorms = "post_norms", interleavedRope = "rope_interleave"
+        case postNorms = "post_norms", interleavedRope = "rope_interleave", qkNormAfterRope = "qk_norm_after_rope"
         case moeEvery = "moe_layer_freq", firstDenseLayers = "first_k_dense_replace"
     }
 
@@ -106,6 +108,7 @@ public struct TransformerConfig: Codable, Sendable, Equatable {
         rotaryDim = try c.decodeIfPresent(Int.self, forKey: .rotaryDim)
         postNorms = try c.decodeIfPresent(Bool.self, forKey: .postNorms) ?? false
         interleavedRope = try c.decodeIfPresent(Bool.self, forKey: .interleavedRope) ?? false
+        qkNormAfterRope = try c.decodeIfPresent(Bool.self, forKey: .qkNormAfterRope) ?? false
         moeEvery = try c.decodeIfPresent(Int.self, forKey: .moeEvery) ?? 1
         firstDenseLayers = try c.decodeIfPresent(Int.self, forKey: .firstDenseLayers) ?? 0
     }
@@ -113,7 +116,7 @@ public struct TransformerConfig: Codable, Sendable, Equatable {
     /// Architectures a TransformerConfig can describe (swift-moe's own and the Hugging Face families it loads).
     public static let modelTypes = ["swift_moe", "mixtral", "qwen2_moe", "qwen3_moe", "olmoe", "deepseek_v2", "deepseek_v3", "phimoe", "granitemoe", "granitemoeshared", "dbrx",
         "glm4_moe", "glm4_moe_lite", "dots1", "solar_open", "minimax_m2",
-        "flex_olmo", "ernie4_5_moe",
+        "flex_olmo", "ernie4_5_moe", "hunyuan_v1_moe",
     ]
 
     public var placement: MoEPlacement { MoEPlacement(every: moeEvery, firstDense: firstDenseLayers) }

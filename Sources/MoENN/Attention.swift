@@ -35,14 +35,17 @@ public final class Attention<T: TensorScalar>: Module {
     public let rotaryDim: Int?
     /// Rotary pairs are adjacent (x0, x1), (x2, x3)... (GPT-J style, ERNIE) rather than the two halves.
     public let interleavedRope: Bool
+    /// The per-head q/k norm comes after RoPE (HunYuan) instead of before it (Qwen3).
+    public let normAfterRope: Bool
 
     public enum QKNorm: Sendable { case none, perHead, full }
 
     public init(
         dim: Int, heads: Int, kvHeads: Int, headDim: Int, ropeTheta: Double, bias: Bool = false, qkNorm: QKNorm = .none,
         normEps: T = 1e-6, outputBias: Bool = false, scale: Double? = nil, clip: Double? = nil, rotaryDim: Int? = nil,
-        interleavedRope: Bool = false, path: String, rng: inout RandomGenerator
+        interleavedRope: Bool = false, normAfterRope: Bool = false, path: String, rng: inout RandomGenerator
     ) {
+        self.normAfterRope = normAfterRope
         self.rotaryDim = rotaryDim
         self.interleavedRope = interleavedRope
         self.scale = T(scale ?? 1 / Double(headDim).squareRoot())
@@ -87,7 +90,7 @@ public final class Attention<T: TensorScalar>: Module {
             kp = kNorm(kp, ctx)
         }
         var qr = qp.reshaped([b, t, heads, headDim]), kr = kp.reshaped([b, t, kvHeads, headDim])
-        if perHeadNorm, let qNorm, let kNorm {
+        if perHeadNorm, !normAfterRope, let qNorm, let kNorm {
             qr = qNorm(qr, ctx)
             kr = kNorm(kr, ctx)
         }
@@ -100,8 +103,12 @@ public final class Attention<T: TensorScalar>: Module {
             qr = half(qr)
             kr = half(kr)
         }
-        let qh = qr.rope(positions: positions, theta: ropeTheta, rotaryDim: rotaryDim)
+        var qh = qr.rope(positions: positions, theta: ropeTheta, rotaryDim: rotaryDim)
         var kh = kr.rope(positions: positions, theta: ropeTheta, rotaryDim: rotaryDim)
+        if perHeadNorm, normAfterRope, let qNorm, let kNorm {
+            qh = qNorm(qh, ctx)
+            kh = kNorm(kh, ctx)
+        }
         var vh = vp.reshaped([b, t, kvHeads, headDim])
         if let cache {
             // Decoding records nothing: the cached keys are constants.
