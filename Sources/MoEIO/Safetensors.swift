@@ -166,23 +166,23 @@ public final class SafetensorsCheckpoint: @unchecked Sendable {
     /// What errors name when no single shard is at fault.
     public let path: String
 
-    public init(file: SafetensorsFile) {
-        files = [file]
-        location = Dictionary(uniqueKeysWithValues: file.names.map { ($0, 0) })
-        path = file.path
+    private init(files: [SafetensorsFile], location: [String: Int], path: String) {
+        self.files = files
+        self.location = location
+        self.path = path
+    }
+
+    public convenience init(file: SafetensorsFile) {
+        self.init(files: [file], location: Dictionary(uniqueKeysWithValues: file.names.map { ($0, 0) }), path: file.path)
     }
 
     /// Opens the weights of the model directory `dir`: the index when there is one, else model.safetensors.
-    public init(directory dir: String) throws {
+    public convenience init(directory dir: String) throws {
         let indexPath = dir + "/model.safetensors.index.json"
         guard FileManager.default.fileExists(atPath: indexPath) else {
-            let f = try SafetensorsFile(path: dir + "/model.safetensors")
-            files = [f]
-            location = Dictionary(uniqueKeysWithValues: f.names.map { ($0, 0) })
-            path = f.path
+            self.init(file: try SafetensorsFile(path: dir + "/model.safetensors"))
             return
         }
-        path = indexPath
         guard let data = FileManager.default.contents(atPath: indexPath),
             let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
         else {
@@ -217,8 +217,7 @@ public final class SafetensorsCheckpoint: @unchecked Sendable {
         if let missing = weightMap.keys.sorted().first(where: { loc[$0] == nil }) {
             throw SafetensorsError(dir + "/" + weightMap[missing]!, tensor: missing, "is listed in the index but absent from the shard", hint: "the shard is incomplete; re-download it")
         }
-        files = opened
-        location = loc
+        self.init(files: opened, location: loc, path: indexPath)
     }
 
     public var names: [String] { files.flatMap(\.names) }

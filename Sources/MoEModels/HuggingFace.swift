@@ -52,8 +52,7 @@ public enum HuggingFace {
             numHeads: heads, numKVHeads: j["num_key_value_heads"] as? Int ?? heads,
             headDim: j["head_dim"] as? Int ?? d / heads, intermediateSize: intermediate, moe: moe)
         c.modelType = modelType
-        let rope = (j["rope_parameters"] as? [String: Any])?["rope_theta"] ?? j["rope_theta"]
-        c.ropeTheta = (rope as? Double) ?? (rope as? Int).map(Double.init) ?? 10000
+        c.ropeTheta = try ropeTheta(j, path: path)
         c.rmsNormEps = j["rms_norm_eps"] as? Double ?? 1e-5
         c.tieWordEmbeddings = j["tie_word_embeddings"] as? Bool ?? false
         return c
@@ -86,15 +85,10 @@ public enum HuggingFace {
             c.attentionOutputBias = c.attentionBias
             c.lmHeadBias = j["lm_head_bias"] as? Bool ?? false
         }
-        c.ropeTheta = try ropeTheta(j, path: path)
         let model = try build(c, path: path)
         let file = try SafetensorsCheckpoint(directory: dir)
         try ModelFiles.install(model.parameters, from: file, family: family) { name in
-            if let r = name.range(of: ".mlp.experts.") {
-                let prefix = "model." + name[..<r.lowerBound] + ".block_sparse_moe.experts."
-                let parts = name.hasSuffix("gate_up_proj") ? ["w1", "w3"] : ["w2"]
-                return .stacked((0..<moe.numExperts).map { e in parts.map { prefix + "\(e).\($0).weight" } })
-            }
+            if let s = stackedExperts(name, count: moe.numExperts, block: ".block_sparse_moe.experts", gateUp: ["w1", "w3"], down: "w2") { return s }
             if name.hasPrefix("lm_head.") { return .tensor(name) }
             return .tensor("model." + name.replacingOccurrences(of: ".mlp.gate.", with: ".block_sparse_moe.gate."))
         }
@@ -133,16 +127,8 @@ public enum HuggingFace {
         let file = try SafetensorsCheckpoint(directory: dir)
         try ModelFiles.install(model.parameters, from: file, family: family) { name in
             if name == "lm_head.weight" { return .tensor(name) }
-            if let r = name.range(of: ".mlp.experts.") {
-                let prefix = "model." + name[..<r.lowerBound] + ".mlp.experts."
-                let parts = name.hasSuffix("gate_up_proj") ? ["gate_proj", "up_proj"] : ["down_proj"]
-                return .stacked((0..<moe.numExperts).map { e in parts.map { prefix + "\(e).\($0).weight" } })
-            }
-            if let r = name.range(of: ".mlp.shared_expert.") {
-                let prefix = "model." + name[..<r.lowerBound] + ".mlp.shared_expert."
-                let parts = name.hasSuffix("gate_up_proj") ? ["gate_proj", "up_proj"] : ["down_proj"]
-                return .stacked([parts.map { prefix + $0 + ".weight" }])
-            }
+            if let s = stackedExperts(name, count: moe.numExperts, block: ".mlp.experts") { return s }
+            if let s = sharedExpert(name, block: ".mlp.shared_expert") { return s }
             return .tensor("model." + name)
         }
         return model
@@ -152,19 +138,18 @@ public enum HuggingFace {
     /// `<layer>.mlp.experts.gate_up_proj` (or `down_proj`) reads `<prefix><layer><block>.<e>.<part>.weight`
     /// for every expert e, gate and up concatenated. Returns nil for other paths.
     static func stackedExperts(
-        _ name: String, count: Int, prefix: String = "model.", block: String, gateUp: [String] = ["gate_proj", "up_proj"],
-        down: String = "down_proj", from modelBlock: String = ".mlp.experts."
+        _ name: String, count: Int, block: String, gateUp: [String] = ["gate_proj", "up_proj"], down: String = "down_proj"
     ) -> ModelFiles.TensorSource? {
-        guard let r = name.range(of: modelBlock) else { return nil }
-        let head = prefix + name[..<r.lowerBound] + block + "."
+        guard let r = name.range(of: ".mlp.experts.") else { return nil }
+        let head = "model." + name[..<r.lowerBound] + block + "."
         let parts = name.hasSuffix("gate_up_proj") ? gateUp : [down]
         return .stacked((0..<count).map { e in parts.map { head + "\(e).\($0).weight" } })
     }
 
     /// A single shared expert stored as a plain SwiGLU MLP under `<layer><block>.{gate,up,down}_proj`.
-    static func sharedExpert(_ name: String, prefix: String = "model.", block: String) -> ModelFiles.TensorSource? {
+    static func sharedExpert(_ name: String, block: String) -> ModelFiles.TensorSource? {
         guard let r = name.range(of: ".mlp.shared_expert.") else { return nil }
-        let head = prefix + name[..<r.lowerBound] + block + "."
+        let head = "model." + name[..<r.lowerBound] + block + "."
         let parts = name.hasSuffix("gate_up_proj") ? ["gate_proj", "up_proj"] : ["down_proj"]
         return .stacked([parts.map { head + $0 + ".weight" }])
     }
@@ -176,8 +161,7 @@ public enum HuggingFace {
         if let rs = j["rope_scaling"] as? [String: Any], let type = (rs["rope_type"] ?? rs["type"]) as? String, type != "default" {
             throw LoadError(description: "\(path): rope_scaling \"\(type)\" is not supported yet; only default RoPE is")
         }
-        let rope = (j["rope_parameters"] as? [String: Any])?["rope_theta"] ?? j["rope_theta"]
-        return (rope as? Double) ?? (rope as? Int).map(Double.init) ?? 10000
+        return number((j["rope_parameters"] as? [String: Any])?["rope_theta"] ?? j["rope_theta"]) ?? 10000
     }
 
     /// The DeepSeek line and the families that took its router (`DeepseekV2/V3`, `Glm4Moe`, `Glm4MoeLite`,
@@ -216,7 +200,6 @@ public enum HuggingFace {
         // Solar Open has no dense layers and so no intermediate_size.
         let denseWidth = j["intermediate_size"] == nil && family == "solar_open" ? width : try int(j, "intermediate_size", path)
         var c = try baseConfig(j, path: path, modelType: family, intermediate: denseWidth, moe: moe)
-        c.ropeTheta = try ropeTheta(j, path: path)
         c.attentionBias = j["attention_bias"] as? Bool ?? false
         c.firstDenseLayers = try denseLayerPrefix(j, path: path) ?? j["first_k_dense_replace"] as? Int ?? 0
         c.moeEvery = j["moe_layer_freq"] as? Int ?? 1
@@ -229,7 +212,7 @@ public enum HuggingFace {
         } else {
             c.qkNorm = minimax ? "full" : family == "dots1" || (family == "glm4_moe" && j["use_qk_norm"] as? Bool ?? false) ? "per_head" : nil
             let factor = (j["rope_parameters"] as? [String: Any])?["partial_rotary_factor"] ?? j["partial_rotary_factor"]
-            if let f = (factor as? Double) ?? (factor as? Int).map(Double.init), f != 1 { c.rotaryDim = Int(Double(c.headDim) * f) }
+            if let f = number(factor), f != 1 { c.rotaryDim = Int(Double(c.headDim) * f) }
             if let r = j["rotary_dim"] as? Int, r != c.headDim { c.rotaryDim = r }
         }
         let model = try build(c, path: path)
@@ -258,9 +241,10 @@ public enum HuggingFace {
         return k
     }
 
-    static func double(_ j: [String: Any], _ k: String, default d: Double) -> Double {
-        (j[k] as? Double) ?? (j[k] as? Int).map(Double.init) ?? d
-    }
+    /// A JSON number as Double (JSONSerialization gives Int for integral literals).
+    static func number(_ v: Any?) -> Double? { (v as? Double) ?? (v as? Int).map(Double.init) }
+
+    static func double(_ j: [String: Any], _ k: String, default d: Double) -> Double { number(j[k]) ?? d }
 
     /// Granite MoE (`GraniteMoeForCausalLM`, `GraniteMoeSharedForCausalLM`): Llama attention scaled by
     /// `attention_multiplier`, embeddings times `embedding_multiplier`, block outputs times
@@ -276,7 +260,6 @@ public enum HuggingFace {
         moe.auxLossCoef = j["router_aux_loss_coef"] as? Double ?? 0
         moe.sharedExpertHiddenSize = family == "granitemoeshared" ? j["shared_intermediate_size"] as? Int ?? 0 : 0
         var c = try baseConfig(j, path: path, modelType: family, intermediate: f, moe: moe)
-        c.ropeTheta = try ropeTheta(j, path: path)
         c.attentionBias = j["attention_bias"] as? Bool ?? false
         c.attentionOutputBias = c.attentionBias
         c.attentionScale = double(j, "attention_multiplier", default: 1)
@@ -308,7 +291,7 @@ public enum HuggingFace {
         let d = try int(j, "d_model", path), heads = try int(j, "n_heads", path)
         let f = try int(ffn, "ffn_hidden_size", path + " ffn_config"), e = try int(ffn, "moe_num_experts", path + " ffn_config")
         var moe = MoEConfig(hiddenSize: d, expertHiddenSize: f, numExperts: e, expertsPerToken: try int(ffn, "moe_top_k", path + " ffn_config"))
-        let p = ffn["moe_normalize_expert_weights"].flatMap { ($0 as? Double) ?? ($0 as? Int).map(Double.init) }
+        let p = number(ffn["moe_normalize_expert_weights"])
         guard p == nil || p == 1 else {
             throw LoadError(description: "\(path): moe_normalize_expert_weights \(p!) is not supported yet; only 1 (sum) or null is")
         }
@@ -324,7 +307,7 @@ public enum HuggingFace {
         // transformers builds the rotary table from the top-level rope_parameters when present (attn_config's
         // rope_theta is then unused), so the same precedence here.
         c.ropeTheta = j["rope_parameters"] != nil ? try ropeTheta(j, path: path) : double(attn, "rope_theta", default: 10000)
-        c.clipQKV = attn["clip_qkv"].flatMap { ($0 as? Double) ?? ($0 as? Int).map(Double.init) }
+        c.clipQKV = number(attn["clip_qkv"])
         c.normKind = .layerNoBias
         c.rmsNormEps = 1e-5
         c.tieWordEmbeddings = j["tie_word_embeddings"] as? Bool ?? false
@@ -377,7 +360,6 @@ public enum HuggingFace {
             throw LoadError(description: "\(path): use_bias true is not supported yet; only bias-free ERNIE 4.5 checkpoints are")
         }
         var c = try baseConfig(j, path: path, modelType: "ernie4_5_moe", intermediate: try int(j, "intermediate_size", path), moe: moe)
-        c.ropeTheta = try ropeTheta(j, path: path)
         c.interleavedRope = true
         let start = j["moe_layer_start_index"] as? Int ?? 0, end = j["moe_layer_end_index"] as? Int ?? layers - 1
         let interval = j["moe_layer_interval"] as? Int ?? 1
@@ -417,7 +399,6 @@ public enum HuggingFace {
         moe.sharedExpertHiddenSize = width
         moe.auxLossCoef = j["router_aux_loss_coef"] as? Double ?? 0
         var c = try baseConfig(j, path: path, modelType: "hunyuan_v1_moe", intermediate: width, moe: moe)
-        c.ropeTheta = try ropeTheta(j, path: path)
         c.attentionBias = j["attention_bias"] as? Bool ?? false
         c.attentionOutputBias = c.attentionBias
         c.qkNorm = "per_head"

@@ -95,13 +95,8 @@ public final class Attention<T: TensorScalar>: Module {
             kr = kNorm(kr, ctx)
         }
         if interleavedRope {
-            // Pairs -> halves (evens, then odds) for q and k alike: q·k is unchanged, and the half-split RoPE
-            // then rotates exactly the original pairs.
-            let half = { (x: Variable<T>) in
-                x.reshaped(Array(x.shape.dropLast()) + [x.shape[3] / 2, 2]).permuted([0, 1, 2, 4, 3]).reshaped(x.shape)
-            }
-            qr = half(qr)
-            kr = half(kr)
+            qr = qr.adjacentPairsToHalves()
+            kr = kr.adjacentPairsToHalves()
         }
         var qh = qr.rope(positions: positions, theta: ropeTheta, rotaryDim: rotaryDim)
         var kh = kr.rope(positions: positions, theta: ropeTheta, rotaryDim: rotaryDim)

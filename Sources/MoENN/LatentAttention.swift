@@ -49,13 +49,7 @@ public final class LatentAttention<T: TensorScalar>: Module {
             + kvA.parameters + kvANorm.parameters + kvB.parameters + o.parameters
     }
 
-    /// Interleaved pairs -> halves (evens then odds), so the standard half-split RoPE applies. q and k get the
-    /// same permutation, so their dot products are unchanged.
-    func deinterleave(_ x: Variable<T>) -> Variable<T> {
-        guard interleaved else { return x }
-        let s = x.shape
-        return x.reshaped(Array(s.dropLast()) + [ropeDim / 2, 2]).permuted([0, 1, 2, 4, 3]).reshaped(s)
-    }
+    func deinterleave(_ x: Variable<T>) -> Variable<T> { interleaved ? x.adjacentPairsToHalves() : x }
 
     public func callAsFunction(_ x: Variable<T>, positions: [Int], cache: KVCache<T>?, _ ctx: ForwardContext<T>) -> Variable<T> {
         let (b, t) = (x.shape[0], x.shape[1])

@@ -7,6 +7,13 @@ public protocol TokenMixer<Scalar>: Module {
 extension Attention: TokenMixer {}
 
 extension Variable {
+    /// x [B, T, H, D] with rotary pairs adjacent, (x0, x1), (x2, x3)..., reordered to halves (evens, then odds),
+    /// so the half-split RoPE rotates exactly those pairs. Given to q and k alike it leaves q·k unchanged.
+    public func adjacentPairsToHalves() -> Variable {
+        let s = shape
+        return reshaped(Array(s.dropLast()) + [s[s.count - 1] / 2, 2]).permuted([0, 1, 2, 4, 3]).reshaped(s)
+    }
+
     /// Scaled-dot-product attention where values have their own head dim: q, k [B, *, H, Dqk], v [B, S, H, Dv].
     /// The fused kernel wants one head dim, so the narrower side is padded with zeros (which add nothing to
     /// q·k and give zero output columns, then dropped); the scale is passed explicitly.
