@@ -3,6 +3,7 @@ import PackageDescription
 
 // Layers point one way, downward:
 // CBLAS -> MoETensor -> MoEAutograd -> MoENN -> MoE -> MoETraining -> MoEAnalysis -> moe (CLI)
+// (MoEIO and MoETokenizers are file formats and text, beside the stack: MoEModels and MoETraining use them)
 let blas: [Target.Dependency] = [
     .target(name: "CBLAS", condition: .when(platforms: [.linux])),
 ]
@@ -20,6 +21,7 @@ let package = Package(
         .library(name: "MoE", targets: ["MoE"]),
         .library(name: "MoEIO", targets: ["MoEIO"]),
         .library(name: "MoEModels", targets: ["MoEModels"]),
+        .library(name: "MoETokenizers", targets: ["MoETokenizers"]),
         .library(name: "MoETraining", targets: ["MoETraining"]),
         .library(name: "MoEAnalysis", targets: ["MoEAnalysis"]),
         .executable(name: "moe", targets: ["moe"]),
@@ -41,7 +43,8 @@ let package = Package(
         .target(name: "MoENN", dependencies: ["MoEAutograd"], swiftSettings: fast),
         .target(name: "MoE", dependencies: ["MoENN"], swiftSettings: fast),
         .target(name: "MoEModels", dependencies: ["MoE", "MoEIO"], swiftSettings: fast),
-        .target(name: "MoETraining", dependencies: ["MoEModels"], swiftSettings: fast),
+        .target(name: "MoETokenizers", swiftSettings: fast),
+        .target(name: "MoETraining", dependencies: ["MoEModels", "MoETokenizers"], swiftSettings: fast),
         .target(name: "MoEAnalysis", dependencies: ["MoETraining"], swiftSettings: fast),
         .target(name: "MoEBenchmarks", dependencies: ["MoEAnalysis"] + blas, swiftSettings: fast),
         .executableTarget(
@@ -59,6 +62,7 @@ let package = Package(
         .testTarget(name: "MoETrainingTests", dependencies: ["MoETestSupport"]),
         .testTarget(name: "MoETests", dependencies: ["MoETestSupport"]),
         .testTarget(name: "MoEModelsTests", dependencies: ["MoETestSupport"]),
+        .testTarget(name: "MoETokenizersTests", dependencies: ["MoETestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["MoETestSupport", "moe"]),
     ],
     swiftLanguageModes: [.v6]

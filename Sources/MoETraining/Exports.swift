@@ -1,1 +1,2 @@
 @_exported import MoEModels
+@_exported import MoETokenizers

@@ -15,6 +15,9 @@ public struct SamplingOptions: Sendable {
     public var maxNewTokens = 128
     /// Generation stops when the text ends with one of these; the stop string is not emitted.
     public var stop: [String] = []
+    /// Generation stops after one of these tokens (a checkpoint's end-of-sequence ids); the token is kept in
+    /// the output, as transformers keeps it.
+    public var endTokens: Set<Int> = []
 
     public init() {}
 
@@ -78,18 +81,18 @@ public struct Sampler {
 
 /// Autoregressive generation with a KV cache per layer: the prompt is run once, then one token per step.
 public enum Generator {
-    /// Generates after `prompt`; `emit` receives the text as it becomes final (stop strings held back).
-    /// Returns the new token ids (without a stop string's tokens).
+    /// Generates after `prompt`; `emit` receives the text as it becomes final (stop strings held back, and
+    /// a character whose bytes are not all generated yet). Without a tokenizer there is no text: no stop
+    /// strings, nothing emitted. Returns the new token ids (without a stop string's tokens).
     public static func generate(
         _ model: MoETransformer<Float>, prompt: [Int], options: SamplingOptions, useCache: Bool = true,
-        decode: Bool = true, emit: ((String) -> Void)? = nil
+        tokenizer: (any TextTokenizer)? = ByteTokenizer(), emit: ((String) -> Void)? = nil
     ) -> [Int] {
         var sampler = Sampler(options)
-        let tok = ByteTokenizer()
         var context = prompt
         var generated: [Int] = []
         let caches = useCache ? model.layers.map { _ in KVCache<Float>() } : nil
-        var pendingBytes: [Int] = []  // generated but not yet emitted (could start a stop string)
+        var emitted = 0  // UTF-8 bytes of the decoded text already given to `emit`
         var nextInput = prompt
         var position = 0
         for _ in 0..<options.maxNewTokens {
@@ -101,55 +104,55 @@ public enum Generator {
             context.append(t)
             generated.append(t)
             nextInput = [t]
-            // Stop strings and streaming are byte-level text; a model with another vocabulary just counts tokens.
-            if !decode { continue }
-            pendingBytes.append(t)
-            let text = tok.decode(generated)
-            if let s = options.stop.first(where: { !$0.isEmpty && text.hasSuffix($0) }) {
-                let stopLen = tok.encode(s).count
-                generated.removeLast(stopLen)
-                let flush = pendingBytes.dropLast(min(stopLen, pendingBytes.count))
-                if !flush.isEmpty { emit?(tok.decode(Array(flush))) }
+            let finished = options.endTokens.contains(t)
+            guard let tokenizer else {
+                if finished { break }
+                continue
+            }
+            // The text is decoded whole each step: a token's text can depend on its neighbours (bytes that
+            // complete a character, a leading space dropped only at the start).
+            let text = Array(tokenizer.decode(generated).utf8)
+            if let cut = options.stop.compactMap({ firstMatch(of: Array($0.utf8), in: text, from: max(0, emitted - $0.utf8.count)) }).min() {
+                // Drop the tokens that made the stop string, emit the text before it.
+                while !generated.isEmpty && tokenizer.decode(generated).utf8.count > cut { generated.removeLast() }
+                if cut > emitted { emit?(String(decoding: text[emitted..<cut], as: UTF8.self)) }
                 return generated
             }
-            // Hold back a tail that could still grow into a stop string.
-            let hold = options.stop.map { s in holdback(text, s) }.max() ?? 0
-            if pendingBytes.count > hold {
-                let n = pendingBytes.count - hold
-                let chunk = Array(pendingBytes.prefix(n))
-                // Never split a UTF-8 character: emit only whole characters.
-                let whole = completeUTF8Prefix(chunk)
-                if whole > 0 {
-                    emit?(tok.decode(Array(chunk.prefix(whole))))
-                    pendingBytes.removeFirst(whole)
-                }
+            // Hold back a tail that could still grow into a stop string, and an unfinished character.
+            let hold = options.stop.map { holdback(text, Array($0.utf8)) }.max() ?? 0
+            let ready = settled(text, text.count - hold)
+            if ready > emitted {
+                emit?(String(decoding: text[emitted..<ready], as: UTF8.self))
+                emitted = ready
             }
+            if finished { break }
         }
-        if !pendingBytes.isEmpty { emit?(tok.decode(pendingBytes)) }
+        if let tokenizer {
+            let text = Array(tokenizer.decode(generated).utf8)
+            if text.count > emitted { emit?(String(decoding: text[emitted...], as: UTF8.self)) }
+        }
         return generated
     }
 
+    /// Where `pattern` first occurs in `text` at or after `from`.
+    static func firstMatch(of pattern: [UInt8], in text: [UInt8], from: Int) -> Int? {
+        guard !pattern.isEmpty, text.count >= pattern.count, from <= text.count - pattern.count else { return nil }
+        for i in from...(text.count - pattern.count) where text[i..<(i + pattern.count)].elementsEqual(pattern) { return i }
+        return nil
+    }
+
     /// Bytes at the end of `text` that are a proper prefix of `stop`.
-    static func holdback(_ text: String, _ stop: String) -> Int {
-        let t = Array(text.utf8), s = Array(stop.utf8)
+    static func holdback(_ t: [UInt8], _ s: [UInt8]) -> Int {
         var best = 0
         for n in 1..<max(s.count, 1) where n <= t.count && Array(t.suffix(n)) == Array(s.prefix(n)) { best = n }
         return best
     }
 
-    /// Length of the longest prefix of `bytes` that ends on a UTF-8 character boundary.
-    static func completeUTF8Prefix(_ bytes: [Int]) -> Int {
-        var i = bytes.count
-        var back = 0
-        while i > 0 && back < 4 {
-            let b = bytes[i - 1]
-            if b & 0xC0 != 0x80 {
-                let need = b >= 0xF0 ? 4 : b >= 0xE0 ? 3 : b >= 0xC0 ? 2 : 1
-                return back + 1 >= need ? bytes.count : i - 1
-            }
-            i -= 1
-            back += 1
-        }
-        return bytes.count
+    /// `count` less any U+FFFD at its end: bytes of a character not all generated yet decode to U+FFFD and
+    /// may still become the character.
+    static func settled(_ text: [UInt8], _ count: Int) -> Int {
+        var n = count
+        while n >= 3 && text[(n - 3)..<n].elementsEqual([0xEF, 0xBF, 0xBD]) { n -= 3 }
+        return n
     }
 }

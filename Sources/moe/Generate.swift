@@ -7,7 +7,7 @@ struct Generate: ParsableCommand {
 
     @Option(help: "Checkpoint directory, or a run directory (its newest checkpoint).") var checkpoint: String?
     @Option(help: "Model directory (Hugging Face format or a swift-moe checkpoint); the same as --checkpoint.") var model: String?
-    @Option(help: "The prompt (byte-level text).") var prompt: String?
+    @Option(help: "The prompt text (encoded with the model's tokenizer.json, or as bytes for swift-moe models).") var prompt: String?
     @Option(help: "The prompt as comma-separated token ids.") var ids: String?
     @Option(help: "Output: text (streamed) or json ({\"ids\": [...], \"text\": ...}).") var format = "text"
     @Option(help: "0 is greedy decoding.") var temperature = 0.8
@@ -19,6 +19,7 @@ struct Generate: ParsableCommand {
     @Option(help: "Tokens to generate at most.") var maxNewTokens = 200
     @Option(help: "Stop when the text ends with this string (repeatable). Escapes \\n and \\t are understood.") var stop: [String] = []
     @Flag(help: "Recompute the whole context each step instead of using the KV cache.") var noCache = false
+    @Flag(name: .customLong("ignore-eos"), help: "Keep generating past the end-of-sequence tokens of generation_config.json.") var ignoreEOS = false
 
     func run() throws {
         var o = SamplingOptions()
@@ -34,23 +35,29 @@ struct Generate: ParsableCommand {
         guard format == "text" || format == "json" else { throw UsageError("invalid --format \(format): use text or json") }
         guard let location = checkpoint ?? model else { throw UsageError("missing --model (or --checkpoint): the model directory to generate with") }
         guard (prompt == nil) != (ids == nil) else { throw UsageError("give exactly one of --prompt and --ids") }
-        let m = try ModelLocation.loadAny(location)
-        // The byte tokenizer belongs to swift-moe's own models; other checkpoints take --ids.
-        let bytes = m.config.modelType == "swift_moe"
-        guard prompt == nil || bytes else { throw UsageError("this model's tokenizer is not supported yet; pass the prompt as --ids") }
-        let promptIDs = try prompt.map { ByteTokenizer().encode($0) } ?? parseIDs(ids!, vocabulary: m.config.vocabSize)
+        let dir = try ModelLocation.checkpointDirectory(location)
+        let m = try ModelLocation.loadAny(dir)
+        let tokenizer = try ModelLocation.tokenizer(dir, model: m)
+        if !ignoreEOS { o.endTokens = try ModelLocation.endTokens(dir) }
+        guard prompt == nil || tokenizer != nil else {
+            throw UsageError("\(dir) has no tokenizer.json; pass the prompt as --ids")
+        }
+        let promptIDs = try prompt.map { tokenizer!.encode($0) } ?? parseIDs(ids!, vocabulary: m.config.vocabSize)
         guard !promptIDs.isEmpty else { throw UsageError("invalid --prompt: give at least one character") }
+        guard promptIDs.allSatisfy({ $0 < m.config.vocabSize }) else {
+            throw UsageError("the tokenizer gives ids beyond the model's vocabulary of \(m.config.vocabSize); check that tokenizer.json belongs to this model")
+        }
         let out = FileHandle.standardOutput
         if format == "json" {
-            let new = Generator.generate(m, prompt: promptIDs, options: o, useCache: !noCache, decode: bytes)
+            let new = Generator.generate(m, prompt: promptIDs, options: o, useCache: !noCache, tokenizer: tokenizer)
             var obj: [String: Any] = ["ids": new]
-            if bytes { obj["text"] = ByteTokenizer().decode(new) }
+            if let tokenizer { obj["text"] = tokenizer.decode(new) }
             say(String(decoding: try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys]), as: UTF8.self))
             return
         }
-        guard bytes else { throw UsageError("this model's tokenizer is not supported yet; use --format json for ids") }
-        out.write(Data((prompt ?? ByteTokenizer().decode(promptIDs)).utf8))
-        _ = Generator.generate(m, prompt: promptIDs, options: o, useCache: !noCache) { out.write(Data($0.utf8)) }
+        guard let tokenizer else { throw UsageError("\(dir) has no tokenizer.json to print text with; use --format json for ids") }
+        out.write(Data((prompt ?? tokenizer.decode(promptIDs)).utf8))
+        _ = Generator.generate(m, prompt: promptIDs, options: o, useCache: !noCache, tokenizer: tokenizer) { out.write(Data($0.utf8)) }
         out.write(Data("\n".utf8))
     }
 }

@@ -23,4 +23,29 @@ enum ModelLocation {
         let dir = try checkpointDirectory(path)
         do { return try HuggingFace.load(dir) } catch { throw UsageError("\(error)") }
     }
+
+    /// The model's tokenizer: tokenizer.json in a Hugging Face directory, bytes for swift-moe's own models,
+    /// nil when there is none.
+    static func tokenizer(_ dir: String, model: MoETransformer<Float>) throws -> (any TextTokenizer)? {
+        let path = dir + "/tokenizer.json"
+        if FileManager.default.fileExists(atPath: path) {
+            do { return try Tokenizer(contentsOf: path) } catch { throw UsageError("\(error)") }
+        }
+        return model.config.modelType == "swift_moe" ? ByteTokenizer() : nil
+    }
+
+    /// End-of-sequence ids from generation_config.json (`eos_token_id`, one id or a list); none without the file.
+    static func endTokens(_ dir: String) throws -> Set<Int> {
+        let path = dir + "/generation_config.json"
+        guard let data = FileManager.default.contents(atPath: path) else { return [] }
+        guard let o = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
+            throw UsageError("\(path): not a JSON object; fix or remove the file")
+        }
+        switch o["eos_token_id"] {
+        case nil, is NSNull: return []
+        case let n as Int: return [n]
+        case let list as [Int]: return Set(list)
+        default: throw UsageError("\(path): eos_token_id is neither an integer nor a list of integers; fix the file")
+        }
+    }
 }

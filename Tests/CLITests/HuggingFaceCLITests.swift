@@ -44,11 +44,55 @@ struct HuggingFaceCLITests {
         (["logits", "--ids", "1,x"], "Error: invalid --ids \"1,x\": \"x\" is not an integer"),
         (["logits", "--ids", "1,512"], "Error: invalid --ids \"1,512\": 512 is outside the vocabulary of 512"),
         (["logits"], "Error: missing --ids: give at least one sequence such as --ids 1,2,3"),
-        (["generate", "--prompt", "hi"], "Error: this model's tokenizer is not supported yet; pass the prompt as --ids"),
     ])
     func badInput(_ args: [String], _ message: String) throws {
         let r = try TestSupport.runMoE([args[0], "--model", Self.dir] + args.dropFirst())
         #expect(r.status != 0)
         #expect(r.err.trimmingCharacters(in: .newlines) == message)
+    }
+
+    @Test(.enabled(if: present))
+    func promptWithoutTokenizerAsksForIDs() throws {
+        let r = try TestSupport.runMoE(["generate", "--model", Self.dir, "--prompt", "hi"])
+        #expect(r.status != 0)
+        #expect(r.err.trimmingCharacters(in: .newlines) == "Error: \(Self.dir) has no tokenizer.json; pass the prompt as --ids")
+    }
+
+    /// `generate --prompt` end to end: the shared mixtral checkpoint with the project's qwen2-style
+    /// tokenizer.json beside it, against transformers' greedy generation from the same prompt
+    /// (Tests/Fixtures/tokenizers/generate_mixtral.json, written by scripts/make_tokenizer_fixtures.py). The first
+    /// prompt ends at the end-of-sequence id of generation_config.json, the second runs all 12 tokens.
+    @Test(.enabled(if: present))
+    func promptTextMatchesTransformers() throws {
+        let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Fixtures/tokenizers")
+        let dir = TestSupport.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        for name in ["config.json", "generation_config.json", "model.safetensors"] {
+            try FileManager.default.copyItem(atPath: Self.dir + "/" + name, toPath: dir.appendingPathComponent(name).path)
+        }
+        try FileManager.default.copyItem(at: fixtures.appendingPathComponent("qwen2/tokenizer.json"), to: dir.appendingPathComponent("tokenizer.json"))
+        let cases = try JSONSerialization.jsonObject(with: Data(contentsOf: fixtures.appendingPathComponent("generate_mixtral.json"))) as! [[String: Any]]
+        #expect(cases.count == 2)
+        for c in cases {
+            let prompt = c["prompt"] as! String
+            for cache in [true, false] {
+                let r = try TestSupport.runMoE(["generate", "--model", dir.path, "--prompt", prompt, "--max-new-tokens", "12",
+                                                "--temperature", "0", "--format", "json"] + (cache ? [] : ["--no-cache"]))
+                #expect(r.status == 0, "\(r.err)")
+                let obj = try JSONSerialization.jsonObject(with: Data(r.out.utf8)) as! [String: Any]
+                #expect(obj["ids"] as? [Int] == c["new_ids"] as? [Int])
+                #expect((obj["text"] as? String).map { Array($0.unicodeScalars) } == (c["text"] as? String).map { Array($0.unicodeScalars) })
+            }
+            // Streamed text: the prompt, then the same text as the JSON form.
+            let t = try TestSupport.runMoE(["generate", "--model", dir.path, "--prompt", prompt, "--max-new-tokens", "12", "--temperature", "0"])
+            #expect(t.status == 0, "\(t.err)")
+            #expect(Array(t.out.unicodeScalars) == Array((prompt + (c["text"] as! String) + "\n").unicodeScalars))
+        }
+        // --ignore-eos runs past the end-of-sequence token.
+        let r = try TestSupport.runMoE(["generate", "--model", dir.path, "--prompt", "Hello world", "--max-new-tokens", "5",
+                                        "--temperature", "0", "--format", "json", "--ignore-eos"])
+        let ids = (try JSONSerialization.jsonObject(with: Data(r.out.utf8)) as! [String: Any])["ids"] as! [Int]
+        #expect(ids.count == 5 && Array(ids.prefix(3)) == cases[0]["new_ids"] as! [Int])
     }
 }
