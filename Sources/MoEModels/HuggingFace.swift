@@ -87,12 +87,17 @@ public enum HuggingFace {
         }
         let model = try build(c, path: path)
         let file = try SafetensorsCheckpoint(directory: dir)
-        try ModelFiles.install(model.parameters, from: file, family: family) { name in
-            if let s = stackedExperts(name, count: moe.numExperts, block: ".block_sparse_moe.experts", gateUp: ["w1", "w3"], down: "w2") { return s }
+        try ModelFiles.install(model.parameters, from: file, family: family, source: mixtralNames(experts: moe.numExperts))
+        return model
+    }
+
+    /// Mixtral's file names for the model's parameters (also what `export` writes).
+    static func mixtralNames(experts: Int) -> (String) -> ModelFiles.TensorSource {
+        { name in
+            if let s = stackedExperts(name, count: experts, block: ".block_sparse_moe.experts", gateUp: ["w1", "w3"], down: "w2") { return s }
             if name.hasPrefix("lm_head.") { return .tensor(name) }
             return .tensor("model." + name.replacingOccurrences(of: ".mlp.gate.", with: ".block_sparse_moe.gate."))
         }
-        return model
     }
 
     /// The Qwen / OLMoE shape: SwiGLU experts (`mlp.experts.N.gate_proj|up_proj|down_proj`), router
@@ -125,13 +130,18 @@ public enum HuggingFace {
         c.firstDenseLayers = step - 1
         let model = try build(c, path: path)
         let file = try SafetensorsCheckpoint(directory: dir)
-        try ModelFiles.install(model.parameters, from: file, family: family) { name in
+        try ModelFiles.install(model.parameters, from: file, family: family, source: qwenNames(experts: moe.numExperts))
+        return model
+    }
+
+    /// The Qwen / OLMoE file names for the model's parameters (also what `export` writes for qwen2_moe).
+    static func qwenNames(experts: Int) -> (String) -> ModelFiles.TensorSource {
+        { name in
             if name == "lm_head.weight" { return .tensor(name) }
-            if let s = stackedExperts(name, count: moe.numExperts, block: ".mlp.experts") { return s }
+            if let s = stackedExperts(name, count: experts, block: ".mlp.experts") { return s }
             if let s = sharedExpert(name, block: ".mlp.shared_expert") { return s }
             return .tensor("model." + name)
         }
-        return model
     }
 
     /// Per-expert file tensors stacked into the model's expert bank: the model path
@@ -217,7 +227,14 @@ public enum HuggingFace {
         }
         let model = try build(c, path: path)
         let file = try SafetensorsCheckpoint(directory: dir)
-        try ModelFiles.install(model.parameters + model.buffers, from: file, family: family) { name in
+        try ModelFiles.install(model.parameters + model.buffers, from: file, family: family, source: deepSeekNames(experts: experts, minimax: minimax))
+        return model
+    }
+
+    /// The DeepSeek line's file names for the model's parameters and buffers (also what `export` writes for
+    /// glm4_moe); MiniMax-M2 keeps Mixtral's.
+    static func deepSeekNames(experts: Int, minimax: Bool) -> (String) -> ModelFiles.TensorSource {
+        { name in
             if name == "lm_head.weight" { return .tensor(name) }
             if minimax {
                 if let s = stackedExperts(name, count: experts, block: ".block_sparse_moe.experts", gateUp: ["w1", "w3"], down: "w2") { return s }
@@ -227,7 +244,6 @@ public enum HuggingFace {
             if let s = sharedExpert(name, block: ".mlp.shared_experts") { return s }
             return .tensor("model." + name.replacingOccurrences(of: ".mlp.e_score_correction_bias", with: ".mlp.gate.e_score_correction_bias"))
         }
-        return model
     }
 
     /// `mlp_layer_types` (["dense", ..., "sparse", ...]) as a count of leading dense layers; other patterns

@@ -19,6 +19,7 @@ struct Train: ParsableCommand {
     @Option(name: .customLong("top-k"), help: "Experts per token.") var topK: Int?
     @Option(help: "Hidden width of each expert.") var expertHidden: Int?
     @Option(help: "Width of an always-active shared expert (0 = none).") var sharedHidden: Int?
+    @Flag(help: "Scale the shared expert by a learned sigmoid gate, as Qwen-MoE does.") var sharedExpertGate = false
     @Option(help: "Model dimension.") var dim: Int?
     @Option(help: "Decoder layers.") var layers: Int?
     @Option(help: "Router: \(RouterKind.allCases.map(\.rawValue).joined(separator: ", ")).") var router: String?
@@ -74,9 +75,13 @@ struct Train: ParsableCommand {
             }
             kindValue = k
         }
-        let config = DefaultModel.config(
+        var config = DefaultModel.config(
             dense: dense, dim: dim ?? 128, layers: layers ?? 4, experts: experts ?? 16, topK: topK ?? (kindValue == .switchTop1 || kindValue == .hash ? 1 : 2),
             expertHidden: expertHidden ?? 64, sharedHidden: sharedHidden ?? 0, router: kindValue, auxLossCoef: auxLossCoef ?? 0.1)
+        if sharedExpertGate {
+            guard (sharedHidden ?? 0) > 0 else { throw UsageError("--shared-expert-gate needs a shared expert: add --shared-hidden 64, say") }
+            config.moe?.sharedExpertGate = true
+        }
         let model: MoETransformer<Float>
         do { model = try MoETransformer<Float>(config, seed: c.seed) } catch { throw UsageError("\(error)") }
         let dataset = try loadData(c)
@@ -119,6 +124,7 @@ struct Train: ParsableCommand {
         check("router", router, mc.moe?.router.rawValue ?? "")
         check("aux-loss-coef", auxLossCoef, mc.moe?.auxLossCoef ?? 0)
         if dense && mc.moe != nil { conflicts.append("--dense (checkpoint: MoE)") }
+        if sharedExpertGate && !(mc.moe?.sharedExpertGate ?? false) { conflicts.append("--shared-expert-gate (checkpoint: no gate)") }
         if !conflicts.isEmpty {
             throw UsageError("the options do not match the checkpoint \(dir): \(conflicts.joined(separator: ", ")); drop them or start a new run")
         }

@@ -54,6 +54,19 @@ struct LanguageModelCLITests {
         #expect(i.out.contains("layer  feed-forward"))
         #expect(i.out.contains("    1  MoE: 4 experts x swiglu 16, top-2, router softmax_topk"))
 
+        // Export as a Hugging Face checkpoint: the same logits through the mixtral loader.
+        let hf = TestSupport.temporaryDirectory().appendingPathComponent("hf").path
+        let x = try TestSupport.runMoE(["export", "--checkpoint", Self.run, "--to", "hf", hf])
+        #expect(x.status == 0, "\(x.err)")
+        #expect(x.out.hasPrefix("wrote \(hf) (mixtral, "))
+        let ours = try TestSupport.runMoE(["logits", "--model", Self.run, "--ids", "104,105,32,116"])
+        let theirs = try TestSupport.runMoE(["logits", "--model", hf, "--ids", "104,105,32,116"])
+        #expect(ours.status == 0 && !ours.out.isEmpty && ours.out == theirs.out)
+        let to = try TestSupport.runMoE(["export", "--checkpoint", Self.run, "--to", "gguf", hf])
+        #expect(to.err.trimmingCharacters(in: .newlines) == "Error: invalid --to gguf: the one format is hf")
+        let again = try TestSupport.runMoE(["export", "--checkpoint", hf, hf + "2"])
+        #expect(again.err.trimmingCharacters(in: .newlines) == "Error: \(hf) is already a mixtral checkpoint; export writes swift-moe checkpoints")
+
         // Resume: options that disagree with the checkpoint are refused; a longer --steps continues.
         let bad = try Self.train(["--resume", Self.run + "/checkpoints/step-0000010", "--experts", "8"])
         #expect(bad.status != 0)
