@@ -60,6 +60,11 @@ FAMILIES = {
     "ernie4_5_moe": dict(moe_num_experts=4, moe_k=2, moe_intermediate_size=16, intermediate_size=48,
                          moe_num_shared_experts=1, moe_layer_start_index=1, moe_layer_end_index=1, moe_layer_interval=1),
     "hunyuan_v1_moe": dict(num_experts=4, moe_topk=2, intermediate_size=16, use_qk_norm=True),
+    # A window of 4 over 8 prompt tokens (and the generated ones), NoPE on the full-attention layer.
+    "exaone_moe": dict(num_hidden_layers=3, num_experts=4, moe_intermediate_size=16, intermediate_size=48,
+                       num_shared_experts=1, n_group=1, topk_group=1, norm_topk_prob=True, routed_scaling_factor=2.0,
+                       sliding_window=4, layer_types=["sliding_attention", "full_attention", "sliding_attention"],
+                       mlp_layer_types=["dense", "sparse", "sparse"], first_k_dense_replace=1),
 }
 
 

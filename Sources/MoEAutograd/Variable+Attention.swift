@@ -10,12 +10,13 @@ extension Variable {
     }
 
     /// Fused scaled-dot-product attention with grouped KV heads: q [B, T, Hq, Dh], k/v [B, S, Hkv, Dh].
-    /// `scale` defaults to 1/sqrt(Dh). See `Tensor.attention` for the kernel and its backward.
+    /// `scale` defaults to 1/sqrt(Dh); `window` limits each query to its last W keys. See `Tensor.attention`
+    /// for the kernel and its backward.
     public static func attention(
-        q: Variable, k: Variable, v: Variable, causal: Bool = true, scale: T? = nil
+        q: Variable, k: Variable, v: Variable, causal: Bool = true, scale: T? = nil, window: Int? = nil
     ) -> Variable {
         let sc = scale ?? 1 / T(q.shape[q.rank - 1]).squareRoot()
-        let saved = Tensor.attention(q: q.value, k: k.value, v: v.value, causal: causal, scale: sc)
+        let saved = Tensor.attention(q: q.value, k: k.value, v: v.value, causal: causal, scale: sc, window: window)
         return result(saved.out, [q, k, v]) {
             let qv = q.value, kv = k.value, vv = v.value
             return { g in

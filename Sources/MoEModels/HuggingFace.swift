@@ -6,7 +6,7 @@ import Foundation
 public enum HuggingFace {
     /// The `model_type`s this loader understands.
     public static let supported = [
-        "dbrx", "deepseek_v2", "deepseek_v3", "dots1", "ernie4_5_moe", "flex_olmo", "glm4_moe", "glm4_moe_lite", "granitemoe", "granitemoeshared",
+        "dbrx", "deepseek_v2", "deepseek_v3", "dots1", "ernie4_5_moe", "exaone_moe", "flex_olmo", "glm4_moe", "glm4_moe_lite", "granitemoe", "granitemoeshared",
         "hunyuan_v1_moe", "minimax_m2", "mixtral", "olmoe", "phimoe", "qwen2_moe", "qwen3_moe", "solar_open", "swift_moe",
     ]
 
@@ -32,7 +32,7 @@ public enum HuggingFace {
         case "ernie4_5_moe": return try loadErnie(dir, config: json)
         case "hunyuan_v1_moe": return try loadHunYuan(dir, config: json)
         case "qwen2_moe", "qwen3_moe", "olmoe", "flex_olmo": return try loadQwenLike(dir, config: json, family: type)
-        case "deepseek_v2", "deepseek_v3", "glm4_moe", "glm4_moe_lite", "dots1", "solar_open", "minimax_m2":
+        case "deepseek_v2", "deepseek_v3", "glm4_moe", "glm4_moe_lite", "dots1", "solar_open", "minimax_m2", "exaone_moe":
             return try loadDeepSeek(dir, config: json, family: type)
         default:
             throw LoadError(description: "\(path): unknown model_type \"\(type)\"; supported: \(supported.joined(separator: ", "))")
@@ -187,9 +187,9 @@ public enum HuggingFace {
     ///   names, sigmoid + bias selection, weights always renormalized, no shared expert.
     static func loadDeepSeek(_ dir: String, config j: [String: Any], family: String) throws -> MoETransformer<Float> {
         let path = dir + "/config.json"
-        let v2 = family == "deepseek_v2", minimax = family == "minimax_m2"
+        let v2 = family == "deepseek_v2", minimax = family == "minimax_m2", exaone = family == "exaone_moe"
         let usesMLA = ["deepseek_v2", "deepseek_v3", "glm4_moe_lite"].contains(family)
-        let experts = minimax ? try int(j, "num_local_experts", path) : try int(j, "n_routed_experts", path)
+        let experts = try int(j, minimax ? "num_local_experts" : exaone ? "num_experts" : "n_routed_experts", path)
         let width = minimax ? try int(j, "intermediate_size", path) : try int(j, "moe_intermediate_size", path)
         var moe = MoEConfig(
             hiddenSize: try int(j, "hidden_size", path), expertHiddenSize: width, numExperts: experts,
@@ -206,7 +206,7 @@ public enum HuggingFace {
         moe.topKGroups = grouped && !minimax ? (j["topk_group"] as? Int ?? 1) : 1
         moe.groupScore = v2 ? .max : .top2Sum
         moe.routedScalingFactor = double(j, "routed_scaling_factor", default: 1)
-        moe.sharedExpertHiddenSize = (j["n_shared_experts"] as? Int ?? 0) * moe.expertHiddenSize
+        moe.sharedExpertHiddenSize = (j[exaone ? "num_shared_experts" : "n_shared_experts"] as? Int ?? 0) * moe.expertHiddenSize
         // Solar Open has no dense layers and so no intermediate_size.
         let denseWidth = j["intermediate_size"] == nil && family == "solar_open" ? width : try int(j, "intermediate_size", path)
         var c = try baseConfig(j, path: path, modelType: family, intermediate: denseWidth, moe: moe)
@@ -220,20 +220,22 @@ public enum HuggingFace {
                 valueDim: try int(j, "v_head_dim", path), ropeInterleave: v2 ? true : (j["rope_interleave"] as? Bool ?? true))
             c.headDim = c.mla!.ropeDim
         } else {
-            c.qkNorm = minimax ? "full" : family == "dots1" || (family == "glm4_moe" && j["use_qk_norm"] as? Bool ?? false) ? "per_head" : nil
+            c.qkNorm = minimax ? "full" : family == "dots1" || exaone || (family == "glm4_moe" && j["use_qk_norm"] as? Bool ?? false) ? "per_head" : nil
+            if exaone { try slidingLayers(j, path: path, into: &c, nopeOnFullLayers: true) }
             let factor = (j["rope_parameters"] as? [String: Any])?["partial_rotary_factor"] ?? j["partial_rotary_factor"]
             if let f = number(factor), f != 1 { c.rotaryDim = Int(Double(c.headDim) * f) }
             if let r = j["rotary_dim"] as? Int, r != c.headDim { c.rotaryDim = r }
         }
         let model = try build(c, path: path)
         let file = try SafetensorsCheckpoint(directory: dir)
-        try ModelFiles.install(model.parameters + model.buffers, from: file, family: family, source: deepSeekNames(experts: experts, minimax: minimax))
+        try ModelFiles.install(model.parameters + model.buffers, from: file, family: family,
+                               source: deepSeekNames(experts: experts, minimax: minimax, biasInGate: !exaone))
         return model
     }
 
     /// The DeepSeek line's file names for the model's parameters and buffers (also what `export` writes for
     /// glm4_moe); MiniMax-M2 keeps Mixtral's.
-    static func deepSeekNames(experts: Int, minimax: Bool) -> (String) -> ModelFiles.TensorSource {
+    static func deepSeekNames(experts: Int, minimax: Bool, biasInGate: Bool = true) -> (String) -> ModelFiles.TensorSource {
         { name in
             if name == "lm_head.weight" { return .tensor(name) }
             if minimax {
@@ -242,8 +244,25 @@ public enum HuggingFace {
             }
             if let s = stackedExperts(name, count: experts, block: ".mlp.experts") { return s }
             if let s = sharedExpert(name, block: ".mlp.shared_experts") { return s }
+            guard biasInGate else { return .tensor("model." + name) }
             return .tensor("model." + name.replacingOccurrences(of: ".mlp.e_score_correction_bias", with: ".mlp.gate.e_score_correction_bias"))
         }
+    }
+
+    /// `layer_types` with "sliding_attention" entries: those layers attend over the last `sliding_window` keys.
+    /// With `nopeOnFullLayers` (EXAONE), the other layers use no rotary embedding when there is a window.
+    static func slidingLayers(_ j: [String: Any], path: String, into c: inout TransformerConfig, nopeOnFullLayers: Bool) throws {
+        guard let types = j["layer_types"] as? [String] else { return }
+        guard types.count == c.numLayers else {
+            throw LoadError(description: "\(path): layer_types has \(types.count) entries for \(c.numLayers) layers; give one per layer")
+        }
+        if let bad = types.first(where: { $0 != "sliding_attention" && $0 != "full_attention" }) {
+            throw LoadError(description: "\(path): layer type \"\(bad)\" is not supported yet; only sliding_attention and full_attention are")
+        }
+        guard let window = j["sliding_window"] as? Int, types.contains("sliding_attention") else { return }
+        c.slidingWindow = window
+        c.slidingLayers = types.indices.filter { types[$0] == "sliding_attention" }
+        if nopeOnFullLayers { c.nopeLayers = types.indices.filter { types[$0] == "full_attention" } }
     }
 
     /// `mlp_layer_types` (["dense", ..., "sparse", ...]) as a count of leading dense layers; other patterns

@@ -21,8 +21,9 @@ public final class DecoderLayer<T: TensorScalar>: Module {
                 dim: c.hiddenSize, heads: c.numHeads, kvHeads: c.numKVHeads, headDim: c.headDim, ropeTheta: c.ropeTheta,
                 bias: c.attentionBias, qkNorm: c.qkNorm == "per_head" ? .perHead : c.qkNorm == "full" ? .full : .none,
                 normEps: T(c.rmsNormEps), outputBias: c.attentionOutputBias, scale: c.attentionScale, clip: c.clipQKV,
-                rotaryDim: c.rotaryDim, interleavedRope: c.interleavedRope,
-                normAfterRope: c.qkNormAfterRope, path: joinPath(p, "self_attn"), rng: &rng)
+                rotaryDim: c.rotaryDim, interleavedRope: c.interleavedRope, normAfterRope: c.qkNormAfterRope,
+                window: c.slidingLayers.contains(index) ? c.slidingWindow : nil, rope: !c.nopeLayers.contains(index),
+                path: joinPath(p, "self_attn"), rng: &rng)
         }
         postNorm = c.normKind.make(c.hiddenSize, eps: T(c.rmsNormEps), path: joinPath(p, c.postNorms ? "post_feedforward_layernorm" : "post_attention_layernorm"))
         if let moeConfig {

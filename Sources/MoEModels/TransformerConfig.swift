@@ -50,6 +50,11 @@ public struct TransformerConfig: Codable, Sendable, Equatable {
     public var interleavedRope = false
     /// Per-head q/k norm after RoPE rather than before (HunYuan).
     public var qkNormAfterRope = false
+    /// Sliding-window attention of this many keys on the layers in `slidingLayers` (0-based).
+    public var slidingWindow: Int? = nil
+    public var slidingLayers: [Int] = []
+    /// Layers whose attention has no rotary position encoding (0-based).
+    public var nopeLayers: [Int] = []
     public var moe: MoEConfig?
     public var moeEvery = 1
     public var firstDenseLayers = 0
@@ -65,6 +70,7 @@ public struct TransformerConfig: Codable, Sendable, Equatable {
         case logitsScaling = "logits_scaling", clipQKV = "clip_qkv", rotaryDim = "rotary_dim"
         case postNorms = "post_norms", interleavedRope = "rope_interleave", qkNormAfterRope = "qk_norm_after_rope"
         case moeEvery = "moe_layer_freq", firstDenseLayers = "first_k_dense_replace"
+        case slidingWindow = "sliding_window", slidingLayers = "sliding_layers", nopeLayers = "nope_layers"
     }
 
     public init(vocabSize: Int, hiddenSize: Int, numLayers: Int, numHeads: Int, numKVHeads: Int, headDim: Int, intermediateSize: Int, moe: MoEConfig?) {
@@ -111,12 +117,15 @@ public struct TransformerConfig: Codable, Sendable, Equatable {
         qkNormAfterRope = try c.decodeIfPresent(Bool.self, forKey: .qkNormAfterRope) ?? false
         moeEvery = try c.decodeIfPresent(Int.self, forKey: .moeEvery) ?? 1
         firstDenseLayers = try c.decodeIfPresent(Int.self, forKey: .firstDenseLayers) ?? 0
+        slidingWindow = try c.decodeIfPresent(Int.self, forKey: .slidingWindow)
+        slidingLayers = try c.decodeIfPresent([Int].self, forKey: .slidingLayers) ?? []
+        nopeLayers = try c.decodeIfPresent([Int].self, forKey: .nopeLayers) ?? []
     }
 
     /// Architectures a TransformerConfig can describe (swift-moe's own and the Hugging Face families it loads).
     public static let modelTypes = ["swift_moe", "mixtral", "qwen2_moe", "qwen3_moe", "olmoe", "deepseek_v2", "deepseek_v3", "phimoe", "granitemoe", "granitemoeshared", "dbrx",
         "glm4_moe", "glm4_moe_lite", "dots1", "solar_open", "minimax_m2",
-        "flex_olmo", "ernie4_5_moe", "hunyuan_v1_moe",
+        "flex_olmo", "ernie4_5_moe", "hunyuan_v1_moe", "exaone_moe",
     ]
 
     public var placement: MoEPlacement { MoEPlacement(every: moeEvery, firstDense: firstDenseLayers) }
@@ -139,6 +148,7 @@ public struct TransformerConfig: Codable, Sendable, Equatable {
         try ConfigError.check(logitsScaling != 0 && logitsScaling.isFinite, "logits_scaling", logitsScaling, "use a non-zero factor")
         try ConfigError.check(!interleavedRope || rotaryDim == nil, "rope_interleave", interleavedRope, "interleaved pairs with partial rotary are not supported; drop one")
         try ConfigError.check(rotaryDim.map { $0 >= 2 && $0 % 2 == 0 && $0 <= headDim } ?? true, "rotary_dim", rotaryDim ?? 0, "use an even number of dims up to head_dim (\(headDim))")
+        try ConfigError.check(slidingWindow.map { $0 >= 1 } ?? slidingLayers.isEmpty, "sliding_window", slidingWindow ?? 0, "use a positive window for the sliding layers")
         try ConfigError.check(clipQKV.map { $0 > 0 } ?? true, "clip_qkv", clipQKV ?? 0, "use a positive bound, or null")
         if let mla {
             try ConfigError.check(mla.kvLoraRank >= 1, "kv_lora_rank", mla.kvLoraRank, "use a positive latent rank")

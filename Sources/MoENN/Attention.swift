@@ -37,14 +37,21 @@ public final class Attention<T: TensorScalar>: Module {
     public let interleavedRope: Bool
     /// The per-head q/k norm comes after RoPE (HunYuan) instead of before it (Qwen3).
     public let normAfterRope: Bool
+    /// Sliding-window attention: each query sees its last `window` keys (nil: all earlier keys).
+    public let window: Int?
+    /// False for layers without position encoding (NoPE), as EXAONE's global layers.
+    public let usesRope: Bool
 
     public enum QKNorm: Sendable { case none, perHead, full }
 
     public init(
         dim: Int, heads: Int, kvHeads: Int, headDim: Int, ropeTheta: Double, bias: Bool = false, qkNorm: QKNorm = .none,
         normEps: T = 1e-6, outputBias: Bool = false, scale: Double? = nil, clip: Double? = nil, rotaryDim: Int? = nil,
-        interleavedRope: Bool = false, normAfterRope: Bool = false, path: String, rng: inout RandomGenerator
+        interleavedRope: Bool = false, normAfterRope: Bool = false, window: Int? = nil, rope: Bool = true,
+        path: String, rng: inout RandomGenerator
     ) {
+        self.window = window
+        self.usesRope = rope
         self.normAfterRope = normAfterRope
         self.rotaryDim = rotaryDim
         self.interleavedRope = interleavedRope
@@ -98,8 +105,8 @@ public final class Attention<T: TensorScalar>: Module {
             qr = qr.adjacentPairsToHalves()
             kr = kr.adjacentPairsToHalves()
         }
-        var qh = qr.rope(positions: positions, theta: ropeTheta, rotaryDim: rotaryDim)
-        var kh = kr.rope(positions: positions, theta: ropeTheta, rotaryDim: rotaryDim)
+        var qh = usesRope ? qr.rope(positions: positions, theta: ropeTheta, rotaryDim: rotaryDim) : qr
+        var kh = usesRope ? kr.rope(positions: positions, theta: ropeTheta, rotaryDim: rotaryDim) : kr
         if perHeadNorm, normAfterRope, let qNorm, let kNorm {
             qh = qNorm(qh, ctx)
             kh = kNorm(kh, ctx)
@@ -111,7 +118,7 @@ public final class Attention<T: TensorScalar>: Module {
             kh = Variable(fk)
             vh = Variable(fv)
         }
-        let out = Variable.attention(q: qh, k: kh, v: vh, causal: true, scale: scale)  // [B, T, Hq, Dh]
+        let out = Variable.attention(q: qh, k: kh, v: vh, causal: true, scale: scale, window: window)  // [B, T, Hq, Dh]
         return o(out.reshaped([b, t, heads * headDim]), ctx)
     }
 }

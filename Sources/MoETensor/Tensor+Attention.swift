@@ -5,7 +5,9 @@
 /// q [B, T, Hq, Dh], k and v [B, S, Hkv, Dh], output [B, T, Hq, Dh]. BLAS reads each head in place with a
 /// leading dimension of H * Dh.
 ///
-/// Causal masking lets query i see keys j <= i + (S - T), so a KV cache (S > T) works unchanged. Rows are
+/// Causal masking lets query i see keys j <= i + (S - T), so a KV cache (S > T) works unchanged; a sliding
+/// `window` W also hides keys more than W - 1 positions back (j > i + (S - T) - W, as transformers' sliding
+/// window mask). Masked probabilities are zero, so the backward needs no window of its own. Rows are
 /// processed in blocks, and each block multiplies only against the keys it may see: the masked upper
 /// triangle is never computed. The probabilities [B, Hq, T, S] are kept for the backward.
 public struct AttentionSaved<T: TensorScalar>: Sendable {
@@ -34,10 +36,11 @@ extension Tensor {
     @_specialize(where T == Float)
     @_specialize(where T == Double)
     public static func attention(
-        q: Tensor, k: Tensor, v: Tensor, causal: Bool, scale: T
+        q: Tensor, k: Tensor, v: Tensor, causal: Bool, scale: T, window: Int? = nil
     ) -> AttentionSaved<T> {
         let (nb, t, s, hq, hkv, dh) = attentionDims(q, k, v)
         Shape.require(!causal || s >= t, "attention", "causal attention needs at least as many keys (\(s)) as queries (\(t))")
+        Shape.require(window.map { $0 >= 1 && causal } ?? true, "attention", "a sliding window needs causal attention and at least one key")
         let out = Tensor(uninitializedShape: q.shape)
         let probs = Tensor(uninitializedShape: [nb, hq, t, s])
         let po = out.storage.base, pp = probs.storage.base
@@ -63,9 +66,11 @@ extension Tensor {
                                 for i in r0..<r1 {
                                     let row = P + i * s
                                     let lim = visibleKeys(i, t: t, s: s, causal: causal)
-                                    let m = VectorMath.max(row, lim)
-                                    let inv = 1 / VectorMath.expShifted(row, row, lim, shift: m)
-                                    for j in 0..<lim { row[j] *= inv }
+                                    let lo = window.map { Swift.max(0, i + (s - t) - $0 + 1) } ?? 0
+                                    let m = VectorMath.max(row + lo, lim - lo)
+                                    let inv = 1 / VectorMath.expShifted(row + lo, row + lo, lim - lo, shift: m)
+                                    for j in 0..<lo { row[j] = 0 }
+                                    for j in lo..<lim { row[j] *= inv }
                                     for j in lim..<s { row[j] = 0 }
                                 }
                                 T.gemm(

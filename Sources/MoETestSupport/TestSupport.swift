@@ -33,7 +33,7 @@ public enum TestSupport {
     /// Attention composed from primitives (no fused kernel): repeat the KV heads, QKᵀ, mask, softmax, PV.
     /// q [B, T, Hq, Dh], k/v [B, S, Hkv, Dh].
     public static func composedAttention<T>(
-        q: Variable<T>, k: Variable<T>, v: Variable<T>, causal: Bool
+        q: Variable<T>, k: Variable<T>, v: Variable<T>, causal: Bool, window: Int? = nil
     ) -> Variable<T> {
         let (b, t, hq, dh) = (q.shape[0], q.shape[1], q.shape[2], q.shape[3])
         let (s, hkv) = (k.shape[1], k.shape[2])
@@ -46,7 +46,9 @@ public enum TestSupport {
         var scores = Variable.matmul(qr, kr, transposeB: true) * (1 / T(dh).squareRoot())  // [B, Hq, T, S]
         if causal {
             var mask = Tensor<T>.zeros([t, s])
-            for i in 0..<t { for j in 0..<s where j > i + (s - t) { mask[i, j] = -T.infinity } }
+            for i in 0..<t {
+                for j in 0..<s where j > i + (s - t) || window.map({ j <= i + (s - t) - $0 }) ?? false { mask[i, j] = -T.infinity }
+            }
             scores = scores + Variable(mask)
         }
         let out = Variable.matmul(scores.softmax(), vr)  // [B, Hq, T, Dh]

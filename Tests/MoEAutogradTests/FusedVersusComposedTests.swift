@@ -74,6 +74,17 @@ struct FusedVersusComposedTests {
         #expect(d < 1e-11)
     }
 
+    /// Sliding windows, with queries after cached keys (S > T) and across a row block.
+    @Test(arguments: [(5, 5, 4, 2, 2), (3, 7, 2, 2, 3), (70, 70, 2, 1, 8), (4, 4, 1, 1, 1)])
+    func slidingWindowAttention(_ t: Int, _ s: Int, _ hq: Int, _ hkv: Int, _ window: Int) {
+        let d = compare([[2, t, hq, 3], [2, s, hkv, 3], [2, s, hkv, 3]]) {
+            Variable.attention(q: $0[0], k: $0[1], v: $0[2], causal: true, window: window)
+        } _: {
+            TestSupport.composedAttention(q: $0[0], k: $0[1], v: $0[2], causal: true, window: window)
+        }
+        #expect(d < 1e-11)
+    }
+
     @Test func swiGLUComposedFromPrimitives() {
         // silu(x) composed as x * sigmoid(x).
         let d = compare([[3, 5]]) { $0[0].silu() } _: { $0[0] * $0[0].sigmoid() }

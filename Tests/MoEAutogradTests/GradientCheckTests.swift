@@ -140,7 +140,8 @@ struct GradientCheckTests {
     struct AttentionCase: Sendable, CustomTestStringConvertible {
         let b, t, s, hq, hkv, dh: Int
         let causal: Bool
-        var testDescription: String { "B\(b) T\(t) S\(s) Hq\(hq) Hkv\(hkv) Dh\(dh)\(causal ? " causal" : "")" }
+        var window: Int? = nil
+        var testDescription: String { "B\(b) T\(t) S\(s) Hq\(hq) Hkv\(hkv) Dh\(dh)\(causal ? " causal" : "")\(window.map { " window \($0)" } ?? "")" }
     }
 
     static let attentionCases = [
@@ -150,12 +151,14 @@ struct GradientCheckTests {
         AttentionCase(b: 2, t: 3, s: 4, hq: 3, hkv: 1, dh: 1, causal: false),
         AttentionCase(b: 1, t: 1, s: 1, hq: 1, hkv: 1, dh: 1, causal: true),
         AttentionCase(b: 1, t: 70, s: 70, hq: 1, hkv: 1, dh: 2, causal: true),  // crosses a row block
+        AttentionCase(b: 1, t: 6, s: 6, hq: 2, hkv: 1, dh: 3, causal: true, window: 2),
+        AttentionCase(b: 2, t: 2, s: 5, hq: 2, hkv: 2, dh: 2, causal: true, window: 3),
     ]
 
     @Test(arguments: attentionCases)
     func attention(_ c: AttentionCase) {
         let r = check([[c.b, c.t, c.hq, c.dh], [c.b, c.s, c.hkv, c.dh], [c.b, c.s, c.hkv, c.dh]]) {
-            Variable.attention(q: $0[0], k: $0[1], v: $0[2], causal: c.causal)
+            Variable.attention(q: $0[0], k: $0[1], v: $0[2], causal: c.causal, window: c.window)
         }
         #expect(r.maxError < tolerance, "\(r)")
     }
