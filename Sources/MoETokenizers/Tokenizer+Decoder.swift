@@ -2,18 +2,18 @@ import Foundation
 
 /// tokenizer.json's `decoder`: a chain of steps, each turning the list of token strings into another list,
 /// joined at the end.
-indirect enum Decoder {
+indirect enum TokenDecoder {
     case byteLevel
     case metaspace(replacement: Unicode.Scalar, prependsSpace: Bool)
     case replace(Pattern, [Unicode.Scalar])
     case byteFallback
     case fuse
     case strip(Unicode.Scalar, start: Int, stop: Int)
-    case sequence([Decoder])
+    case sequence([TokenDecoder])
 
     static let supported = ["ByteLevel", "Metaspace", "Replace", "ByteFallback", "Fuse", "Strip", "Sequence"]
 
-    static func parse(_ value: Any?, _ spec: Spec) throws -> Decoder? {
+    static func parse(_ value: Any?, _ spec: Spec) throws -> TokenDecoder? {
         guard let value, !(value is NSNull) else { return nil }
         let o = try spec.object(value)
         switch try spec.type(o) {
@@ -63,7 +63,7 @@ indirect enum Decoder {
                 pending = []
             }
             for t in tokens {
-                if let b = Decoder.byteToken(t) {
+                if let b = TokenDecoder.byteToken(t) {
                     pending.append(b)
                 } else {
                     flush()

@@ -31,7 +31,7 @@ public struct Tokenizer: TextTokenizer {
     let normalizer: Normalizer?
     let preTokenizer: PreTokenizer?
     let model: BPE
-    let decoder: Decoder?
+    let decoder: TokenDecoder?
     let postProcessor: PostProcessor?
 
     /// The largest id plus one, over the model's vocabulary and the added tokens.
@@ -59,7 +59,7 @@ public struct Tokenizer: TextTokenizer {
         addedTokens = added
         preTokenizer = try PreTokenizer.parse(root["pre_tokenizer"], spec.at("pre_tokenizer"))
         model = try BPE(root["model"], rawJSON: data, spec.at("model"))
-        decoder = try Decoder.parse(root["decoder"], spec.at("decoder"))
+        decoder = try TokenDecoder.parse(root["decoder"], spec.at("decoder"))
         postProcessor = try PostProcessor.parse(root["post_processor"], spec.at("post_processor"))
     }
 
