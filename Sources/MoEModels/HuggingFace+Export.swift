@@ -5,10 +5,11 @@ import Foundation
 ///
 /// - mixtral: softmax top-k routing with renormalized weights, no shared expert;
 /// - qwen2_moe: softmax top-k (renormalized or not) with a sigmoid-gated shared expert; q/k/v biases off;
+/// - deepseek_v3: the DeepSeek-V3 router (below) with multi-head latent attention;
 /// - glm4_moe: the DeepSeek-V3 router (sigmoid scores, selection-only correction bias, groups ranked by the sum
 ///   of their best two, optional renormalization, routed scaling) and DeepSeek-V3's MoE tensor layout
 ///   (`mlp.gate.e_score_correction_bias`, `mlp.experts.N`, `mlp.shared_experts`), with the grouped-query
-///   attention swift-moe trains (deepseek_v3 itself always means latent attention); full rotary, no q/k norm.
+///   attention swift-moe trains by default (deepseek_v3 always means latent attention); full rotary, no q/k norm.
 ///
 /// Tensor names come from the same tables the loaders read, so an exported checkpoint loads back through
 /// `HuggingFace.load`; anything these families cannot express (another router, capacity limits at inference,
@@ -43,8 +44,8 @@ extension HuggingFace {
                 throw ExportError(description: "\(p.path) has no plain \(family) tensor; this model cannot be exported")
             }
         }
-        // glm4_moe always has the selection bias; a model trained without one selects as with zeros.
-        if family == "glm4_moe", let moe = c.moe, !moe.selectionBias {
+        // The DeepSeek-V3 layout always has the selection bias; a model trained without one selects as with zeros.
+        if family == "glm4_moe" || family == "deepseek_v3", let moe = c.moe, !moe.selectionBias {
             for layer in 0..<c.numLayers where c.placement.isMoE(layer: layer) {
                 tensors.append(("model.layers.\(layer).mlp.gate.e_score_correction_bias", .float(Tensor<Float>.zeros([moe.numExperts]))))
             }
@@ -79,7 +80,9 @@ extension HuggingFace {
         // Parts of the model no exported family has.
         let extras: [(Bool, String)] = [
             (c.attentionBias || c.attentionOutputBias || c.lmHeadBias, "attention or head biases"),
-            (c.qkNorm != nil, "q/k norms"), (c.mla != nil, "latent attention"), (c.attentionScale != nil, "a custom attention scale"),
+            (c.qkNorm != nil, "q/k norms"), (c.attentionScale != nil, "a custom attention scale"),
+            (c.mla != nil && moe.router != .grouped, "latent attention without the DeepSeek-V3 router"),
+            (!c.slidingLayers.isEmpty || !c.nopeLayers.isEmpty, "sliding-window or NoPE layers"),
             (c.normKind != .rms, "LayerNorm"), (c.embeddingMultiplier != 1 || c.residualMultiplier != 1 || c.logitsScaling != 1, "multipliers"),
             (c.clipQKV != nil, "clipped q/k/v"), (c.rotaryDim != nil, "partial rotary"), (c.postNorms, "post-norms"),
             (c.interleavedRope, "interleaved RoPE"), (moe.expertActivation != .swiglu, "\(moe.expertActivation.rawValue) experts (only SwiGLU)"),
@@ -134,9 +137,7 @@ extension HuggingFace {
             guard moe.sharedExpertHiddenSize % moe.expertHiddenSize == 0, !moe.sharedExpertGate else {
                 throw refuse("glm4_moe's shared experts are ungated and a whole number of expert widths; this model's are not")
             }
-            guard c.moeEvery == 1 else { throw refuse("glm4_moe has experts in every layer after the first_k_dense_replace dense ones") }
-            j["architectures"] = ["Glm4MoeForCausalLM"]
-            j["model_type"] = "glm4_moe"
+            guard c.moeEvery == 1 else { throw refuse("the DeepSeek-V3 layout has experts in every layer after the first_k_dense_replace dense ones") }
             j["intermediate_size"] = c.intermediateSize
             j["moe_intermediate_size"] = moe.expertHiddenSize
             j["n_routed_experts"] = moe.numExperts
@@ -146,6 +147,24 @@ extension HuggingFace {
             j["norm_topk_prob"] = moe.normalizeTopK
             j["routed_scaling_factor"] = moe.routedScalingFactor
             j["first_k_dense_replace"] = c.firstDenseLayers
+            if let m = c.mla {
+                // Latent attention: the real deepseek_v3.
+                j["architectures"] = ["DeepseekV3ForCausalLM"]
+                j["model_type"] = "deepseek_v3"
+                j["q_lora_rank"] = m.qLoraRank.map { $0 as Any } ?? NSNull()
+                j["kv_lora_rank"] = m.kvLoraRank
+                j["qk_nope_head_dim"] = m.nopeDim
+                j["qk_rope_head_dim"] = m.ropeDim
+                j["v_head_dim"] = m.valueDim
+                j["head_dim"] = m.ropeDim
+                j["num_key_value_heads"] = c.numHeads
+                j["rope_interleave"] = m.ropeInterleave
+                j["topk_method"] = "noaux_tc"
+                j["attention_bias"] = false
+                return ("deepseek_v3", j, deepSeekNames(experts: moe.numExperts, minimax: false))
+            }
+            j["architectures"] = ["Glm4MoeForCausalLM"]
+            j["model_type"] = "glm4_moe"
             j["partial_rotary_factor"] = 1.0
             j["rope_parameters"] = ["rope_type": "default", "rope_theta": c.ropeTheta, "partial_rotary_factor": 1.0] as [String: Any]
             j["use_qk_norm"] = false

@@ -4,7 +4,7 @@ import MoEAnalysis
 
 struct Export: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Write a swift-moe checkpoint as a Hugging Face checkpoint (mixtral, qwen2_moe or glm4_moe layout).",
+        abstract: "Write a swift-moe checkpoint as a Hugging Face checkpoint (mixtral, qwen2_moe, deepseek_v3 or glm4_moe).",
         discussion: """
             The family follows the router: softmax top-k renormalized without a shared expert is mixtral; softmax \
             top-k with a gated shared expert is qwen2_moe; the grouped sigmoid router (DeepSeek-V3's) is glm4_moe, \

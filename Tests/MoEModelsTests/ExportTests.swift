@@ -14,6 +14,19 @@ import Testing
         return c
     }
 
+    /// Multi-head latent attention with the grouped sigmoid router and a dense first layer: deepseek_v3.
+    static func latentConfig() -> TransformerConfig {
+        var c = config(router: .grouped, shared: 8)
+        c.mla = LatentAttentionConfig(qLoraRank: 12, kvLoraRank: 8, nopeDim: 8, ropeDim: 4, valueDim: 8, ropeInterleave: true)
+        c.headDim = 4
+        c.numKVHeads = c.numHeads
+        c.firstDenseLayers = 1
+        c.moe?.numGroups = 2
+        c.moe?.topKGroups = 1
+        c.moe?.routedScalingFactor = 2.5
+        return c
+    }
+
     static func roundTrip(_ c: TransformerConfig, perturbBuffers: Bool = false) throws -> (family: String, model: MoETransformer<Float>, back: MoETransformer<Float>) {
         let model = try MoETransformer<Float>(c, seed: 7)
         if perturbBuffers {
@@ -38,6 +51,7 @@ import Testing
         ("qwen2_moe", config(shared: 12, gate: true)),
         ("glm4_moe", config(router: .grouped, shared: 16)),
         ("glm4_moe", config(router: .grouped)),
+        ("deepseek_v3", latentConfig()),
     ])
     func exportedCheckpointComputesTheSameLogits(family: String, config: TransformerConfig) throws {
         let r = try Self.roundTrip(config, perturbBuffers: config.moe?.router == .grouped)
