@@ -7,8 +7,8 @@ struct Export: ParsableCommand {
         abstract: "Write a swift-moe checkpoint as a Hugging Face checkpoint (mixtral, qwen2_moe, deepseek_v3 or glm4_moe).",
         discussion: """
             The family follows the router: softmax top-k renormalized without a shared expert is mixtral; softmax \
-            top-k with a gated shared expert is qwen2_moe; the grouped sigmoid router (DeepSeek-V3's) is glm4_moe, \
-            DeepSeek-V3's MoE layout with grouped-query attention. transformers' AutoModelForCausalLM loads the \
+            top-k with a gated shared expert is qwen2_moe; the grouped sigmoid router (DeepSeek-V3's) is deepseek_v3 \
+            with latent attention, and glm4_moe (DeepSeek-V3's MoE layout) with grouped-query attention. transformers' AutoModelForCausalLM loads the \
             result; `moe logits --model OUT` reads it back.
             """)
 
