@@ -83,7 +83,7 @@ indirect enum PreTokenizer {
                 }
             }
             return out
-        case .sequence(let steps): return steps.reduce([piece]) { $1.split($0) }
+        case .sequence: return split([piece])
         }
     }
 

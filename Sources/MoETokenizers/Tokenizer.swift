@@ -87,14 +87,8 @@ public struct Tokenizer: TextTokenizer {
 
     /// The text for `ids`; ids outside the vocabulary are skipped, as the `tokenizers` library does.
     public func decode(_ ids: [Int], skipSpecialTokens: Bool) -> String {
-        var tokens: [[Unicode.Scalar]] = []
-        for id in ids {
-            if let added = addedTokens.byID[id] {
-                if skipSpecialTokens && added.special { continue }
-                tokens.append(added.content)
-            } else if id >= 0 && id < model.tokens.count, let t = model.tokens[id] {
-                tokens.append(t)
-            }
+        let tokens = ids.compactMap { id in
+            skipSpecialTokens && addedTokens.byID[id]?.special == true ? nil : tokenScalars(id)
         }
         guard let decoder else { return tokens.map { string($0) }.joined(separator: " ") }
         return decoder.decode(tokens).map { string($0) }.joined()
@@ -102,10 +96,12 @@ public struct Tokenizer: TextTokenizer {
 
     /// The token string for one id (nil outside the vocabulary), as stored: byte-level tokens stay in their
     /// printable byte alphabet.
-    public func token(_ id: Int) -> String? {
-        if let a = addedTokens.byID[id] { return string(a.content) }
-        guard id >= 0 && id < model.tokens.count, let t = model.tokens[id] else { return nil }
-        return string(t)
+    public func token(_ id: Int) -> String? { tokenScalars(id).map(string) }
+
+    /// An added token's content, else the model's token; nil outside the vocabulary.
+    private func tokenScalars(_ id: Int) -> [Unicode.Scalar]? {
+        if let a = addedTokens.byID[id] { return a.content }
+        return id >= 0 && id < model.tokens.count ? model.tokens[id] : nil
     }
 }
 

@@ -112,7 +112,10 @@ public enum Generator {
             // The text is decoded whole each step: a token's text can depend on its neighbours (bytes that
             // complete a character, a leading space dropped only at the start).
             let text = Array(tokenizer.decode(generated).utf8)
-            if let cut = options.stop.compactMap({ firstMatch(of: Array($0.utf8), in: text, from: max(0, emitted - $0.utf8.count)) }).min() {
+            let cuts = options.stop.filter { !$0.isEmpty }.compactMap { stop in
+                text[max(0, emitted - stop.utf8.count)...].firstRange(of: Array(stop.utf8))?.lowerBound
+            }
+            if let cut = cuts.min() {
                 // Drop the tokens that made the stop string, emit the text before it.
                 while !generated.isEmpty && tokenizer.decode(generated).utf8.count > cut { generated.removeLast() }
                 if cut > emitted { emit?(String(decoding: text[emitted..<cut], as: UTF8.self)) }
@@ -132,13 +135,6 @@ public enum Generator {
             if text.count > emitted { emit?(String(decoding: text[emitted...], as: UTF8.self)) }
         }
         return generated
-    }
-
-    /// Where `pattern` first occurs in `text` at or after `from`.
-    static func firstMatch(of pattern: [UInt8], in text: [UInt8], from: Int) -> Int? {
-        guard !pattern.isEmpty, text.count >= pattern.count, from <= text.count - pattern.count else { return nil }
-        for i in from...(text.count - pattern.count) where text[i..<(i + pattern.count)].elementsEqual(pattern) { return i }
-        return nil
     }
 
     /// Bytes at the end of `text` that are a proper prefix of `stop`.

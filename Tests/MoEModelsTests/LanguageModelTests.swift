@@ -70,6 +70,38 @@ struct LanguageModelTests {
         #expect(step.maxAbsDifference(whole) < 1e-4)
     }
 
+    /// One letter per id, so every prefix of the ids is a prefix of the text.
+    struct LetterTokenizer: TextTokenizer {
+        func encode(_ text: String) -> [Int] { text.unicodeScalars.map { Int($0.value) - 97 } }
+        func decode(_ ids: [Int]) -> String { String(ids.map { Character(Unicode.Scalar(UInt8(97 + $0 % 26))) }) }
+    }
+
+    @Test func stopStringsAndEndTokensCutGeneration() throws {
+        let model = try MoETransformer<Float>(tinyConfig(), seed: 4)
+        let tok = LetterTokenizer()
+        var o = SamplingOptions()
+        o.temperature = 0
+        o.maxNewTokens = 16
+        var pieces: [String] = []
+        let all = Generator.generate(model, prompt: [1, 2, 3], options: o, tokenizer: tok) { pieces.append($0) }
+        let text = tok.decode(all)
+        #expect(all.count == 16 && pieces.joined() == text)
+        // A stop string first seen at p: the ids and the text end just before it.
+        let p = 5
+        let stop = String(Array(text)[p..<(p + 2)])
+        let first = text.range(of: stop).map { text.distance(from: text.startIndex, to: $0.lowerBound) }!
+        o.stop = [stop]
+        pieces = []
+        let cut = Generator.generate(model, prompt: [1, 2, 3], options: o, tokenizer: tok) { pieces.append($0) }
+        #expect(cut == Array(all.prefix(first)))
+        #expect(pieces.joined() == String(text.prefix(first)))
+        // An end token ends generation and is kept.
+        o.stop = []
+        o.endTokens = [all[3]]
+        let ended = Generator.generate(model, prompt: [1, 2, 3], options: o, tokenizer: tok)
+        #expect(ended == Array(all.prefix(all.firstIndex(of: all[3])! + 1)))
+    }
+
     @Test func overfitsOneBatch() throws {
         let model = try MoETransformer<Float>(tinyConfig(), seed: 5)
         var opt = AdamW<Float>(weightDecay: 0)
