@@ -2,10 +2,10 @@
 import PackageDescription
 
 // Layers point one way, downward:
-// CBLAS -> MoETensor -> MoEAutograd -> MoENN -> MoE -> MoETraining -> MoEAnalysis -> moe (CLI)
+// CMoEBLAS -> MoETensor -> MoEAutograd -> MoENN -> MoE -> MoETraining -> MoEAnalysis -> moe (CLI)
 // (MoEIO and MoETokenizers are file formats and text, beside the stack: MoEModels and MoETraining use them)
 let blas: [Target.Dependency] = [
-    .target(name: "CBLAS", condition: .when(platforms: [.linux])),
+    .target(name: "CMoEBLAS", condition: .when(platforms: [.linux])),
 ]
 let fast: [SwiftSetting] = [
     .unsafeFlags(["-enforce-exclusivity=unchecked", "-target-cpu", "native"], .when(configuration: .release)),
@@ -31,9 +31,11 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-numerics", from: "1.0.0"),
     ],
     targets: [
-        .systemLibrary(
-            name: "CBLAS", pkgConfig: "openblas",
-            providers: [.apt(["libopenblas-dev"])]),
+        // CPUID, and OpenBLAS opened at run time with the kernels chosen from the CPU's features (see moe_blas.h).
+        .target(
+            name: "CMoEBLAS",
+            cSettings: [.unsafeFlags(["-O2"])],
+            linkerSettings: [.linkedLibrary("dl"), .linkedLibrary("pthread")]),
         .target(
             name: "MoETensor",
             dependencies: blas + [.product(name: "Numerics", package: "swift-numerics")],
@@ -56,14 +58,14 @@ let package = Package(
         .target(
             name: "MoETestSupport",
             dependencies: ["MoEAnalysis", .product(name: "Numerics", package: "swift-numerics")]),
-        .testTarget(name: "MoETensorTests", dependencies: ["MoETestSupport"]),
+        .testTarget(name: "MoETensorTests", dependencies: ["MoETestSupport"] + blas),
         .testTarget(name: "MoEAutogradTests", dependencies: ["MoETestSupport"]),
         .testTarget(name: "MoENNTests", dependencies: ["MoETestSupport"]),
         .testTarget(name: "MoETrainingTests", dependencies: ["MoETestSupport"]),
         .testTarget(name: "MoETests", dependencies: ["MoETestSupport"]),
         .testTarget(name: "MoEModelsTests", dependencies: ["MoETestSupport"]),
         .testTarget(name: "MoETokenizersTests", dependencies: ["MoETestSupport"]),
-        .testTarget(name: "CLITests", dependencies: ["MoETestSupport", "moe"]),
+        .testTarget(name: "CLITests", dependencies: ["MoETestSupport", "MoEBenchmarks", "moe"]),
     ],
     swiftLanguageModes: [.v6]
 )

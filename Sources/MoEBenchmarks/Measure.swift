@@ -1,11 +1,6 @@
+import Dispatch
 import Foundation
 import MoEAnalysis
-
-#if canImport(Accelerate)
-import Accelerate
-#else
-import CBLAS
-#endif
 
 /// Timing and the machine's ceilings, measured in the same run as the figures they scale
 /// (see BENCHMARKS.md: median of at least 5 runs after a warm-up, with min and max).
@@ -89,11 +84,27 @@ public enum Measure {
     }
 
     /// Single-precision matrix-product rate of the BLAS in use: 2048^3 sgemm on all cores, GFLOP/s samples.
-    public static func sgemmCeiling(runs: Int = 5) -> Ceiling {
+    public static func sgemmInUse(runs: Int = 5) -> Ceiling {
         Ceiling { sgemmRates(runs: runs) }
     }
 
-    static func sgemmRates(runs: Int) -> [Double] {
+    /// The sgemm ceiling of BENCHMARKS.md: 2048^3 on all cores with the OpenBLAS kernel that matches the CPU's
+    /// vector ISA. Measured in this process when that is the kernel running here, otherwise in a child process
+    /// started with OPENBLAS_CORETYPE set to it (OpenBLAS reads the variable once, when it loads).
+    public static func sgemmCeiling(runs: Int = 5) -> Ceiling {
+        let plan = Machine.ceilingPlan
+        guard let env = plan.childEnvironment, let command = Machine.childCommand else {
+            return Ceiling { sgemmRates(runs: runs) }
+        }
+        return Ceiling {
+            do { return try Machine.childSgemmRates(command: command, environment: env, runs: runs) } catch {
+                Machine.noteChildFailure("\(error)")
+                return sgemmRates(runs: runs)
+            }
+        }
+    }
+
+    public static func sgemmRates(runs: Int) -> [Double] {
         let n = 2048
         var rng = RandomGenerator(seed: 1)
         let a = Tensor<Float>.normal([n, n], rng: &rng), b = Tensor<Float>.normal([n, n], rng: &rng)
@@ -108,6 +119,21 @@ public enum Measure {
             }
         }
         return t.map { 2 * Double(n * n * n) / 1e9 / $0 }
+    }
+
+    /// The CPU's single-precision vector peak on all cores, GFLOP/s samples: a register-only FMA loop of about
+    /// 0.1 s per sample on every core at once (no BLAS, no memory traffic).
+    public static func fmaRates(runs: Int) -> [Double] {
+        var iterations = 1 << 18
+        let t0 = now()
+        _ = BLAS.fmaProbe(iterations: iterations)
+        let n = max(1 << 16, Int(Double(iterations) * 0.1 / max(now() - t0, 1e-6)))
+        let cores = Parallel.cores
+        let perCore = BLAS.fmaProbe(iterations: n)
+        let t = samples(runs: runs) {
+            DispatchQueue.concurrentPerform(iterations: cores) { _ in _ = BLAS.fmaProbe(iterations: n) }
+        }
+        return t.map { Double(cores) * perCore / 1e9 / $0 }
     }
 
     /// Streaming copy bandwidth on all cores, bytes read + written, GB/s samples (256 MiB buffers).
@@ -187,24 +213,48 @@ public struct BenchReport: Codable, Sendable {
             Figure(name: p.name, shape: p.shape, unit: p.unit, value: p.value, ceiling: p.ceiling,
                    ceilingValue: p.ceiling.flatMap { ceilings[$0]?.ceiling.stats.median }, note: p.note)
         }
+        // The machine: the vector peak without BLAS, and (when the ceiling came from a child process) the BLAS in
+        // use measured here, so a slow kernel shows against the matching one.
+        let runs = max(5, figures.first?.value.runs ?? 5)
+        let fma = Measure.Stats(Measure.fmaRates(runs: runs))
+        var gemm = ceilings["sgemm"]?.ceiling.stats
+        var inUse: Measure.Stats?
+        if Machine.ceilingPlan.childEnvironment != nil { inUse = Measure.Stats(Measure.sgemmRates(runs: runs)) }
+        var allCeilings = Dictionary(uniqueKeysWithValues: ceilings.values.map { ($0.label, $0.ceiling.stats) })
+        if gemm == nil {
+            // Benchmarks without an sgemm figure still report the machine against its matching kernel.
+            let c = Measure.sgemmCeiling(runs: runs)
+            c.sample()
+            gemm = c.stats
+        }
+        if let u = inUse { allCeilings["sgemm, BLAS in use (GFLOP/s)"] = u }
+        allCeilings["vector FMA peak, no BLAS (GFLOP/s)"] = fma
+        let machine = Machine.report(sgemmCeiling: gemm!, sgemmInUse: inUse, fma: fma)
+        for w in machine.warnings { FileHandle.standardError.write(Data("WARNING: \(w)\n".utf8)) }
         return BenchReport(
             benchmark: benchmark, threads: Parallel.cores, blasThreads: BLAS.threads, build: Measure.buildConfiguration,
-            ceilings: Dictionary(uniqueKeysWithValues: ceilings.values.map { ($0.label, $0.ceiling.stats) }), figures: figures)
+            machine: machine, ceilings: allCeilings, figures: figures)
     }
 
     public let benchmark: String
     public let threads: Int
     public let blasThreads: Int
     public let build: String
+    public let machine: MachineReport
     public let ceilings: [String: Measure.Stats]
     public let figures: [Figure]
 
     public func table() -> String {
         var out = ["\(benchmark) benchmark: \(threads) threads, BLAS \(blasThreads) threads, \(build) build; median of \(figures.first?.value.runs ?? 0) runs after a warm-up",
                    ""]
+        out += machine.lines()
+        let banner = machine.warnings.map { "!!! WARNING: \($0)" }
+        if !banner.isEmpty { out += [""] + banner }
+        out.append("")
         out.append("ceilings (this run, sampled before and after the figures):")
         for (k, v) in ceilings.sorted(by: { $0.key < $1.key }) {
-            out.append(String(format: "  %-28@ %9.2f  (min %.2f, max %.2f)", k as NSString, v.median, v.min, v.max))
+            let name = k.count >= 38 ? k : k + String(repeating: " ", count: 38 - k.count)
+            out.append("  " + name + String(format: "%9.2f  (min %.2f, max %.2f)", v.median, v.min, v.max))
         }
         out.append("")
         func pad(_ s: String, _ n: Int) -> String { s.count >= n ? s : s + String(repeating: " ", count: n - s.count) }
@@ -215,6 +265,7 @@ public struct BenchReport: Codable, Sendable {
                        + pad(String(format: "%.2f-%.2f", f.value.min, f.value.max), 19) + pad(f.unit, 9) + ratio)
             if let note = f.note { out.append("    " + note) }
         }
+        if !banner.isEmpty { out += [""] + banner }
         return out.joined(separator: "\n")
     }
 

@@ -3,7 +3,7 @@ import Numerics
 #if canImport(Accelerate)
 import Accelerate
 #else
-import CBLAS
+import CMoEBLAS
 #endif
 
 /// The element types a tensor can hold: `Float` for training and inference, `Double` for gradient checks.
@@ -24,7 +24,36 @@ where RawSignificand: FixedWidthInteger {
     static func fastExp(_ x: Self) -> Self
 }
 
+#if canImport(Accelerate)
 @inline(__always) private func trans(_ t: Bool) -> CBLAS_TRANSPOSE { t ? CblasTrans : CblasNoTrans }
+#endif
+
+/// A product with one output row or column is a matrix-vector product, and goes to gemv: OpenBLAS 0.3.21's
+/// sgemm takes 3-10x longer for `m = 1` than its sgemv on the same operands (token-by-token decoding is
+/// all such products). Returns false when the shape is not one.
+@inline(__always)
+private func gemvForm<T>(
+    transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: T,
+    a: UnsafePointer<T>, lda: Int, b: UnsafePointer<T>, ldb: Int, beta: T, c: UnsafeMutablePointer<T>, ldc: Int,
+    gemv: (_ trans: Bool, _ rows: Int, _ cols: Int, _ alpha: T, _ a: UnsafePointer<T>, _ lda: Int,
+           _ x: UnsafePointer<T>, _ incx: Int, _ beta: T, _ y: UnsafeMutablePointer<T>, _ incy: Int) -> Void
+) -> Bool {
+    if m == 1 {
+        // c[1, n] = op(a)[1, k] op(b)[k, n], i.e. c = op(b)ᵀ x with x the one row of op(a).
+        let incx = transA ? lda : 1
+        if transB { gemv(false, n, k, alpha, b, ldb, a, incx, beta, c, 1) }  // b stored [n, k]
+        else { gemv(true, k, n, alpha, b, ldb, a, incx, beta, c, 1) }       // b stored [k, n]
+        return true
+    }
+    if n == 1 {
+        // c[m, 1] = op(a)[m, k] x with x the one column of op(b); c's column has stride ldc.
+        let incx = transB ? 1 : ldb
+        if transA { gemv(true, k, m, alpha, a, lda, b, incx, beta, c, ldc) }  // a stored [k, m]
+        else { gemv(false, m, k, alpha, a, lda, b, incx, beta, c, ldc) }      // a stored [m, k]
+        return true
+    }
+    return false
+}
 
 extension Float: TensorScalar {
     public static var dtypeName: String { "F32" }
@@ -62,9 +91,18 @@ extension Float: TensorScalar {
         beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
     ) {
         guard m > 0, n > 0 else { return }
+        #if canImport(Accelerate)
         cblas_sgemm(
             CblasRowMajor, trans(transA), trans(transB), .init(m), .init(n), .init(k), alpha,
             a, .init(lda), b, .init(ldb), beta, c, .init(ldc))
+        #else
+        if k > 0, gemvForm(
+            transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
+            beta: beta, c: c, ldc: ldc, gemv: { t, r, cl, al, pa, la, x, ix, be, y, iy in
+                moe_sgemv(t ? 1 : 0, Int32(r), Int32(cl), al, pa, Int32(la), x, Int32(ix), be, y, Int32(iy))
+            }) { return }
+        moe_sgemm(transA ? 1 : 0, transB ? 1 : 0, Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+        #endif
     }
 }
 
@@ -79,38 +117,17 @@ extension Double: TensorScalar {
         beta: Double, c: UnsafeMutablePointer<Double>, ldc: Int
     ) {
         guard m > 0, n > 0 else { return }
+        #if canImport(Accelerate)
         cblas_dgemm(
             CblasRowMajor, trans(transA), trans(transB), .init(m), .init(n), .init(k), alpha,
             a, .init(lda), b, .init(ldb), beta, c, .init(ldc))
-    }
-}
-
-/// Control of the BLAS library's own thread pool.
-///
-/// MoETensor's kernels split work across cores themselves. Where such a parallel region calls BLAS (attention),
-/// BLAS is made single-threaded for the region's length so the two pools never oversubscribe the cores.
-public enum BLAS {
-    /// The number of threads BLAS uses for one call.
-    public static var threads: Int {
-        #if canImport(Accelerate)
-        return 1
         #else
-        return Int(openblas_get_num_threads())
+        if k > 0, gemvForm(
+            transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
+            beta: beta, c: c, ldc: ldc, gemv: { t, r, cl, al, pa, la, x, ix, be, y, iy in
+                moe_dgemv(t ? 1 : 0, Int32(r), Int32(cl), al, pa, Int32(la), x, Int32(ix), be, y, Int32(iy))
+            }) { return }
+        moe_dgemm(transA ? 1 : 0, transB ? 1 : 0, Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
         #endif
-    }
-
-    public static func setThreads(_ n: Int) {
-        #if !canImport(Accelerate)
-        openblas_set_num_threads(Int32(Swift.max(1, n)))
-        #endif
-    }
-
-    /// Runs `body` with BLAS single-threaded, then restores the previous count.
-    public static func singleThreaded<R>(_ body: () throws -> R) rethrows -> R {
-        let before = threads
-        if before == 1 { return try body() }
-        setThreads(1)
-        defer { setThreads(before) }
-        return try body()
     }
 }

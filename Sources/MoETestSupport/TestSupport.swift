@@ -67,7 +67,8 @@ public enum TestSupport {
     }
 
     /// Runs the `moe` executable; returns exit status, stdout and stderr.
-    public static func runMoE(_ arguments: [String], cwd: URL? = nil) throws -> (status: Int32, out: String, err: String) {
+    /// `environment` entries are added to (or, with nil, removed from) this process's environment.
+    public static func runMoE(_ arguments: [String], cwd: URL? = nil, environment: [String: String?] = [:]) throws -> (status: Int32, out: String, err: String) {
         guard let exe = moeExecutable() else {
             throw NSError(domain: "TestSupport", code: 1, userInfo: [NSLocalizedDescriptionKey: "moe executable not found"])
         }
@@ -75,6 +76,11 @@ public enum TestSupport {
         p.executableURL = exe
         p.arguments = arguments
         if let cwd { p.currentDirectoryURL = cwd }
+        if !environment.isEmpty {
+            var env = ProcessInfo.processInfo.environment
+            for (k, v) in environment { env[k] = v }
+            p.environment = env
+        }
         let out = Pipe(), err = Pipe()
         p.standardOutput = out
         p.standardError = err

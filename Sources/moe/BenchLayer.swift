@@ -20,6 +20,7 @@ struct BenchLayer: ParsableCommand {
         } else {
             throw UsageError("invalid --shape \(shape): use L1, L2 or all")
         }
+        Machine.childCommand = Bench.childCommand
         let report = LayerBenchmark.run(shapes: shapes, runs: runs)
         print(json ? report.json() : report.table())
     }

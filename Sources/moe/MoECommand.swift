@@ -1,4 +1,6 @@
 import ArgumentParser
+import Foundation
+import MoETensor
 
 @main
 struct MoECommand: ParsableCommand {
@@ -7,6 +9,15 @@ struct MoECommand: ParsableCommand {
         abstract: "swift-moe: mixture-of-experts models, from the 1991 mixture of local experts on.",
         subcommands: [Train.self, Generate.self, Eval.self, Inspect.self, Logits.self, Export.self, Classic.self, Bench.self],
         defaultSubcommand: Train.self)
+
+    /// Loads the BLAS before anything else, so that a missing or unidentifiable library is one line and exit 1.
+    static func main() {
+        do { try BLAS.load() } catch {
+            FileHandle.standardError.write(Data("Error: \(error)\n".utf8))
+            Foundation.exit(1)
+        }
+        main(nil)
+    }
 }
 
 /// A problem with the user's input: printed as one line ("Error: ...") with a non-zero exit.

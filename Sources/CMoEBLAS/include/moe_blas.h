@@ -1,0 +1,132 @@
+// swift-moe's view of the machine: what the CPU can execute (CPUID), the BLAS loaded to match it, and a
+// register-only FMA probe that measures the vector peak without any BLAS.
+//
+// Why the BLAS is loaded at run time: OpenBLAS picks its kernels once, in its library constructor, from the
+// CPU *model* it recognizes (or OPENBLAS_CORETYPE). On a CPU newer than the library it falls back to its SSE3
+// "Prescott" kernels, 3-6x slower. Linking it normally runs that constructor before any of our code can act, so
+// the library is instead opened with dlopen after OPENBLAS_CORETYPE has been chosen from the CPU's *features*
+// (unless the user set it). Every program that links MoETensor (the `moe` tool, the tests) goes through here.
+#ifndef MOE_BLAS_H
+#define MOE_BLAS_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// ---- CPU --------------------------------------------------------------------------------------------------
+
+enum {
+    MOE_ISA_SSE2 = 0,     // the x86-64 baseline
+    MOE_ISA_SSE4 = 1,     // SSSE3 + SSE4.1/4.2
+    MOE_ISA_AVX = 2,      // AVX, no FMA/AVX2
+    MOE_ISA_AVX2 = 3,     // AVX2 + FMA
+    MOE_ISA_AVX512 = 4,   // AVX-512 F, CD, BW, DQ, VL (with the OS saving ZMM state)
+    MOE_ISA_OTHER = -1,   // not x86-64
+};
+
+typedef struct {
+    char vendor[16];          // "GenuineIntel", "AuthenticAMD", ...
+    char brand[64];           // the processor brand string
+    int family, model, stepping;
+    // Features, each 1 only when the CPU has it *and* the OS saves the registers it needs (XGETBV).
+    int sse3, ssse3, sse41, sse42, avx, fma, f16c, avx2;
+    int avx512f, avx512cd, avx512bw, avx512dq, avx512vl, avx512vnni, avx512bf16, avx512fp16, avxvnni;
+    int amx_advertised;       // CPUID lists AMX-TILE (it may still trap: see amx_permitted)
+    int amx_permitted;        // the kernel granted AMX tile data (arch_prctl ARCH_REQ_XCOMP_PERM); never executed here
+    int isa;                  // MOE_ISA_*: the widest vector ISA usable
+    int vector_bits;          // 128, 256 or 512
+    double clock_ghz;         // from /proc/cpuinfo "cpu MHz" (nominal on a VM; turbo may run higher), 0 if unknown
+} moe_cpu_t;
+
+/// The CPU this process runs on, read once.
+const moe_cpu_t *moe_cpu(void);
+
+/// The OpenBLAS core types that suit `cpu`, best first, each a name OPENBLAS_CORETYPE accepts. Writes at most
+/// `max` pointers to static strings into `out` and returns how many. Exposed for tests.
+int moe_openblas_cores_for(const moe_cpu_t *cpu, const char **out, int max);
+
+/// The core types compiled into the OpenBLAS file at `path` (its exported `gotoblas_<CORE>` tables that hold
+/// data), as a comma-separated upper-case list into `out`. Returns the count, or -1 when the file cannot be read
+/// as an ELF shared library (then `out` holds the reason).
+int moe_openblas_known_cores(const char *path, char *out, size_t outlen);
+
+// ---- BLAS -------------------------------------------------------------------------------------------------
+
+enum { MOE_BLAS_OPENBLAS = 1, MOE_BLAS_BLIS = 2 };
+enum {
+    MOE_CORE_FROM_USER = 0,    // OPENBLAS_CORETYPE was set by the user and is respected
+    MOE_CORE_FROM_CPUID = 1,   // chosen here from the CPU's features and the cores the library knows
+    MOE_CORE_FROM_LIBRARY = 2, // the library chose (BLIS selects by features itself; or no suitable core known)
+};
+
+typedef struct {
+    int kind;                  // MOE_BLAS_*
+    char path[512];            // the file actually loaded
+    char version[256];         // openblas_get_config() or BLIS's version string
+    char kernel[64];           // the kernel it runs: openblas_get_corename() or bli_arch_string()
+    char requested[64];        // the core asked for through OPENBLAS_CORETYPE ("" if none)
+    int core_source;           // MOE_CORE_FROM_*
+    char known_cores[512];     // cores the OpenBLAS file knows, comma-separated ("" if unknown)
+    char warning[512];         // non-empty when something is off (the kernel differs from the one asked for)
+} moe_blas_info_t;
+
+typedef struct {
+    void (*sgemm)(int, int, int, int, int, int, float, const float *, int, const float *, int, float, float *, int);
+    void (*dgemm)(int, int, int, int, int, int, double, const double *, int, const double *, int, double, double *, int);
+    void (*sgemv)(int, int, int, int, float, const float *, int, const float *, int, float, float *, int);
+    void (*dgemv)(int, int, int, int, double, const double *, int, const double *, int, double, double *, int);
+    void (*set_threads)(int);
+    int (*get_threads)(void);
+} moe_blas_table_t;
+
+/// Loads the BLAS (once; later calls return the first result). Returns 0 on success; otherwise writes a one-line
+/// message naming the problem and the fix into `err` and returns -1.
+/// The library is MOE_BLAS_LIBRARY when set (an OpenBLAS or BLIS file), else OpenBLAS (libopenblas.so.0).
+int moe_blas_load(char *err, size_t errlen);
+
+/// What was loaded (valid after a successful moe_blas_load).
+const moe_blas_info_t *moe_blas_info(void);
+
+extern const moe_blas_table_t *volatile moe_blas_ready;
+/// Loads the BLAS or, if that fails, prints the message to stderr and exits with status 1: nothing can be
+/// computed without it. Programs that want a typed error call moe_blas_load first.
+const moe_blas_table_t *moe_blas_load_or_exit(void);
+
+static inline const moe_blas_table_t *moe_blas(void) {
+    const moe_blas_table_t *t = __atomic_load_n(&moe_blas_ready, __ATOMIC_ACQUIRE);
+    return t ? t : moe_blas_load_or_exit();
+}
+
+// Row-major products; trans flags are 0 (no) or 1 (yes). CBLAS constants: RowMajor 101, NoTrans 111, Trans 112.
+static inline void moe_sgemm(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
+                             const float *b, int ldb, float beta, float *c, int ldc) {
+    moe_blas()->sgemm(101, ta ? 112 : 111, tb ? 112 : 111, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+static inline void moe_dgemm(int ta, int tb, int m, int n, int k, double alpha, const double *a, int lda,
+                             const double *b, int ldb, double beta, double *c, int ldc) {
+    moe_blas()->dgemm(101, ta ? 112 : 111, tb ? 112 : 111, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+/// y = alpha op(A) x + beta y with A row-major [rows, cols].
+static inline void moe_sgemv(int ta, int rows, int cols, float alpha, const float *a, int lda, const float *x,
+                             int incx, float beta, float *y, int incy) {
+    moe_blas()->sgemv(101, ta ? 112 : 111, rows, cols, alpha, a, lda, x, incx, beta, y, incy);
+}
+static inline void moe_dgemv(int ta, int rows, int cols, double alpha, const double *a, int lda, const double *x,
+                             int incx, double beta, double *y, int incy) {
+    moe_blas()->dgemv(101, ta ? 112 : 111, rows, cols, alpha, a, lda, x, incx, beta, y, incy);
+}
+static inline void moe_blas_set_threads(int n) { moe_blas()->set_threads(n); }
+static inline int moe_blas_get_threads(void) { return moe_blas()->get_threads(); }
+
+// ---- the vector FMA peak, without BLAS ----------------------------------------------------------------------
+
+/// Runs `iterations` rounds of 16 independent vector FMAs (multiply + add where there is no FMA) on the
+/// calling thread with the widest usable ISA, and returns the single-precision FLOPs done (2 per lane per FMA).
+double moe_fma_probe(long iterations);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

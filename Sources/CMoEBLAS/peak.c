@@ -1,0 +1,85 @@
+// The vector FMA peak of one core, measured without any BLAS: 16 independent accumulators (enough to cover
+// the FMA latency times the FMA ports of any current x86 core) updated in registers, nothing read from memory.
+// A BLAS-independent ceiling: if even the best BLAS kernel runs far below it, the benchmark says so.
+#include "moe_blas.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+#define ACC16(T, SET) T a0 = SET, a1 = SET, a2 = SET, a3 = SET, a4 = SET, a5 = SET, a6 = SET, a7 = SET, \
+    a8 = SET, a9 = SET, a10 = SET, a11 = SET, a12 = SET, a13 = SET, a14 = SET, a15 = SET
+#define STEP16(OP) a0 = OP(a0); a1 = OP(a1); a2 = OP(a2); a3 = OP(a3); a4 = OP(a4); a5 = OP(a5); a6 = OP(a6); \
+    a7 = OP(a7); a8 = OP(a8); a9 = OP(a9); a10 = OP(a10); a11 = OP(a11); a12 = OP(a12); a13 = OP(a13); a14 = OP(a14); a15 = OP(a15)
+
+static volatile float sink;
+
+__attribute__((target("avx512f"))) static double probe512(long iters) {
+    const __m512 m = _mm512_set1_ps(0.999999f), c = _mm512_set1_ps(1e-7f);
+    ACC16(__m512, _mm512_set1_ps(1.0f));
+#define F512(x) _mm512_fmadd_ps(x, m, c)
+    for (long i = 0; i < iters; i++) { STEP16(F512); }
+    __m512 s = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)), _mm512_add_ps(_mm512_add_ps(a4, a5), _mm512_add_ps(a6, a7)));
+    s = _mm512_add_ps(s, _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a8, a9), _mm512_add_ps(a10, a11)), _mm512_add_ps(_mm512_add_ps(a12, a13), _mm512_add_ps(a14, a15))));
+    sink = _mm512_reduce_add_ps(s);
+    return (double)iters * 16 * 16 * 2;
+}
+
+__attribute__((target("avx2,fma"))) static double probe256(long iters) {
+    const __m256 m = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-7f);
+    ACC16(__m256, _mm256_set1_ps(1.0f));
+#define F256(x) _mm256_fmadd_ps(x, m, c)
+    for (long i = 0; i < iters; i++) { STEP16(F256); }
+    __m256 s = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)), _mm256_add_ps(_mm256_add_ps(a4, a5), _mm256_add_ps(a6, a7)));
+    s = _mm256_add_ps(s, _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(a8, a9), _mm256_add_ps(a10, a11)), _mm256_add_ps(_mm256_add_ps(a12, a13), _mm256_add_ps(a14, a15))));
+    float out[8];
+    _mm256_storeu_ps(out, s);
+    sink = out[0] + out[7];
+    return (double)iters * 16 * 8 * 2;
+}
+
+__attribute__((target("avx"))) static double probeAVX(long iters) {
+    // No FMA: a multiply and an add per lane, which is what the AVX-only BLAS kernels do too.
+    const __m256 m = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-7f);
+    ACC16(__m256, _mm256_set1_ps(1.0f));
+#define MA256(x) _mm256_add_ps(_mm256_mul_ps(x, m), c)
+    for (long i = 0; i < iters; i++) { STEP16(MA256); }
+    __m256 s = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)), _mm256_add_ps(_mm256_add_ps(a4, a5), _mm256_add_ps(a6, a7)));
+    s = _mm256_add_ps(s, _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(a8, a9), _mm256_add_ps(a10, a11)), _mm256_add_ps(_mm256_add_ps(a12, a13), _mm256_add_ps(a14, a15))));
+    float out[8];
+    _mm256_storeu_ps(out, s);
+    sink = out[0] + out[7];
+    return (double)iters * 16 * 8 * 2;
+}
+
+static double probe128(long iters) {
+    const __m128 m = _mm_set1_ps(0.999999f), c = _mm_set1_ps(1e-7f);
+    ACC16(__m128, _mm_set1_ps(1.0f));
+#define MA128(x) _mm_add_ps(_mm_mul_ps(x, m), c)
+    for (long i = 0; i < iters; i++) { STEP16(MA128); }
+    __m128 s = _mm_add_ps(_mm_add_ps(_mm_add_ps(a0, a1), _mm_add_ps(a2, a3)), _mm_add_ps(_mm_add_ps(a4, a5), _mm_add_ps(a6, a7)));
+    s = _mm_add_ps(s, _mm_add_ps(_mm_add_ps(_mm_add_ps(a8, a9), _mm_add_ps(a10, a11)), _mm_add_ps(_mm_add_ps(a12, a13), _mm_add_ps(a14, a15))));
+    float out[4];
+    _mm_storeu_ps(out, s);
+    sink = out[0] + out[3];
+    return (double)iters * 16 * 4 * 2;
+}
+
+double moe_fma_probe(long iterations) {
+    const moe_cpu_t *cpu = moe_cpu();
+    switch (cpu->isa) {
+    case MOE_ISA_AVX512: return probe512(iterations);
+    case MOE_ISA_AVX2: return probe256(iterations);
+    case MOE_ISA_AVX: return probeAVX(iterations);
+    default: return probe128(iterations);
+    }
+}
+#else
+double moe_fma_probe(long iterations) {
+    float a[16] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
+    for (long i = 0; i < iterations; i++)
+        for (int j = 0; j < 16; j++) a[j] = a[j] * 0.999999f + 1e-7f;
+    volatile float s = a[0] + a[15];
+    (void)s;
+    return (double)iterations * 16 * 2;
+}
+#endif

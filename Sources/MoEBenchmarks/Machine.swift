@@ -1,0 +1,150 @@
+import Foundation
+import MoEAnalysis
+
+/// The machine a benchmark runs on, and the ceilings it is judged against (BENCHMARKS.md): the CPU and its
+/// vector ISA, the BLAS and the kernel it runs, the vector FMA peak measured without any BLAS, and the sgemm
+/// ceiling measured with the OpenBLAS kernel that matches the ISA, whatever kernel this process runs.
+public enum Machine {
+    /// How the sgemm ceiling is measured: here, or in a child process with the matching kernel forced.
+    public struct CeilingPlan: Sendable {
+        /// e.g. "OpenBLAS Cooperlake".
+        public let kernel: String
+        /// nil: measured in this process (the kernel running here is the matching one).
+        public let childEnvironment: [String: String]?
+    }
+
+    public static let ceilingPlan: CeilingPlan = {
+        let info = BLAS.info
+        let cores = BLAS.openBLASCores(knownCores: info.library == "OpenBLAS" ? info.knownCores : [])
+        guard let match = cores.first else {
+            return CeilingPlan(kernel: "\(info.library) \(info.kernel)", childEnvironment: nil)
+        }
+        if info.library == "OpenBLAS" && info.kernel.caseInsensitiveCompare(match) == .orderedSame {
+            return CeilingPlan(kernel: "OpenBLAS \(info.kernel)", childEnvironment: nil)
+        }
+        var env = ProcessInfo.processInfo.environment
+        env["OPENBLAS_CORETYPE"] = match
+        env["MOE_BLAS_LIBRARY"] = nil
+        return CeilingPlan(kernel: "OpenBLAS \(match)", childEnvironment: env)
+    }()
+
+    /// The command that prints sgemm rates as JSON (`moe bench machine --sgemm-rates N`), set by the CLI; without
+    /// it the ceiling is measured in this process and the report says so.
+    nonisolated(unsafe) public static var childCommand: [String]?
+
+    nonisolated(unsafe) private static var childFailures: [String] = []
+    static func noteChildFailure(_ s: String) { childFailures.append(s) }
+
+    /// What a child process reports: the kernel it ran and its sgemm rates.
+    public struct ChildRates: Codable, Sendable {
+        public let kernel: String
+        public let rates: [Double]
+        public init(kernel: String, rates: [Double]) {
+            self.kernel = kernel
+            self.rates = rates
+        }
+    }
+
+    struct ChildError: Error, CustomStringConvertible { let description: String }
+
+    static func childSgemmRates(command: [String], environment: [String: String], runs: Int) throws -> [Double] {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: command[0])
+        p.arguments = Array(command.dropFirst()) + ["\(runs)"]
+        p.environment = environment
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        try p.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        let errText = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        guard p.terminationStatus == 0 else {
+            throw ChildError(description: "the child process exited with status \(p.terminationStatus): \(errText.split(separator: "\n").first ?? "")")
+        }
+        let r = try JSONDecoder().decode(ChildRates.self, from: data)
+        let want = environment["OPENBLAS_CORETYPE"] ?? ""
+        guard r.kernel.caseInsensitiveCompare(want) == .orderedSame else {
+            throw ChildError(description: "the child process ran OpenBLAS's \(r.kernel) kernels, not \(want)")
+        }
+        return r.rates
+    }
+
+    /// The report of the machine, given the ceilings sampled during a run.
+    static func report(sgemmCeiling: Measure.Stats, sgemmInUse: Measure.Stats?, fma: Measure.Stats) -> MachineReport {
+        let cpu = CPUInfo.current, blas = BLAS.info, plan = ceilingPlan
+        var warnings: [String] = []
+        if let w = blas.warning { warnings.append(w) }
+        if !cpu.hasAVX2 {
+            warnings.append("this CPU has no AVX2/FMA (\(cpu.isa)): the BLAS runs its portable kernels (\(blas.kernel)), and so do the figures")
+        }
+        for f in childFailures {
+            warnings.append("the matching kernel (\(plan.kernel)) could not be measured in a child process (\(f)); the ceiling below is the BLAS in use")
+        }
+        if let used = sgemmInUse, used.median < 0.9 * sgemmCeiling.median {
+            warnings.append(String(
+                format: "the BLAS in use (%@ %@) runs sgemm at %.0f GFLOP/s, %.2f of the %.0f GFLOP/s that %@ reaches on this machine: every matrix product runs %.1fx slower than it could. %@",
+                blas.library, blas.kernel, used.median, used.median / sgemmCeiling.median, sgemmCeiling.median, plan.kernel,
+                sgemmCeiling.median / used.median,
+                blas.coreChosenBy == "user" ? "Unset OPENBLAS_CORETYPE (swift-moe then chooses from CPUID)." : "Unset MOE_BLAS_LIBRARY or OPENBLAS_CORETYPE."))
+        }
+        if fma.max > 0 && sgemmCeiling.median < 0.5 * fma.median {
+            warnings.append(String(
+                format: "even %@ reaches only %.2f of the CPU's measured vector peak (%.0f GFLOP/s): the BLAS build is slow on this CPU",
+                plan.kernel, sgemmCeiling.median / fma.median, fma.median))
+        }
+
+        // Theoretical peak = cores x FLOPs per cycle x clock. CPUID does not tell how many FMA pipes a core has, so
+        // the FLOPs per cycle are the largest power of two not above what the FMA probe reached at the reported
+        // clock (its best sample); a core running above that clock (turbo) then shows as probe > theoretical.
+        var theoretical: Double?, flopsPerCycle: Int?, note: String?
+        if let ghz = cpu.clockGHz, fma.max > 0 {
+            let cores = Double(Parallel.cores)
+            let measured = fma.max / (cores * ghz)
+            var p = 1
+            while Double(p * 2) <= measured { p *= 2 }
+            flopsPerCycle = p
+            theoretical = cores * Double(p) * ghz
+            note = String(format: "%d cores x %d FLOP/cycle (%d FP32 FMA lanes) x %.2f GHz (/proc/cpuinfo); the FMA probe ran at %.2f GHz-equivalent",
+                          Parallel.cores, p, p / 2, ghz, fma.median / (cores * Double(p)))
+        }
+        return MachineReport(
+            cpu: cpu, blas: blas, threads: Parallel.cores, blasThreads: BLAS.threads, fmaPeak: fma,
+            theoreticalPeak: theoretical, flopsPerCycle: flopsPerCycle, theoreticalNote: note,
+            ceilingKernel: plan.kernel, ceilingMeasuredIn: plan.childEnvironment == nil ? "this process" : "a child process (OPENBLAS_CORETYPE=\(plan.kernel.split(separator: " ").last ?? ""))",
+            warnings: warnings)
+    }
+}
+
+/// The machine block of every benchmark's table and JSON.
+public struct MachineReport: Codable, Sendable {
+    public let cpu: CPUInfo
+    public let blas: BLAS.Info
+    public let threads: Int
+    public let blasThreads: Int
+    /// GFLOP/s of the register-only FMA probe on all cores.
+    public let fmaPeak: Measure.Stats
+    /// GFLOP/s: cores x FLOPs per cycle x the reported clock (nil where the clock cannot be read).
+    public let theoreticalPeak: Double?
+    public let flopsPerCycle: Int?
+    public let theoreticalNote: String?
+    /// The kernel the sgemm ceiling was measured with, and where.
+    public let ceilingKernel: String
+    public let ceilingMeasuredIn: String
+    public let warnings: [String]
+
+    public func lines() -> [String] {
+        var out = [
+            "CPU:   \(cpu.summary)",
+            "BLAS:  \(blas.summary); \(blasThreads) threads (\(threads) for swift-moe's own kernels)",
+            String(format: "peak:  %.0f GFLOP/s vector FMA, measured without BLAS (min %.0f, max %.0f)", fmaPeak.median, fmaPeak.min, fmaPeak.max),
+        ]
+        if let t = theoreticalPeak, let n = theoreticalNote {
+            out.append(String(format: "       theoretical %.0f GFLOP/s = %@", t, n))
+        } else {
+            out.append("       theoretical: the clock cannot be read on this machine")
+        }
+        out.append("sgemm ceiling: \(ceilingKernel), the kernel that matches \(cpu.isa), measured in \(ceilingMeasuredIn)")
+        return out
+    }
+}

@@ -1,0 +1,132 @@
+import CMoEBLAS
+import Foundation
+import MoETestSupport
+import Testing
+
+/// The CPU read from CPUID, the OpenBLAS kernel chosen from it, and the one-row products sent to gemv.
+@Suite("CPU and BLAS")
+struct BLASTests {
+    /// The kernel's view of the CPU (/proc/cpuinfo flags) and CPUID agree on the vector ISA.
+    @Test func cpuidAgreesWithProcCpuinfo() throws {
+        let text = try String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)
+        let flagsLine = try #require(text.split(separator: "\n").first { $0.hasPrefix("flags") })
+        let flags = Set(flagsLine.split(separator: ":")[1].split(separator: " ").map(String.init))
+        let cpu = CPUInfo.current
+        let avx512 = ["avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl"].allSatisfy(flags.contains)
+        let expected = avx512 ? "AVX-512" : flags.contains("avx2") && flags.contains("fma") ? "AVX2+FMA" : flags.contains("avx") ? "AVX" : nil
+        if let expected { #expect(cpu.isa == expected) }
+        #expect(cpu.features.contains("avx512_bf16") == (avx512 && flags.contains("avx512_bf16")))
+        #expect(cpu.features.contains("avx2") == flags.contains("avx2"))
+        #expect(!cpu.model.isEmpty && !cpu.vendor.isEmpty)
+    }
+
+    static func cpu(vendor: String = "GenuineIntel", isa: Int32, bf16: Bool = false, ssse3: Bool = true) -> moe_cpu_t {
+        var c = moe_cpu_t()
+        withUnsafeMutableBytes(of: &c.vendor) { raw in
+            for (i, b) in vendor.utf8.enumerated() { raw[i] = b }
+        }
+        c.isa = isa
+        c.ssse3 = ssse3 ? 1 : 0
+        c.avx512bf16 = bf16 ? 1 : 0
+        return c
+    }
+
+    static func cores(_ c: moe_cpu_t) -> [String] {
+        var c = c
+        var out = [UnsafePointer<CChar>?](repeating: nil, count: 8)
+        let n = Int(moe_openblas_cores_for(&c, &out, 8))
+        return out.prefix(n).map { String(cString: $0!) }
+    }
+
+    /// The best core for each ISA, whatever the CPU model: the fix for a BLAS that does not know a new CPU.
+    @Test func coreChoiceFollowsFeaturesNotModels() {
+        #expect(Self.cores(Self.cpu(isa: 4, bf16: true)) == ["Cooperlake", "SkylakeX", "Haswell", "Sandybridge", "Nehalem", "Core2", "Prescott"])
+        #expect(Self.cores(Self.cpu(isa: 4)) == ["SkylakeX", "Haswell", "Sandybridge", "Nehalem", "Core2", "Prescott"])
+        #expect(Self.cores(Self.cpu(vendor: "AuthenticAMD", isa: 4, bf16: true)).prefix(4) == ["Cooperlake", "SkylakeX", "Zen", "Haswell"])
+        #expect(Self.cores(Self.cpu(vendor: "AuthenticAMD", isa: 3)).prefix(2) == ["Zen", "Haswell"])
+        #expect(Self.cores(Self.cpu(isa: 3)).first == "Haswell")
+        #expect(Self.cores(Self.cpu(isa: 2)).first == "Sandybridge")
+        #expect(Self.cores(Self.cpu(isa: 1)).first == "Nehalem")
+        #expect(Self.cores(Self.cpu(isa: 0, ssse3: false)) == ["Prescott"])
+        #expect(Self.cores(Self.cpu(isa: -1)).isEmpty)
+    }
+
+    /// The cores an OpenBLAS file was built with, read from its symbol table without loading it.
+    @Test func knownCoresAreReadFromTheLibraryFile() throws {
+        let info = BLAS.info
+        try #require(info.library == "OpenBLAS")
+        var buf = [CChar](repeating: 0, count: 512)
+        let n = moe_openblas_known_cores(info.path, &buf, buf.count)
+        let list = String(cString: buf).split(separator: ",").map(String.init)
+        #expect(n == list.count)
+        if n > 0 {  // a DYNAMIC_ARCH build (Debian's): the baseline core is always in, and so is the one running
+            #expect(list.contains("PRESCOTT"))
+            #expect(list.contains(info.kernel.uppercased()))
+            #expect(info.knownCores == list)
+        }
+        let notELF = TestSupport.temporaryDirectory().appendingPathComponent("x.so").path
+        try Data(String(repeating: "not a library ", count: 20).utf8).write(to: URL(fileURLWithPath: notELF))
+        #expect(moe_openblas_known_cores(notELF, &buf, buf.count) == -1)
+        #expect(String(cString: buf) == "\(notELF) is not a 64-bit ELF shared library")
+        try Data("tiny".utf8).write(to: URL(fileURLWithPath: notELF))
+        #expect(moe_openblas_known_cores(notELF, &buf, buf.count) == -1)
+        #expect(String(cString: buf) == "\(notELF) is too small to be a shared library")
+        #expect(moe_openblas_known_cores("/nonexistent/lib.so", &buf, buf.count) == -1)
+        #expect(String(cString: buf).hasPrefix("cannot open /nonexistent/lib.so"))
+    }
+
+    /// With OPENBLAS_CORETYPE unset, the process runs the core that matches the ISA; a user's own is respected.
+    @Test func theLoadedKernelMatchesTheCPU() throws {
+        let info = BLAS.info
+        try #require(info.library == "OpenBLAS")
+        if let user = ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"], !user.isEmpty {
+            #expect(info.coreChosenBy == "user" && info.requestedCore == user)
+        } else if !info.knownCores.isEmpty {
+            #expect(info.coreChosenBy == "cpuid")
+            #expect(info.kernel == info.matchingCore)
+            #expect(info.requestedCore == info.matchingCore)
+            #expect(info.warning == nil)
+            #expect(ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"] == nil)  // not leaked to children
+        }
+    }
+
+    /// One output row or column goes to gemv: every transpose combination and a strided output column,
+    /// against the naive product in Double.
+    @Test func oneRowAndOneColumnProductsMatchTheNaiveProduct() {
+        for (m, n) in [(1, 37), (29, 1), (1, 1)] {
+            let k = 23
+            for ta in [false, true] {
+                for tb in [false, true] {
+                    let a = TestSupport.randnF(ta ? [k, m] : [m, k], seed: 1), b = TestSupport.randnF(tb ? [n, k] : [k, n], seed: 2)
+                    let c = Tensor.matmul(a, b, transposeA: ta, transposeB: tb)
+                    let ref = TestSupport.naiveMatmul(Tensor<Double>(shape: a.shape, a.scalars.map(Double.init)),
+                                                      Tensor<Double>(shape: b.shape, b.scalars.map(Double.init)), ta: ta, tb: tb)
+                    #expect(c.shape == [m, n])
+                    for (x, y) in zip(c.scalars, ref.scalars) { #expect(abs(Double(x) - y) < 1e-4) }
+                }
+            }
+        }
+        // c[m, 1] written with a row stride of 3 (a column of a wider matrix), accumulating with beta = 1.
+        let (m, k) = (7, 5)
+        let a = TestSupport.randn([m, k], seed: 3), x = TestSupport.randn([k, 1], seed: 4)
+        var c = [Double](repeating: 1, count: m * 3)
+        a.withUnsafePointer { pa in
+            x.withUnsafePointer { px in
+                c.withUnsafeMutableBufferPointer { pc in
+                    Double.gemm(transA: false, transB: false, m: m, n: 1, k: k, alpha: 2, a: pa, lda: k, b: px, ldb: 1, beta: 1, c: pc.baseAddress!, ldc: 3)
+                }
+            }
+        }
+        let ref = TestSupport.naiveMatmul(a, x)
+        for i in 0..<m {
+            #expect(abs(c[3 * i] - (1 + 2 * ref[i, 0])) < 1e-12)
+            #expect(c[3 * i + 1] == 1 && c[3 * i + 2] == 1)
+        }
+    }
+
+    /// The FMA probe does the work it reports: 16 vector FMAs of the ISA's width per iteration.
+    @Test func fmaProbeCountsItsWork() {
+        let lanes = Double(CPUInfo.current.vectorBits / 32)
+        #expect(BLAS.fmaProbe(iterations: 1000) == 1000 * 16 * lanes * 2)
+    }
+}
