@@ -189,8 +189,22 @@ static int load_locked(void) {
         info.core_source = MOE_CORE_FROM_LIBRARY;
     }
 
+    // swift-moe splits products across its own threads (MoETensor's Parallel), so the BLAS runs single-threaded:
+    // an OpenBLAS worker left spinning (sched_yield) after a threaded call takes a core from those threads, which
+    // on a 2-core machine halved their speed. OPENBLAS_NUM_THREADS=1 at load means no worker threads at all.
+    // MOE_BLAS_OWN_THREADS=1 keeps the library's own threading (the ceiling measurement compares the two).
+    const char *own = getenv("MOE_BLAS_OWN_THREADS");
+    info.own_threads = own && strcmp(own, "1") == 0;
+    char *savedThreads = getenv("OPENBLAS_NUM_THREADS") ? strdup(getenv("OPENBLAS_NUM_THREADS")) : NULL;
+    if (!info.own_threads) setenv("OPENBLAS_NUM_THREADS", "1", 1);
+
     void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
     if (setHere) unsetenv("OPENBLAS_CORETYPE");  // child processes choose for themselves
+    if (!info.own_threads) {
+        if (savedThreads) setenv("OPENBLAS_NUM_THREADS", savedThreads, 1);
+        else unsetenv("OPENBLAS_NUM_THREADS");
+    }
+    free(savedThreads);
     if (!h) {
         const char *why = dlerror();
         if (custom && *custom)
@@ -232,15 +246,18 @@ static int load_locked(void) {
         snprintf(info.version, sizeof info.version, "BLIS %s", blisVersion ? blisVersion() : "");
         info.requested[0] = 0;
         info.core_source = MOE_CORE_FROM_LIBRARY;
-        // BLIS runs single-threaded unless told otherwise; use every core as OpenBLAS does.
-        if (!getenv("BLIS_NUM_THREADS") && !getenv("OMP_NUM_THREADS")) {
+        if (info.own_threads) {
             long cores = sysconf(_SC_NPROCESSORS_ONLN);
             blis_set(cores > 0 ? cores : 1);
+        } else {
+            blis_set(1);
         }
     } else {
         return fail("cannot tell which kernel the BLAS library %s runs (it is neither OpenBLAS, with openblas_get_corename, "
                     "nor BLIS, with bli_arch_string); use OpenBLAS or BLIS, or unset MOE_BLAS_LIBRARY", path);
     }
+
+    if (!info.own_threads) table.set_threads(1);
 
     Dl_info where;
     char real[PATH_MAX];
@@ -285,3 +302,10 @@ const moe_blas_table_t *moe_blas_load_or_exit(void) {
     }
     return &table;
 }
+
+// ---- the depth of swift-moe's parallel regions on this thread ------------------------------------------------
+
+static __thread int parallel_depth;
+int moe_parallel_depth(void) { return parallel_depth; }
+void moe_parallel_enter(void) { parallel_depth++; }
+void moe_parallel_leave(void) { parallel_depth--; }

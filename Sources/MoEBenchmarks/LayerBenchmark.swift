@@ -4,7 +4,14 @@ import MoEAnalysis
 /// `moe bench layer`: shapes L1 and L2 of BENCHMARKS.md, forward and forward + backward, against the
 /// sgemm ceiling measured in the same run.
 public enum LayerBenchmark {
-    public enum ShapeID: String, CaseIterable, Sendable { case L1, L2 }
+    public enum ShapeID: String, CaseIterable, Sendable {
+        case L1, L2
+        /// The MoE layer of the default `moe train` model at its batch (T1's layer): small products.
+        case T1 = "T1-layer"
+    }
+
+    /// Tokens per forward.
+    static func tokens(_ id: ShapeID) -> Int { id == .T1 ? 2048 : 4096 }
 
     public static func config(_ id: ShapeID) -> MoEConfig {
         switch id {
@@ -19,6 +26,11 @@ public enum LayerBenchmark {
             c.normalizeTopK = false
             c.sharedExpertHiddenSize = 2 * 176
             return c
+        case .T1:
+            // 16 SwiGLU experts of width 64 at D 128, top-2 softmax, renormalized (TrainConfig's default MoE).
+            var c = MoEConfig(hiddenSize: 128, expertHiddenSize: 64, numExperts: 16, expertsPerToken: 2)
+            c.normalizeTopK = true
+            return c
         }
     }
 
@@ -31,12 +43,12 @@ public enum LayerBenchmark {
     }
 
     public static func run(shapes: [ShapeID], runs: Int = 5) -> BenchReport {
-        let gemmCeiling = Measure.sgemmCeiling(runs: runs)
+        let (gemmCeiling, gemmInProcess) = Measure.sgemmCeiling(runs: runs)
         gemmCeiling.sample()
         var pending: [Figure.Pending] = []
         for id in shapes {
             let c = config(id)
-            let n = 4096
+            let n = tokens(id)
             var rng = RandomGenerator(seed: 1)
             let layer: MoELayer<Float>
             do { layer = try MoELayer<Float>(config: c, path: "mlp", rng: &rng) } catch { preconditionFailure("\(error)") }
@@ -58,6 +70,6 @@ public enum LayerBenchmark {
             pending.append(Figure.Pending(name: "\(id.rawValue) forward+backward", shape: shape, unit: "GFLOP/s", value: Measure.rate(3 * flops, fb), ceiling: "sgemm",
                                   note: "backward = input and all weight gradients = 2x forward FLOPs"))
         }
-        return BenchReport.finish("layer", pending: pending, ceilings: ["sgemm": ("sgemm (GFLOP/s)", gemmCeiling)])
+        return BenchReport.finish("layer", pending: pending, ceilings: ["sgemm": ("sgemm (GFLOP/s)", gemmCeiling)], sgemmInProcess: gemmInProcess)
     }
 }

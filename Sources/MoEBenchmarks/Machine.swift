@@ -5,27 +5,30 @@ import MoEAnalysis
 /// vector ISA, the BLAS and the kernel it runs, the vector FMA peak measured without any BLAS, and the sgemm
 /// ceiling measured with the OpenBLAS kernel that matches the ISA, whatever kernel this process runs.
 public enum Machine {
-    /// How the sgemm ceiling is measured: here, or in a child process with the matching kernel forced.
+    /// How the sgemm ceiling is measured: OpenBLAS's own threads with the matching kernel in a child process,
+    /// and the tensor API in this process when it runs that kernel too.
     public struct CeilingPlan: Sendable {
         /// e.g. "OpenBLAS Cooperlake".
         public let kernel: String
-        /// nil: measured in this process (the kernel running here is the matching one).
+        /// The child's environment (nil where no OpenBLAS core matches, e.g. not x86-64: then this process only).
         public let childEnvironment: [String: String]?
+        /// This process runs the matching kernel, so its tensor-API rate is a second way to the ceiling.
+        public let inProcessMatches: Bool
     }
 
     public static let ceilingPlan: CeilingPlan = {
         let info = BLAS.info
         let cores = BLAS.openBLASCores(knownCores: info.library == "OpenBLAS" ? info.knownCores : [])
         guard let match = cores.first else {
-            return CeilingPlan(kernel: "\(info.library) \(info.kernel)", childEnvironment: nil)
-        }
-        if info.library == "OpenBLAS" && info.kernel.caseInsensitiveCompare(match) == .orderedSame {
-            return CeilingPlan(kernel: "OpenBLAS \(info.kernel)", childEnvironment: nil)
+            return CeilingPlan(kernel: "\(info.library) \(info.kernel)", childEnvironment: nil, inProcessMatches: true)
         }
         var env = ProcessInfo.processInfo.environment
         env["OPENBLAS_CORETYPE"] = match
+        env["MOE_BLAS_OWN_THREADS"] = "1"
         env["MOE_BLAS_LIBRARY"] = nil
-        return CeilingPlan(kernel: "OpenBLAS \(match)", childEnvironment: env)
+        env["OPENBLAS_NUM_THREADS"] = "\(Parallel.cores)"
+        let matches = info.library == "OpenBLAS" && info.kernel.caseInsensitiveCompare(match) == .orderedSame
+        return CeilingPlan(kernel: "OpenBLAS \(match)", childEnvironment: env, inProcessMatches: matches)
     }()
 
     /// The command that prints sgemm rates as JSON (`moe bench machine --sgemm-rates N`), set by the CLI; without
@@ -33,7 +36,9 @@ public enum Machine {
     nonisolated(unsafe) public static var childCommand: [String]?
 
     nonisolated(unsafe) private static var childFailures: [String] = []
+    nonisolated(unsafe) private static var noChild = false
     static func noteChildFailure(_ s: String) { childFailures.append(s) }
+    static func noteNoChild() { noChild = true }
 
     /// What a child process reports: the kernel it ran and its sgemm rates.
     public struct ChildRates: Codable, Sendable {
@@ -81,6 +86,9 @@ public enum Machine {
         for f in childFailures {
             warnings.append("the matching kernel (\(plan.kernel)) could not be measured in a child process (\(f)); the ceiling below is the BLAS in use")
         }
+        if noChild && !plan.inProcessMatches {
+            warnings.append("the ceiling is the BLAS in use: no child process could measure the matching kernel (\(plan.kernel))")
+        }
         if let used = sgemmInUse, used.median < 0.9 * sgemmCeiling.median {
             warnings.append(String(
                 format: "the BLAS in use (%@ %@) runs sgemm at %.0f GFLOP/s, %.2f of the %.0f GFLOP/s that %@ reaches on this machine: every matrix product runs %.1fx slower than it could. %@",
@@ -111,7 +119,10 @@ public enum Machine {
         return MachineReport(
             cpu: cpu, blas: blas, threads: Parallel.cores, blasThreads: BLAS.threads, fmaPeak: fma,
             theoreticalPeak: theoretical, flopsPerCycle: flopsPerCycle, theoreticalNote: note,
-            ceilingKernel: plan.kernel, ceilingMeasuredIn: plan.childEnvironment == nil ? "this process" : "a child process (OPENBLAS_CORETYPE=\(plan.kernel.split(separator: " ").last ?? ""))",
+            ceilingKernel: plan.kernel,
+            ceilingMeasuredIn: plan.childEnvironment == nil || noChild ? "this process"
+                : "a child process with OpenBLAS's own threads (OPENBLAS_CORETYPE=\(plan.kernel.split(separator: " ").last ?? ""))"
+                    + (plan.inProcessMatches ? " and this process through the tensor API; the better of the two" : ""),
             warnings: warnings)
     }
 }
@@ -136,7 +147,9 @@ public struct MachineReport: Codable, Sendable {
     public func lines() -> [String] {
         var out = [
             "CPU:   \(cpu.summary)",
-            "BLAS:  \(blas.summary); \(blasThreads) threads (\(threads) for swift-moe's own kernels)",
+            "BLAS:  \(blas.summary); " + (blasThreads == 1
+                ? "single-threaded, products split over swift-moe's \(threads) threads"
+                : "\(blasThreads) threads of its own (MOE_BLAS_OWN_THREADS=1), \(threads) for swift-moe's kernels"),
             String(format: "peak:  %.0f GFLOP/s vector FMA, measured without BLAS (min %.0f, max %.0f)", fmaPeak.median, fmaPeak.min, fmaPeak.max),
         ]
         if let t = theoreticalPeak, let n = theoreticalNote {

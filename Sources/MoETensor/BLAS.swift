@@ -159,16 +159,38 @@ public enum BLAS {
         #endif
     }
 
-    /// Runs `body` with BLAS single-threaded, then restores the previous count.
-    ///
-    /// MoETensor's kernels split work across cores themselves. Where such a parallel region calls BLAS (attention),
-    /// BLAS is made single-threaded for the region's length so the two pools never oversubscribe the cores.
+    /// Runs `body` with BLAS single-threaded, then restores the previous count (a no-op unless the library was
+    /// loaded with its own threads, MOE_BLAS_OWN_THREADS=1).
     public static func singleThreaded<R>(_ body: () throws -> R) rethrows -> R {
         let before = threads
         if before == 1 { return try body() }
         setThreads(1)
         defer { setThreads(before) }
         return try body()
+    }
+
+    /// One sgemm straight to the library, with whatever threading it has (no splitting by swift-moe): for the
+    /// ceiling measurement, which compares the library's own threads with the tensor API's split.
+    public static func sgemmDirect(
+        transA: Bool, transB: Bool, m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+        c: UnsafeMutablePointer<Float>, ldc: Int
+    ) {
+        #if canImport(Accelerate)
+        Float.gemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: 1, a: a, lda: lda, b: b, ldb: ldb, beta: 0, c: c, ldc: ldc)
+        #else
+        moe_sgemm(transA ? 1 : 0, transB ? 1 : 0, Int32(m), Int32(n), Int32(k), 1, a, Int32(lda), b, Int32(ldb), 0, c, Int32(ldc))
+        #endif
+    }
+
+    /// True when the library threads its own calls (MOE_BLAS_OWN_THREADS=1); normally it runs single-threaded
+    /// and swift-moe splits products across its own threads.
+    public static var ownThreads: Bool {
+        #if canImport(Accelerate)
+        return true
+        #else
+        _ = moe_blas()
+        return moe_blas_info()!.pointee.own_threads != 0
+        #endif
     }
 
     /// Single-precision FLOPs per second of the CPU's vector units on the calling thread, from a register-only

@@ -1,10 +1,15 @@
 import Dispatch
 import Foundation
 
+#if !canImport(Accelerate)
+import CMoEBLAS
+#endif
+
 /// Splits a range of independent work items across the machine's cores.
 ///
-/// Work below `grain` items runs on the calling thread: spawning costs more than it saves. Kernels that call
-/// BLAS inside a parallel region wrap it in `BLAS.singleThreaded`, so the two thread pools never oversubscribe.
+/// Work below `grain` items runs on the calling thread: spawning costs more than it saves. This is the one thread
+/// pool of the process: the BLAS runs single-threaded, and matrix products split across these threads (see
+/// `TensorScalar.gemm`). A region inside another runs on its thread alone, as does a product inside a region.
 public enum Parallel {
     /// Cores this process may use (the MOE_THREADS environment variable overrides).
     public static let cores: Int = {
@@ -12,11 +17,32 @@ public enum Parallel {
         return Swift.max(1, ProcessInfo.processInfo.activeProcessorCount)
     }()
 
+    /// True on a thread that runs inside one of these parallel regions.
+    @inline(__always)
+    public static var isNested: Bool {
+        #if canImport(Accelerate)
+        return false
+        #else
+        return moe_parallel_depth() > 0
+        #endif
+    }
+
+    @inline(__always)
+    static func inRegion(_ body: () -> Void) {
+        #if canImport(Accelerate)
+        body()
+        #else
+        moe_parallel_enter()
+        body()
+        moe_parallel_leave()
+        #endif
+    }
+
     /// Calls `body` on disjoint sub-ranges covering `0..<count`, in parallel when `count >= grain`.
     @inline(__always)
     public static func forRange(_ count: Int, grain: Int, _ body: (Range<Int>) -> Void) {
         let chunks = min(cores, count / Swift.max(grain, 1))
-        if chunks <= 1 {
+        if chunks <= 1 || isNested {
             if count > 0 { body(0..<count) }
             return
         }
@@ -25,7 +51,22 @@ public enum Parallel {
             DispatchQueue.concurrentPerform(iterations: chunks) { c in
                 let lo = count * c / chunks
                 let hi = count * (c + 1) / chunks
-                box.value(lo..<hi)
+                inRegion { box.value(lo..<hi) }
+            }
+        }
+    }
+
+    /// Calls `body` on `parts` consecutive pieces of `0..<count` whose inner boundaries are multiples of `align`
+    /// (a BLAS kernel's row block), in parallel. Requires `count >= parts * align`.
+    @inline(__always)
+    public static func forAligned(_ count: Int, parts: Int, align: Int, _ body: (Range<Int>) -> Void) {
+        let blocks = (count + align - 1) / align
+        withoutActuallyEscaping(body) { body in
+            let box = UnsafeSendable(body)
+            DispatchQueue.concurrentPerform(iterations: parts) { c in
+                let lo = Swift.min(count, blocks * c / parts * align)
+                let hi = c == parts - 1 ? count : Swift.min(count, blocks * (c + 1) / parts * align)
+                if hi > lo { inRegion { box.value(lo..<hi) } }
             }
         }
     }
@@ -34,13 +75,13 @@ public enum Parallel {
     /// scheduling, for items of uneven cost such as experts with different loads).
     @inline(__always)
     public static func forEachDynamic(_ count: Int, _ body: (Int) -> Void) {
-        if count <= 1 || cores == 1 {
+        if count <= 1 || cores == 1 || isNested {
             for i in 0..<count { body(i) }
             return
         }
         withoutActuallyEscaping(body) { body in
             let box = UnsafeSendable(body)
-            DispatchQueue.concurrentPerform(iterations: count) { box.value($0) }
+            DispatchQueue.concurrentPerform(iterations: count) { i in inRegion { box.value(i) } }
         }
     }
 

@@ -28,32 +28,91 @@ where RawSignificand: FixedWidthInteger {
 @inline(__always) private func trans(_ t: Bool) -> CBLAS_TRANSPOSE { t ? CblasTrans : CblasNoTrans }
 #endif
 
-/// A product with one output row or column is a matrix-vector product, and goes to gemv: OpenBLAS 0.3.21's
-/// sgemm takes 3-10x longer for `m = 1` than its sgemv on the same operands (token-by-token decoding is
-/// all such products). Returns false when the shape is not one.
-@inline(__always)
-private func gemvForm<T>(
-    transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: T,
-    a: UnsafePointer<T>, lda: Int, b: UnsafePointer<T>, ldb: Int, beta: T, c: UnsafeMutablePointer<T>, ldc: Int,
-    gemv: (_ trans: Bool, _ rows: Int, _ cols: Int, _ alpha: T, _ a: UnsafePointer<T>, _ lda: Int,
-           _ x: UnsafePointer<T>, _ incx: Int, _ beta: T, _ y: UnsafeMutablePointer<T>, _ incy: Int) -> Void
-) -> Bool {
-    if m == 1 {
-        // c[1, n] = op(a)[1, k] op(b)[k, n], i.e. c = op(b)ᵀ x with x the one row of op(a).
-        let incx = transA ? lda : 1
-        if transB { gemv(false, n, k, alpha, b, ldb, a, incx, beta, c, 1) }  // b stored [n, k]
-        else { gemv(true, k, n, alpha, b, ldb, a, incx, beta, c, 1) }       // b stored [k, n]
-        return true
-    }
-    if n == 1 {
-        // c[m, 1] = op(a)[m, k] x with x the one column of op(b); c's column has stride ldc.
-        let incx = transB ? 1 : ldb
-        if transA { gemv(true, k, m, alpha, a, lda, b, incx, beta, c, ldc) }  // a stored [k, m]
-        else { gemv(false, m, k, alpha, a, lda, b, incx, beta, c, ldc) }      // a stored [m, k]
-        return true
-    }
-    return false
+/// A scalar type's single-threaded BLAS entry points (row-major; transpose flags as Bools).
+struct RawBLAS<T>: Sendable {
+    let gemm: @Sendable (_ ta: Bool, _ tb: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: T, _ a: UnsafePointer<T>, _ lda: Int,
+               _ b: UnsafePointer<T>, _ ldb: Int, _ beta: T, _ c: UnsafeMutablePointer<T>, _ ldc: Int) -> Void
+    /// y = alpha op(A) x + beta y with A stored [rows, cols].
+    let gemv: @Sendable (_ trans: Bool, _ rows: Int, _ cols: Int, _ alpha: T, _ a: UnsafePointer<T>, _ lda: Int,
+               _ x: UnsafePointer<T>, _ incx: Int, _ beta: T, _ y: UnsafeMutablePointer<T>, _ incy: Int) -> Void
 }
+
+/// Every matrix product of the tensor API. The BLAS itself runs single-threaded (see moe_blas.h); here a product
+/// large enough to pay for the hand-off is split across `Parallel`'s threads, by rows of the output (columns when
+/// it is wide and short), at multiples of 16 rows so the BLAS kernel's blocks stay whole. Inside a parallel
+/// region a product runs on its thread alone.
+///
+/// A product with one output row or column is a matrix-vector product and goes to gemv: OpenBLAS 0.3.21's
+/// sgemm takes 3-10x longer for `m = 1` than its sgemv on the same operands (token-by-token decoding is all
+/// such products).
+@inline(__always)
+func blasProduct<T>(
+    _ raw: RawBLAS<T>, transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: T,
+    a: UnsafePointer<T>, lda: Int, b: UnsafePointer<T>, ldb: Int, beta: T, c: UnsafeMutablePointer<T>, ldc: Int
+) {
+    let split = Parallel.cores > 1 && !Parallel.isNested
+    let parts = Parallel.cores, align = 16
+    if k > 0 && (m == 1 || n == 1) {
+        // y = op(A) x with A stored [rows, cols]; split over the outputs when the matrix is large (>= 4 MB).
+        func gemv(_ t: Bool, _ rows: Int, _ cols: Int, _ pa: UnsafePointer<T>, _ ld: Int, _ x: UnsafePointer<T>, _ incx: Int,
+                  _ y: UnsafeMutablePointer<T>, _ incy: Int) {
+            let outputs = t ? cols : rows
+            guard split && rows * cols >= 1 << 20 && outputs >= parts * align else {
+                raw.gemv(t, rows, cols, alpha, pa, ld, x, incx, beta, y, incy)
+                return
+            }
+            Parallel.forAligned(outputs, parts: parts, align: align) { r in
+                if t { raw.gemv(true, rows, r.count, alpha, pa + r.lowerBound, ld, x, incx, beta, y + r.lowerBound * incy, incy) }
+                else { raw.gemv(false, r.count, cols, alpha, pa + r.lowerBound * ld, ld, x, incx, beta, y + r.lowerBound * incy, incy) }
+            }
+        }
+        if m == 1 {
+            // c[1, n] = op(a)[1, k] op(b)[k, n], i.e. c = op(b)ᵀ x with x the one row of op(a).
+            let incx = transA ? lda : 1
+            if transB { gemv(false, n, k, b, ldb, a, incx, c, 1) }  // b stored [n, k]
+            else { gemv(true, k, n, b, ldb, a, incx, c, 1) }       // b stored [k, n]
+        } else {
+            // c[m, 1] = op(a)[m, k] x with x the one column of op(b); c's column has stride ldc.
+            let incx = transB ? 1 : ldb
+            if transA { gemv(true, k, m, a, lda, b, incx, c, ldc) }  // a stored [k, m]
+            else { gemv(false, m, k, a, lda, b, incx, c, ldc) }      // a stored [m, k]
+        }
+        return
+    }
+    // Below about 4 MFLOP the hand-off (~10 µs) costs more than the second core saves.
+    guard split && m * n * k >= 1 << 21 && max(m, n) >= parts * align else {
+        raw.gemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+        return
+    }
+    if m >= n {
+        Parallel.forAligned(m, parts: parts, align: align) { r in
+            raw.gemm(transA, transB, r.count, n, k, alpha, transA ? a + r.lowerBound : a + r.lowerBound * lda, lda,
+                     b, ldb, beta, c + r.lowerBound * ldc, ldc)
+        }
+    } else {
+        Parallel.forAligned(n, parts: parts, align: align) { r in
+            raw.gemm(transA, transB, m, r.count, k, alpha, a, lda, transB ? b + r.lowerBound * ldb : b + r.lowerBound, ldb,
+                     beta, c + r.lowerBound, ldc)
+        }
+    }
+}
+
+#if !canImport(Accelerate)
+private let rawFloat = RawBLAS<Float>(
+    gemm: { ta, tb, m, n, k, al, a, lda, b, ldb, be, c, ldc in
+        moe_sgemm(ta ? 1 : 0, tb ? 1 : 0, Int32(m), Int32(n), Int32(k), al, a, Int32(lda), b, Int32(ldb), be, c, Int32(ldc))
+    },
+    gemv: { t, r, cl, al, a, lda, x, ix, be, y, iy in
+        moe_sgemv(t ? 1 : 0, Int32(r), Int32(cl), al, a, Int32(lda), x, Int32(ix), be, y, Int32(iy))
+    })
+private let rawDouble = RawBLAS<Double>(
+    gemm: { ta, tb, m, n, k, al, a, lda, b, ldb, be, c, ldc in
+        moe_dgemm(ta ? 1 : 0, tb ? 1 : 0, Int32(m), Int32(n), Int32(k), al, a, Int32(lda), b, Int32(ldb), be, c, Int32(ldc))
+    },
+    gemv: { t, r, cl, al, a, lda, x, ix, be, y, iy in
+        moe_dgemv(t ? 1 : 0, Int32(r), Int32(cl), al, a, Int32(lda), x, Int32(ix), be, y, Int32(iy))
+    })
+#endif
 
 extension Float: TensorScalar {
     public static var dtypeName: String { "F32" }
@@ -96,12 +155,8 @@ extension Float: TensorScalar {
             CblasRowMajor, trans(transA), trans(transB), .init(m), .init(n), .init(k), alpha,
             a, .init(lda), b, .init(ldb), beta, c, .init(ldc))
         #else
-        if k > 0, gemvForm(
-            transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
-            beta: beta, c: c, ldc: ldc, gemv: { t, r, cl, al, pa, la, x, ix, be, y, iy in
-                moe_sgemv(t ? 1 : 0, Int32(r), Int32(cl), al, pa, Int32(la), x, Int32(ix), be, y, Int32(iy))
-            }) { return }
-        moe_sgemm(transA ? 1 : 0, transB ? 1 : 0, Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+        blasProduct(rawFloat, transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
+                    beta: beta, c: c, ldc: ldc)
         #endif
     }
 }
@@ -122,12 +177,8 @@ extension Double: TensorScalar {
             CblasRowMajor, trans(transA), trans(transB), .init(m), .init(n), .init(k), alpha,
             a, .init(lda), b, .init(ldb), beta, c, .init(ldc))
         #else
-        if k > 0, gemvForm(
-            transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
-            beta: beta, c: c, ldc: ldc, gemv: { t, r, cl, al, pa, la, x, ix, be, y, iy in
-                moe_dgemv(t ? 1 : 0, Int32(r), Int32(cl), al, pa, Int32(la), x, Int32(ix), be, y, Int32(iy))
-            }) { return }
-        moe_dgemm(transA ? 1 : 0, transB ? 1 : 0, Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+        blasProduct(rawDouble, transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
+                    beta: beta, c: c, ldc: ldc)
         #endif
     }
 }

@@ -6,7 +6,7 @@ struct BenchLayer: ParsableCommand {
         commandName: "layer",
         abstract: "MoE block: shapes L1 (Mixtral-style) and L2 (fine-grained + shared), forward and forward+backward.")
 
-    @Option(help: "Which shape: L1, L2 or all.") var shape = "all"
+    @Option(help: "Which shape: L1, L2, T1-layer (the default training model's MoE layer) or all.") var shape = "all"
     @Option(help: "Timed runs per figure (at least 5), after one warm-up.") var runs = 5
     @Flag(help: "Print one JSON object instead of the table.") var json = false
 
@@ -18,7 +18,7 @@ struct BenchLayer: ParsableCommand {
         } else if let s = LayerBenchmark.ShapeID(rawValue: shape) {
             shapes = [s]
         } else {
-            throw UsageError("invalid --shape \(shape): use L1, L2 or all")
+            throw UsageError("invalid --shape \(shape): use L1, L2, T1-layer or all")
         }
         Machine.childCommand = Bench.childCommand
         let report = LayerBenchmark.run(shapes: shapes, runs: runs)

@@ -16,7 +16,7 @@ struct BenchMachine: ParsableCommand {
     func run() throws {
         if let n = sgemmRates {
             guard n >= 1 && n <= 1000 else { throw UsageError("invalid --sgemm-rates \(n): use between 1 and 1000 runs") }
-            let r = Machine.ChildRates(kernel: BLAS.info.kernel, rates: Measure.sgemmRates(runs: n))
+            let r = Machine.ChildRates(kernel: BLAS.info.kernel, rates: Measure.sgemmRates(runs: n, direct: true))
             print(String(decoding: try JSONEncoder().encode(r), as: UTF8.self))
             return
         }

@@ -63,10 +63,11 @@ struct MachineCLITests {
         #expect(report.machine.blas.kernel == "Prescott")
         #expect(report.machine.blas.coreChosenBy == "user")
         #expect(report.machine.ceilingKernel == "OpenBLAS \(match)")
-        #expect(report.machine.ceilingMeasuredIn == "a child process (OPENBLAS_CORETYPE=\(match))")
+        #expect(report.machine.ceilingMeasuredIn == "a child process with OpenBLAS's own threads (OPENBLAS_CORETYPE=\(match))")
         #expect(report.machine.warnings.contains { $0.hasPrefix("the BLAS in use (OpenBLAS Prescott)") })
-        let inUse = try #require(report.ceilings["sgemm, BLAS in use (GFLOP/s)"])
+        let inUse = try #require(report.ceilings["sgemm, tensor API, BLAS in use (GFLOP/s)"])
         let ceiling = try #require(report.ceilings["sgemm (GFLOP/s)"])
         #expect(inUse.median < ceiling.median)
+        #expect(report.ceilings["sgemm, OpenBLAS \(match), its own threads (GFLOP/s)"]?.median == ceiling.median)
     }
 }

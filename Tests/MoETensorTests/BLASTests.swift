@@ -124,6 +124,38 @@ struct BLASTests {
         }
     }
 
+    /// Products large enough to split across the cores (by rows, or by columns when wide), and one-row products
+    /// large enough to split their outputs, equal the naive product, whether called alone or inside a parallel
+    /// region (where they run unsplit).
+    @Test func splitProductsMatchTheNaiveProduct() {
+        func check(_ m: Int, _ n: Int, _ k: Int, ta: Bool, tb: Bool, nested: Bool) {
+            let a = TestSupport.randn(ta ? [k, m] : [m, k], seed: UInt64(m + k)), b = TestSupport.randn(tb ? [n, k] : [k, n], seed: UInt64(n + 7))
+            var c = Tensor<Double>.zeros([m, n])
+            if nested {
+                Parallel.forEach(2) { i in
+                    if i == 0 { c = Tensor.matmul(a, b, transposeA: ta, transposeB: tb) }
+                }
+            } else {
+                c = Tensor.matmul(a, b, transposeA: ta, transposeB: tb)
+            }
+            let ref = TestSupport.naiveMatmul(a, b, ta: ta, tb: tb)
+            var worst = 0.0
+            for (x, y) in zip(c.scalars, ref.scalars) { worst = max(worst, abs(x - y)) }
+            #expect(worst < 1e-10, "\(m)x\(n)x\(k) ta \(ta) tb \(tb) nested \(nested): \(worst)")
+        }
+        for ta in [false, true] {
+            for tb in [false, true] {
+                check(301, 97, 129, ta: ta, tb: tb, nested: false)  // split by rows, a ragged last part
+                check(70, 333, 111, ta: ta, tb: tb, nested: false)  // split by columns
+                check(301, 97, 129, ta: ta, tb: tb, nested: true)
+            }
+        }
+        check(1, 1100, 1000, ta: false, tb: true, nested: false)  // gemv over 1.1 M weights: outputs split
+        check(1, 1100, 1000, ta: false, tb: false, nested: false)
+        check(1030, 1, 1020, ta: true, tb: false, nested: false)
+        check(1030, 1, 1020, ta: false, tb: false, nested: false)
+    }
+
     /// The FMA probe does the work it reports: 16 vector FMAs of the ISA's width per iteration.
     @Test func fmaProbeCountsItsWork() {
         let lanes = Double(CPUInfo.current.vectorBits / 32)

@@ -70,6 +70,7 @@ typedef struct {
     int core_source;           // MOE_CORE_FROM_*
     char known_cores[512];     // cores the OpenBLAS file knows, comma-separated ("" if unknown)
     char warning[512];         // non-empty when something is off (the kernel differs from the one asked for)
+    int own_threads;           // 1: the library threads its own calls (MOE_BLAS_OWN_THREADS=1); 0: single-threaded
 } moe_blas_info_t;
 
 typedef struct {
@@ -83,7 +84,8 @@ typedef struct {
 
 /// Loads the BLAS (once; later calls return the first result). Returns 0 on success; otherwise writes a one-line
 /// message naming the problem and the fix into `err` and returns -1.
-/// The library is MOE_BLAS_LIBRARY when set (an OpenBLAS or BLIS file), else OpenBLAS (libopenblas.so.0).
+/// The library is MOE_BLAS_LIBRARY when set (an OpenBLAS or BLIS file), else OpenBLAS (libopenblas.so.0). It is
+/// made single-threaded: swift-moe splits products across its own threads (unless MOE_BLAS_OWN_THREADS=1).
 int moe_blas_load(char *err, size_t errlen);
 
 /// What was loaded (valid after a successful moe_blas_load).
@@ -119,6 +121,14 @@ static inline void moe_dgemv(int ta, int rows, int cols, double alpha, const dou
 }
 static inline void moe_blas_set_threads(int n) { moe_blas()->set_threads(n); }
 static inline int moe_blas_get_threads(void) { return moe_blas()->get_threads(); }
+
+// ---- parallel regions -------------------------------------------------------------------------------------
+
+/// How many of swift-moe's parallel regions enclose the calling thread (thread-local): a product inside one
+/// runs on this thread alone instead of splitting again.
+int moe_parallel_depth(void);
+void moe_parallel_enter(void);
+void moe_parallel_leave(void);
 
 // ---- the vector FMA peak, without BLAS ----------------------------------------------------------------------
 
