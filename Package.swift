@@ -34,7 +34,7 @@ let package = Package(
         // CPUID, and OpenBLAS opened at run time with the kernels chosen from the CPU's features (see moe_blas.h).
         .target(
             name: "CMoEBLAS",
-            cSettings: [.unsafeFlags(["-O2"])],
+            cSettings: [.unsafeFlags(["-O2", "-ffp-contract=off"])],
             linkerSettings: [.linkedLibrary("dl"), .linkedLibrary("pthread")]),
         .target(
             name: "MoETensor",

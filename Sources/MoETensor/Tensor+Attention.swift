@@ -9,7 +9,8 @@
 /// `window` W also hides keys more than W - 1 positions back (j > i + (S - T) - W, as transformers' sliding
 /// window mask). Masked probabilities are zero, so the backward needs no window of its own. Rows are
 /// processed in blocks, and each block multiplies only against the keys it may see: the masked upper
-/// triangle is never computed. The probabilities [B, Hq, T, S] are kept for the backward.
+/// triangle is never computed. The probabilities [B, Hq, T, S] are kept for the backward; in each row block
+/// only the columns up to the block's last visible key are written (the rest is never read).
 public struct AttentionSaved<T: TensorScalar>: Sendable {
     public let probs: Tensor<T>
     public let out: Tensor<T>
@@ -71,7 +72,9 @@ extension Tensor {
                                     let inv = 1 / VectorMath.expShifted(row + lo, row + lo, lim - lo, shift: m)
                                     for j in 0..<lo { row[j] = 0 }
                                     for j in lo..<lim { row[j] *= inv }
-                                    for j in lim..<s { row[j] = 0 }
+                                    // Past the block's last visible key nothing reads the row (the PV product
+                                    // and the backward stop at kmax), so only the block's masked corner is zeroed.
+                                    for j in lim..<kmax { row[j] = 0 }
                                 }
                                 T.gemm(
                                     transA: false, transB: false, m: r1 - r0, n: dh, k: kmax, alpha: 1,

@@ -1,3 +1,7 @@
+#if !canImport(Accelerate)
+import CMoEBLAS
+#endif
+
 /// Row reductions written with SIMD accumulators. Floating-point reductions do not auto-vectorize (the
 /// compiler may not reorder additions), so these split the sum over 16 lanes explicitly.
 public enum VectorMath {
@@ -43,6 +47,11 @@ public enum VectorMath {
     /// auto-vectorize.
     @inlinable @inline(__always)
     public static func max<T: TensorScalar>(_ p: UnsafePointer<T>, _ n: Int) -> T {
+        #if !canImport(Accelerate)
+        if T.self == Float.self {  // AVX-512 / AVX2 kernel (CMoEBLAS/vector.c)
+            return unsafeBitCast(moe_max_f32(UnsafeRawPointer(p).assumingMemoryBound(to: Float.self), n), to: T.self)
+        }
+        #endif
         var m0 = -T.infinity, m1 = -T.infinity, m2 = -T.infinity, m3 = -T.infinity
         var i = 0
         while i + 4 <= n {
@@ -64,6 +73,15 @@ public enum VectorMath {
     /// y[j] = exp(x[j] - shift) for j < n; returns the sum of the y[j].
     @inlinable @inline(__always)
     public static func expShifted<T: TensorScalar>(_ x: UnsafePointer<T>, _ y: UnsafeMutablePointer<T>, _ n: Int, shift: T) -> T {
+        #if !canImport(Accelerate)
+        if T.self == Float.self {  // vector kernel, each y[j] bit-identical to Float.fastExp (CMoEBLAS/vector.c)
+            return unsafeBitCast(
+                moe_exp_shifted_f32(
+                    UnsafeRawPointer(x).assumingMemoryBound(to: Float.self), UnsafeMutableRawPointer(y).assumingMemoryBound(to: Float.self), n,
+                    unsafeBitCast(shift, to: Float.self)),
+                to: T.self)
+        }
+        #endif
         for j in 0..<n { y[j] = T.fastExp(x[j] - shift) }
         return sum(UnsafePointer(y), n)
     }

@@ -91,22 +91,36 @@ struct FusedVersusComposedTests {
         #expect(d < 1e-12)
     }
 
-    @Test func ropeAgainstRotationMatrix() {
-        // Pair (i, i + half) at position p rotated by p * theta^(-2i/D), written with split/concat.
-        let positions = [0, 1, 2]
-        let d = compare([[1, 3, 2, 4]]) { $0[0].rope(positions: positions, theta: 100) } _: { v in
-            let halves = v[0].split(sizes: [2, 2], axis: 3)
-            var cosT = Tensor<Double>.zeros([1, 3, 1, 2]), sinT = Tensor<Double>.zeros([1, 3, 1, 2])
-            for p in positions {
-                for i in 0..<2 {
-                    let a = Double(p) * Double.pow(100, -Double(2 * i) / 4)
-                    cosT[0, p, 0, i] = Double.cos(a)
-                    sinT[0, p, 0, i] = Double.sin(a)
+    /// Pair (i, i + half) at position p rotated by p * theta^(-2i/R), written with split/concat: head dims that
+    /// take the scalar loop (4, 20) and the SIMD one (32, 16 of 24 rotary), positions that grow the cached
+    /// tables past earlier calls, in Double and in Float.
+    @Test(arguments: [(4, 4, [0, 1, 2]), (20, 20, [5, 6, 7]), (32, 32, [0, 1, 2, 300]), (24, 16, [299, 700, 701])])
+    func ropeAgainstRotationMatrix(dh: Int, rotary: Int, positions: [Int]) {
+        let theta = 100.0
+        let half = rotary / 2
+        let composed = { (v: [Variable<Double>]) -> Variable<Double> in
+            let parts = v[0].split(sizes: dh > rotary ? [half, half, dh - rotary] : [half, half], axis: 3)
+            var cosT = Tensor<Double>.zeros([1, positions.count, 1, half]), sinT = Tensor<Double>.zeros([1, positions.count, 1, half])
+            for (ti, p) in positions.enumerated() {
+                for i in 0..<half {
+                    let a = Double(p) * Double.pow(theta, -Double(2 * i) / Double(rotary))
+                    cosT[0, ti, 0, i] = Double.cos(a)
+                    sinT[0, ti, 0, i] = Double.sin(a)
                 }
             }
             let c = Variable(cosT), s = Variable(sinT)
-            return Variable.concat([halves[0] * c - halves[1] * s, halves[1] * c + halves[0] * s], axis: 3)
+            return Variable.concat([parts[0] * c - parts[1] * s, parts[1] * c + parts[0] * s] + parts.dropFirst(2), axis: 3)
         }
-        #expect(d < 1e-12)
+        let shape = [1, positions.count, 3, dh]
+        let d = compare([shape]) { $0[0].rope(positions: positions, theta: theta, rotaryDim: rotary) } _: { composed($0) }
+        #expect(d < 1e-9)  // positions up to 701: the angle is rounded like the references' float32 tables
+        let x = TestSupport.randn(shape, seed: 9)
+        let xf = Tensor<Float>(shape: shape, x.scalars.map(Float.init))
+        let yf = Tensor.rope(xf, positions: positions, theta: theta, rotaryDim: rotary)
+        let yd = composed([Variable(x)]).value
+        for (a, b) in zip(yf.scalars, yd.scalars) { #expect(abs(Double(a) - b) < 2e-4 * Swift.max(1, abs(b))) }
+        // The inverse rotation undoes it.
+        let back = Tensor.rope(Tensor.rope(x, positions: positions, theta: theta, rotaryDim: rotary), positions: positions, theta: theta, rotaryDim: rotary, inverse: true)
+        for (a, b) in zip(back.scalars, x.scalars) { #expect(abs(a - b) < 1e-12) }
     }
 }

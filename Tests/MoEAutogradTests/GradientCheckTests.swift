@@ -130,7 +130,7 @@ struct GradientCheckTests {
         }.maxError < tolerance)
     }
 
-    @Test(arguments: [[1, 5, 2, 4], [2, 3, 1, 6], [1, 1, 1, 2]])
+    @Test(arguments: [[1, 5, 2, 4], [2, 3, 1, 6], [1, 1, 1, 2], [1, 3, 2, 16]])
     func rope(_ shape: [Int]) {
         let positions = Array(3..<(3 + shape[1]))
         #expect(check([shape]) { $0[0].rope(positions: positions, theta: 10000) }.maxError < tolerance)

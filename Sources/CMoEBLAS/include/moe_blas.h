@@ -130,6 +130,16 @@ int moe_parallel_depth(void);
 void moe_parallel_enter(void);
 void moe_parallel_leave(void);
 
+// ---- row kernels (Float) ----------------------------------------------------------------------------------
+
+/// The largest element of x[0..<n] (NaNs skipped; -infinity when empty), with the widest usable vector ISA.
+float moe_max_f32(const float *x, long n);
+/// y[j] = Float.fastExp(x[j] - shift), bit-identical to MoETensor's scalar definition; returns the sum of y.
+float moe_exp_shifted_f32(const float *x, float *y, long n, float shift);
+/// The same, without vector instructions (the reference the tests hold the vector kernels to).
+float moe_max_f32_portable(const float *x, long n);
+float moe_exp_shifted_f32_portable(const float *x, float *y, long n, float shift);
+
 // ---- the vector FMA peak, without BLAS ----------------------------------------------------------------------
 
 /// Runs `iterations` rounds of 16 independent vector FMAs (multiply + add where there is no FMA) on the

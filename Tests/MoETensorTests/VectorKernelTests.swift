@@ -1,0 +1,60 @@
+import CMoEBLAS
+import Foundation
+import MoETestSupport
+import Testing
+
+/// The AVX-512 / AVX2 row kernels against their portable references and Float.fastExp.
+@Suite("vector row kernels")
+struct VectorKernelTests {
+    static func inputs(_ n: Int, seed: UInt64) -> [Float] {
+        var rng = RandomGenerator(seed: seed)
+        var x = Tensor<Float>.normal([n], std: 30, rng: &rng).scalars
+        // The edges of fastExp's range and the values it must pass through.
+        let special: [Float] = [-87.33654, -87.33655, -87.3365, -100, -1e30, 88.72283, 88.7229, 100, 0, -0.0, 1e-40, -Float.infinity]
+        for (i, v) in special.enumerated() where i < n { x[(i * 7) % n] = v }
+        return x
+    }
+
+    /// Every exponential is bit-identical to Float.fastExp(x - shift), at every length (vector body and tail).
+    @Test(arguments: [0, 1, 7, 16, 17, 33, 1000, 1024])
+    func shiftedExponentialsAreFastExpExactly(n: Int) {
+        let x = Self.inputs(n, seed: UInt64(n) + 1)
+        for shift: Float in [0, 3.5, -20] {
+            var y = [Float](repeating: .nan, count: n), yp = [Float](repeating: .nan, count: n)
+            let s = moe_exp_shifted_f32(x, &y, n, shift)
+            let sp = moe_exp_shifted_f32_portable(x, &yp, n, shift)
+            var reference: Double = 0
+            for j in 0..<n {
+                let want = Float.fastExp(x[j] - shift)
+                #expect(y[j].bitPattern == want.bitPattern, "x \(x[j]) shift \(shift): \(y[j]) vs \(want)")
+                #expect(yp[j].bitPattern == want.bitPattern)
+                reference += Double(want)
+            }
+            if reference < Double(Float.greatestFiniteMagnitude) / 2 {  // a sum Float can hold
+                #expect(abs(Double(s) - reference) <= 1e-6 * Swift.max(1, reference))
+                #expect(abs(Double(sp) - reference) <= 1e-6 * Swift.max(1, reference))
+            }
+        }
+    }
+
+    @Test func nanPropagatesThroughTheExponential() {
+        var x = [Float](repeating: 1, count: 40)
+        x[3] = .nan
+        x[37] = .nan
+        var y = [Float](repeating: 0, count: 40)
+        _ = moe_exp_shifted_f32(x, &y, 40, 0)
+        #expect(y[3].isNaN && y[37].isNaN && Float.fastExp(.nan).isNaN)
+        #expect(y[0] == Float.fastExp(1))
+    }
+
+    /// The row maximum equals the portable one and skips NaNs; an empty row gives -infinity.
+    @Test(arguments: [0, 1, 15, 16, 17, 100, 1024])
+    func rowMaximumMatches(n: Int) {
+        var x = Self.inputs(n, seed: UInt64(n) + 50)
+        if n > 5 { x[n / 2] = .nan }
+        let m = moe_max_f32(x, n), mp = moe_max_f32_portable(x, n)
+        #expect(m == mp)
+        #expect(m == (x.filter { !$0.isNaN }.max() ?? -.infinity))
+        #expect(VectorMath.max(x, n) == m)
+    }
+}
