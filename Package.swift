@@ -46,7 +46,7 @@ let package = Package(
         .target(name: "MoE", dependencies: ["MoENN"], swiftSettings: fast),
         .target(name: "MoEModels", dependencies: ["MoE", "MoEIO"], swiftSettings: fast),
         .target(name: "MoETokenizers", swiftSettings: fast),
-        .target(name: "MoETraining", dependencies: ["MoEModels", "MoETokenizers"], swiftSettings: fast),
+        .target(name: "MoETraining", dependencies: ["MoEModels", "MoETokenizers"] + blas, swiftSettings: fast),
         .target(name: "MoEAnalysis", dependencies: ["MoETraining"], swiftSettings: fast),
         .target(name: "MoEBenchmarks", dependencies: ["MoEAnalysis"] + blas, swiftSettings: fast),
         .executableTarget(

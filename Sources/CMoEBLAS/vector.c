@@ -145,6 +145,55 @@ __attribute__((target("avx2"))) static float exp_shift256(const float *x, float 
 }
 #endif
 
+// ---- AdamW ------------------------------------------------------------------------------------------------
+// p = p decay; m = b1 m + (1 - b1) g; v = b2 v + ((1 - b2) g) g; p = p - (lr (m / c1)) / (sqrt(v / c2) + eps),
+// in that order, as MoETraining's AdamW writes it (Swift's SIMD square root runs lane by lane, so the update
+// is here). Division and square root are correctly rounded, so each lane equals the scalar result.
+
+static void adamw_portable(float *p, float *m, float *v, const float *g, long n, const float k[8]) {
+    const float decay = k[0], lr = k[1], b1 = k[2], b2 = k[3], c1 = k[4], c2 = k[5], eps = k[6];
+    const float a1 = 1 - b1, a2 = 1 - b2;
+    for (long i = 0; i < n; i++) {
+        float pi = p[i] * decay;
+        float mi = b1 * m[i] + a1 * g[i];
+        float vi = b2 * v[i] + a2 * g[i] * g[i];
+        pi = pi - lr * (mi / c1) / (sqrtf(vi / c2) + eps);
+        p[i] = pi;
+        m[i] = mi;
+        v[i] = vi;
+    }
+}
+
+#if defined(__x86_64__)
+#define ADAMW_BODY(V, W, LOAD, STORE, SET1, ADD, SUB, MUL, DIV, SQRT)                                               \
+    const V decay = SET1(k[0]), lr = SET1(k[1]), b1 = SET1(k[2]), b2 = SET1(k[3]), c1 = SET1(k[4]), c2 = SET1(k[5]), \
+            eps = SET1(k[6]), a1 = SET1(1 - k[2]), a2 = SET1(1 - k[3]);                                          \
+    long i = 0;                                                                                                 \
+    for (; i + W <= n; i += W) {                                                                                \
+        V gi = LOAD(g + i);                                                                                     \
+        V pi = MUL(LOAD(p + i), decay);                                                                         \
+        V mi = ADD(MUL(b1, LOAD(m + i)), MUL(a1, gi));                                                          \
+        V vi = ADD(MUL(b2, LOAD(v + i)), MUL(MUL(a2, gi), gi));                                                 \
+        pi = SUB(pi, DIV(MUL(lr, DIV(mi, c1)), ADD(SQRT(DIV(vi, c2)), eps)));                                    \
+        STORE(p + i, pi);                                                                                       \
+        STORE(m + i, mi);                                                                                       \
+        STORE(v + i, vi);                                                                                       \
+    }                                                                                                           \
+    adamw_portable(p + i, m + i, v + i, g + i, n - i, k);
+
+__attribute__((target("avx512f"))) static void adamw512(float *p, float *m, float *v, const float *g, long n, const float k[8]) {
+    ADAMW_BODY(__m512, 16, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_set1_ps, _mm512_add_ps, _mm512_sub_ps, _mm512_mul_ps,
+               _mm512_div_ps, _mm512_sqrt_ps)
+}
+
+__attribute__((target("avx2"))) static void adamw256(float *p, float *m, float *v, const float *g, long n, const float k[8]) {
+    ADAMW_BODY(__m256, 8, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_set1_ps, _mm256_add_ps, _mm256_sub_ps, _mm256_mul_ps,
+               _mm256_div_ps, _mm256_sqrt_ps)
+}
+#endif
+
+static void (*adamw_impl)(float *, float *, float *, const float *, long, const float[8]) = adamw_portable;
+
 static float (*max_impl)(const float *, long) = max_portable;
 static float (*exp_impl)(const float *, float *, long, float) = exp_portable;
 
@@ -154,9 +203,11 @@ __attribute__((constructor)) static void choose_vector_kernels(void) {
     if (cpu->isa >= MOE_ISA_AVX512) {
         max_impl = max512;
         exp_impl = exp_shift512;
+        adamw_impl = adamw512;
     } else if (cpu->isa >= MOE_ISA_AVX2) {
         max_impl = max256;
         exp_impl = exp_shift256;
+        adamw_impl = adamw256;
     }
 #endif
 }
@@ -165,3 +216,13 @@ float moe_max_f32(const float *x, long n) { return max_impl(x, n); }
 float moe_exp_shifted_f32(const float *x, float *y, long n, float shift) { return exp_impl(x, y, n, shift); }
 float moe_max_f32_portable(const float *x, long n) { return max_portable(x, n); }
 float moe_exp_shifted_f32_portable(const float *x, float *y, long n, float shift) { return exp_portable(x, y, n, shift); }
+void moe_adamw_f32(float *p, float *m, float *v, const float *g, long n, float decay, float lr, float b1, float b2, float c1,
+                   float c2, float eps) {
+    const float k[8] = {decay, lr, b1, b2, c1, c2, eps, 0};
+    adamw_impl(p, m, v, g, n, k);
+}
+void moe_adamw_f32_portable(float *p, float *m, float *v, const float *g, long n, float decay, float lr, float b1, float b2,
+                            float c1, float c2, float eps) {
+    const float k[8] = {decay, lr, b1, b2, c1, c2, eps, 0};
+    adamw_portable(p, m, v, g, n, k);
+}

@@ -66,22 +66,28 @@ public final class Trainer {
         let c = config
         let lr = c.schedule(state.step)
         let (x, y) = state.sampler.next(data.train, batch: c.batch, length: c.sequence)
-        let tape = Tape<Float>()
-        let random = RandomSource(state.random)
-        let out = model(ids: x, batch: c.batch, ForwardContext(tape: tape), options: RouteOptions(training: true, random: random))
-        state.random = random.generator
-        let ce = Variable.crossEntropy(out.logits, targets: y)
-        let loss = out.auxLoss.map { ce + $0 } ?? ce
-        var grads = tape.backward(loss).byPath
+        var grads: [String: Tensor<Float>] = [:]
+        // The forward's tape and outputs end before the update: they hold the weights' storage, and an in-place
+        // update of a shared tensor copies it first (copy-on-write), every weight, every step.
+        let (lossValue, ceValue, auxValue, stats) = { () -> (Double, Double, Double, [RoutingStatistics]) in
+            let tape = Tape<Float>()
+            let random = RandomSource(state.random)
+            let out = model(ids: x, batch: c.batch, ForwardContext(tape: tape), options: RouteOptions(training: true, random: random))
+            state.random = random.generator
+            let ce = Variable.crossEntropy(out.logits, targets: y)
+            let loss = out.auxLoss.map { ce + $0 } ?? ce
+            grads = tape.backward(loss).byPath
+            return (Double(loss.value.item), Double(ce.value.item), Double(out.auxLoss?.value.item ?? 0), out.moe.map(\.statistics))
+        }()
         clipGradientNorm(&grads, maxNorm: c.clipNorm)
         optimizer.step(model.parameters, gradients: grads, lr: Float(lr))
-        for (layer, o) in zip(model.moeLayers, out.moe) where layer.router.selectionBias != nil {
-            SelectionBiasBalancer.update(layer.router, tokensPerExpert: o.statistics.tokensPerExpert)
+        for (layer, s) in zip(model.moeLayers, stats) where layer.router.selectionBias != nil {
+            SelectionBiasBalancer.update(layer.router, tokensPerExpert: s.tokensPerExpert)
         }
         state.step += 1
         state.adamSteps = optimizer.stepCount
-        stepLosses.append(Double(loss.value.item))
-        return (Double(ce.value.item), Double(out.auxLoss?.value.item ?? 0), out.moe.map(\.statistics))
+        stepLosses.append(lossValue)
+        return (ceValue, auxValue, stats)
     }
 
     /// Mean cross-entropy over the fixed validation windows.

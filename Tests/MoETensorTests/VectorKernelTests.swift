@@ -57,4 +57,25 @@ struct VectorKernelTests {
         #expect(m == (x.filter { !$0.isNaN }.max() ?? -.infinity))
         #expect(VectorMath.max(x, n) == m)
     }
+
+    /// AdamW's vector update equals the portable loop and the scalar formula, bit for bit, tails included.
+    @Test(arguments: [1, 15, 16, 17, 100])
+    func adamwUpdateIsTheScalarFormula(n: Int) {
+        let g = Self.inputs(n, seed: 7).map { $0 * 1e-3 }
+        var rng = RandomGenerator(seed: 8)
+        let p0 = Tensor<Float>.normal([n], rng: &rng).scalars, m0 = Tensor<Float>.normal([n], std: 0.01, rng: &rng).scalars
+        let v0 = Tensor<Float>.normal([n], std: 0.01, rng: &rng).scalars.map { $0 * $0 }
+        let (decay, lr, b1, b2, c1, c2, eps): (Float, Float, Float, Float, Float, Float, Float) = (0.9999, 3e-4, 0.9, 0.999, 0.271, 0.00299, 1e-8)
+        var (p, m, v) = (p0, m0, v0), (pp, mp, vp) = (p0, m0, v0)
+        moe_adamw_f32(&p, &m, &v, g, n, decay, lr, b1, b2, c1, c2, eps)
+        moe_adamw_f32_portable(&pp, &mp, &vp, g, n, decay, lr, b1, b2, c1, c2, eps)
+        for i in 0..<n {
+            var ps = p0[i] * decay
+            let ms = b1 * m0[i] + (1 - b1) * g[i]
+            let vs = b2 * v0[i] + (1 - b2) * g[i] * g[i]
+            ps -= lr * (ms / c1) / ((vs / c2).squareRoot() + eps)
+            #expect(p[i].bitPattern == ps.bitPattern && m[i].bitPattern == ms.bitPattern && v[i].bitPattern == vs.bitPattern, "element \(i)")
+            #expect(pp[i].bitPattern == ps.bitPattern && mp[i].bitPattern == ms.bitPattern && vp[i].bitPattern == vs.bitPattern)
+        }
+    }
 }
