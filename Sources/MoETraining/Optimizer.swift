@@ -127,10 +127,12 @@ public struct SGD<T: TensorScalar>: Optimizer {
 /// Returns the norm before clipping.
 @discardableResult
 public func clipGradientNorm<T: TensorScalar>(_ gradients: inout [String: Tensor<T>], maxNorm: Double) -> Double {
-    let total = gradients.values.reduce(0.0) { $0 + $1.sumOfSquares() }.squareRoot()
+    // In path order: a dictionary's order changes from process to process (seeded hashing), and so would the
+    // last bits of the norm.
+    let total = gradients.keys.sorted().reduce(0.0) { $0 + gradients[$1]!.sumOfSquares() }.squareRoot()
     let coef = maxNorm / (total + 1e-6)
     if coef < 1 {
-        for key in gradients.keys { gradients[key] = gradients[key]!.scaled(by: T(coef)) }
+        for key in gradients.keys { gradients[key]!.scale(by: T(coef)) }
     }
     return total
 }
