@@ -162,6 +162,7 @@ static int load_locked(void) {
 
     // Choose OpenBLAS's core before the library's constructor runs (it runs inside dlopen).
     const moe_cpu_t *cpu = moe_cpu();
+    if (moe_cpu_error()) return fail("%s", moe_cpu_error());
     const char *user = getenv("OPENBLAS_CORETYPE");
     int setHere = 0;
     info.known_cores[0] = 0;

@@ -46,12 +46,14 @@ static double read_clock_ghz(void) {
 }
 
 static moe_cpu_t the_cpu;
+static char cpu_error[256];
 static pthread_once_t cpu_once = PTHREAD_ONCE_INIT;
 
 static void read_cpu(void) {
     moe_cpu_t *c = &the_cpu;
     memset(c, 0, sizeof *c);
     c->isa = MOE_ISA_OTHER;
+    c->isa_cap = -1;
 #if defined(__x86_64__)
     unsigned a, b, cx, d;
     __cpuid(0, a, b, cx, d);
@@ -110,6 +112,23 @@ static void read_cpu(void) {
         for (size_t n = strlen(c->brand); n > 0 && c->brand[n - 1] == ' '; n--) c->brand[n - 1] = 0;
     }
 
+    // MOE_MAX_ISA caps what this process uses (to run and test the portable paths on any machine).
+    const char *cap = getenv("MOE_MAX_ISA");
+    if (cap && *cap) {
+        static const char *names[] = {"sse2", "sse4", "avx", "avx2", "avx512"};
+        int level = -1;
+        for (int i = 0; i < 5; i++) if (strcmp(cap, names[i]) == 0) level = i;
+        if (level < 0) {
+            snprintf(cpu_error, sizeof cpu_error, "invalid MOE_MAX_ISA=%s: use sse2, sse4, avx, avx2 or avx512, or unset it", cap);
+        } else {
+            c->isa_cap = level;
+            if (level < MOE_ISA_AVX512) c->avx512f = c->avx512cd = c->avx512bw = c->avx512dq = c->avx512vl = c->avx512vnni = c->avx512bf16 = c->avx512fp16 = 0;
+            if (level < MOE_ISA_AVX2) c->avx2 = c->fma = c->avxvnni = 0;
+            if (level < MOE_ISA_AVX) c->avx = c->f16c = 0;
+            if (level < MOE_ISA_SSE4) c->sse41 = c->sse42 = c->ssse3 = 0;
+        }
+    }
+
     if (c->avx512f && c->avx512cd && c->avx512bw && c->avx512dq && c->avx512vl) c->isa = MOE_ISA_AVX512;
     else if (c->avx2 && c->fma) c->isa = MOE_ISA_AVX2;
     else if (c->avx) c->isa = MOE_ISA_AVX;
@@ -123,6 +142,11 @@ static void read_cpu(void) {
 const moe_cpu_t *moe_cpu(void) {
     pthread_once(&cpu_once, read_cpu);
     return &the_cpu;
+}
+
+const char *moe_cpu_error(void) {
+    moe_cpu();
+    return cpu_error[0] ? cpu_error : NULL;
 }
 
 int moe_openblas_cores_for(const moe_cpu_t *c, const char **out, int max) {

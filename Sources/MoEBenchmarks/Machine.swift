@@ -80,8 +80,11 @@ public enum Machine {
         let cpu = CPUInfo.current, blas = BLAS.info, plan = ceilingPlan
         var warnings: [String] = []
         if let w = blas.warning { warnings.append(w) }
+        if let cap = cpu.cappedAt {
+            warnings.append("MOE_MAX_ISA caps this process at \(cap): vector features above it are not used, and the figures are those of such a CPU")
+        }
         if !cpu.hasAVX2 {
-            warnings.append("this CPU has no AVX2/FMA (\(cpu.isa)): the BLAS runs its portable kernels (\(blas.kernel)), and so do the figures")
+            warnings.append("no AVX2/FMA (\(cpu.isa)): the BLAS runs its portable kernels (\(blas.kernel)), and so do swift-moe's row kernels")
         }
         for f in childFailures {
             warnings.append("the matching kernel (\(plan.kernel)) could not be measured in a child process (\(f)); the ceiling below is the BLAS in use")
@@ -96,10 +99,11 @@ public enum Machine {
                 sgemmCeiling.median / used.median,
                 blas.coreChosenBy == "user" ? "Unset OPENBLAS_CORETYPE (swift-moe then chooses from CPUID)." : "Unset MOE_BLAS_LIBRARY or OPENBLAS_CORETYPE."))
         }
-        if fma.max > 0 && sgemmCeiling.median < 0.5 * fma.median {
+        // The peak is the probe's best sample: noise only ever slows a register-only loop.
+        if fma.max > 0 && sgemmCeiling.median < 0.5 * fma.max {
             warnings.append(String(
                 format: "even %@ reaches only %.2f of the CPU's measured vector peak (%.0f GFLOP/s): the BLAS build is slow on this CPU",
-                plan.kernel, sgemmCeiling.median / fma.median, fma.median))
+                plan.kernel, sgemmCeiling.median / fma.max, fma.max))
         }
 
         // Theoretical peak = cores x FLOPs per cycle x clock. CPUID does not tell how many FMA pipes a core has, so
@@ -113,8 +117,9 @@ public enum Machine {
             while Double(p * 2) <= measured { p *= 2 }
             flopsPerCycle = p
             theoretical = cores * Double(p) * ghz
-            note = String(format: "%d cores x %d FLOP/cycle (%d FP32 FMA lanes) x %.2f GHz (/proc/cpuinfo); the FMA probe ran at %.2f GHz-equivalent",
-                          Parallel.cores, p, p / 2, ghz, fma.median / (cores * Double(p)))
+            let lanes = cpu.hasAVX2 ? String(format: " (%d FP32 FMA lanes)", p / 2) : " (multiply and add pipes)"
+            note = String(format: "%d cores x %d FLOP/cycle%@ x %.2f GHz (/proc/cpuinfo); the probe ran at %.2f GHz-equivalent",
+                          Parallel.cores, p, lanes, ghz, fma.max / (cores * Double(p)))
         }
         return MachineReport(
             cpu: cpu, blas: blas, threads: Parallel.cores, blasThreads: BLAS.threads, fmaPeak: fma,
@@ -133,7 +138,7 @@ public struct MachineReport: Codable, Sendable {
     public let blas: BLAS.Info
     public let threads: Int
     public let blasThreads: Int
-    /// GFLOP/s of the register-only FMA probe on all cores.
+    /// GFLOP/s of the register-only FMA probe on all cores (its best sample is the peak).
     public let fmaPeak: Measure.Stats
     /// GFLOP/s: cores x FLOPs per cycle x the reported clock (nil where the clock cannot be read).
     public let theoreticalPeak: Double?
@@ -150,7 +155,7 @@ public struct MachineReport: Codable, Sendable {
             "BLAS:  \(blas.summary); " + (blasThreads == 1
                 ? "single-threaded, products split over swift-moe's \(threads) threads"
                 : "\(blasThreads) threads of its own (MOE_BLAS_OWN_THREADS=1), \(threads) for swift-moe's kernels"),
-            String(format: "peak:  %.0f GFLOP/s vector FMA, measured without BLAS (min %.0f, max %.0f)", fmaPeak.median, fmaPeak.min, fmaPeak.max),
+            String(format: "peak:  %.0f GFLOP/s vector FMA, measured without BLAS (best of %d; median %.0f, min %.0f)", fmaPeak.max, fmaPeak.runs, fmaPeak.median, fmaPeak.min),
         ]
         if let t = theoreticalPeak, let n = theoreticalNote {
             out.append(String(format: "       theoretical %.0f GFLOP/s = %@", t, n))

@@ -23,13 +23,15 @@ public struct CPUInfo: Codable, Sendable, Equatable {
     public let amx: String
     /// The clock /proc/cpuinfo reports, in GHz (nominal on a VM: turbo may run higher), nil where unknown.
     public let clockGHz: Double?
+    /// The vector ISA MOE_MAX_ISA capped this process at ("SSE2", ...), nil when not capped.
+    public let cappedAt: String?
     /// True when the CPU has AVX2 and FMA: without them the BLAS runs its portable (SSE/AVX) kernels.
     public var hasAVX2: Bool { vectorBits >= 256 && features.contains("avx2") && features.contains("fma") }
 
     public static let current: CPUInfo = {
         #if canImport(Accelerate)
         return CPUInfo(vendor: "Apple", model: "Apple silicon", family: 0, modelNumber: 0, stepping: 0, isa: "other",
-                       vectorBits: 128, features: [], amx: "not advertised", clockGHz: nil)
+                       vectorBits: 128, features: [], amx: "not advertised", clockGHz: nil, cappedAt: nil)
         #else
         let c = moe_cpu()!.pointee
         var f: [String] = []
@@ -40,21 +42,23 @@ public struct CPUInfo: Codable, Sendable, Equatable {
             (c.avx512bf16, "avx512_bf16"), (c.avx512fp16, "avx512_fp16"),
         ]
         for (on, name) in flags where on != 0 { f.append(name) }
-        let isa: String
-        switch Int(c.isa) {
-        case MOE_ISA_AVX512: isa = "AVX-512"
-        case MOE_ISA_AVX2: isa = "AVX2+FMA"
-        case MOE_ISA_AVX: isa = "AVX"
-        case MOE_ISA_SSE4: isa = "SSE4.2"
-        case MOE_ISA_SSE2: isa = "SSE2"
-        default: isa = "other"
+        func name(_ level: Int32) -> String {
+            switch Int(level) {
+            case MOE_ISA_AVX512: return "AVX-512"
+            case MOE_ISA_AVX2: return "AVX2+FMA"
+            case MOE_ISA_AVX: return "AVX"
+            case MOE_ISA_SSE4: return "SSE4.2"
+            case MOE_ISA_SSE2: return "SSE2"
+            default: return "other"
+            }
         }
+        let isa = name(c.isa)
         let amx = c.amx_advertised == 0 ? "not advertised"
             : c.amx_permitted != 0 ? "advertised, permitted" : "advertised, refused by the kernel (would trap)"
         return CPUInfo(
             vendor: cString(c.vendor), model: cString(c.brand), family: Int(c.family), modelNumber: Int(c.model),
             stepping: Int(c.stepping), isa: isa, vectorBits: Int(c.vector_bits), features: f, amx: amx,
-            clockGHz: c.clock_ghz > 0 ? c.clock_ghz : nil)
+            clockGHz: c.clock_ghz > 0 ? c.clock_ghz : nil, cappedAt: c.isa_cap >= 0 ? name(c.isa_cap) : nil)
         #endif
     }()
 
@@ -62,7 +66,7 @@ public struct CPUInfo: Codable, Sendable, Equatable {
     public var summary: String {
         let extras = features.filter { ["avx512_vnni", "avx512_bf16", "avx512_fp16", "avx_vnni"].contains($0) }
         let clock = clockGHz.map { String(format: ", %.2f GHz", $0) } ?? ""
-        return "\(model) (\(vendor) family \(family) model \(modelNumber)), \(isa)"
+        return "\(model) (\(vendor) family \(family) model \(modelNumber)), \(isa)" + (cappedAt != nil ? " (capped by MOE_MAX_ISA)" : "")
             + (extras.isEmpty ? "" : " (\(extras.joined(separator: ", ")))") + clock + ", AMX \(amx)"
     }
 }

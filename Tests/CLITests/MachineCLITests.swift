@@ -70,4 +70,46 @@ struct MachineCLITests {
         #expect(inUse.median < ceiling.median)
         #expect(report.ceilings["sgemm, OpenBLAS \(match), its own threads (GFLOP/s)"]?.median == ceiling.median)
     }
+
+    @Test func anInvalidISACapIsOneLine() throws {
+        let r = try TestSupport.runMoE(["bench", "machine"], environment: ["MOE_MAX_ISA": "avx3"])
+        #expect(r.status == 1)
+        #expect(r.err == "Error: invalid MOE_MAX_ISA=avx3: use sse2, sse4, avx, avx2 or avx512, or unset it\n")
+    }
+
+    /// A machine without AVX2, as MOE_MAX_ISA=sse2 makes this one: OpenBLAS's baseline kernels, the portable row
+    /// kernels, and a benchmark that says so.
+    @Test func withoutAVX2TheBenchmarkSaysSo() throws {
+        let r = try TestSupport.runMoE(["bench", "machine", "--json"], environment: ["MOE_MAX_ISA": "sse2", "OPENBLAS_CORETYPE": nil])
+        #expect(r.status == 0, "\(r.err)")
+        let report = try JSONDecoder().decode(BenchReport.self, from: Data(r.out.utf8))
+        #expect(report.machine.cpu.isa == "SSE2" && report.machine.cpu.cappedAt == "SSE2")
+        #expect(!report.machine.cpu.features.contains("avx2"))
+        if BLAS.info.library == "OpenBLAS" && !BLAS.info.knownCores.isEmpty {
+            #expect(report.machine.blas.kernel == "Prescott")
+            #expect(report.machine.ceilingKernel == "OpenBLAS Prescott")
+        }
+        #expect(report.machine.warnings.contains { $0.hasPrefix("no AVX2/FMA (SSE2): the BLAS runs its portable kernels") })
+        #expect(report.machine.warnings.contains { $0.hasPrefix("MOE_MAX_ISA caps this process at SSE2") })
+        #expect(r.err.contains("WARNING: no AVX2/FMA"))
+    }
+
+    /// Training on the portable kernels follows the same losses as on the native ones (the kernels differ only in
+    /// summation order and BLAS blocking).
+    @Test func trainingOnThePortableKernelsMatches() throws {
+        func losses(_ env: [String: String?]) throws -> [Double] {
+            let out = TestSupport.temporaryDirectory().appendingPathComponent("run").path
+            let r = try TestSupport.runMoE(
+                ["train", "--steps", "6", "--log-every", "2", "--eval-every", "100", "--samples", "0", "--arithmetic-problems", "2",
+                 "--dim", "16", "--layers", "1", "--experts", "4", "--expert-hidden", "16", "--batch", "2", "--sequence", "32", "--out", out],
+                environment: env)
+            #expect(r.status == 0, "\(r.err)")
+            return r.out.split(separator: "\n").filter { $0.hasPrefix("step ") }.compactMap { line in
+                line.split(separator: "|")[1].split(separator: " ").last.flatMap { Double($0) }
+            }
+        }
+        let native = try losses([:]), portable = try losses(["MOE_MAX_ISA": "sse2"])
+        #expect(native.count == 3 && portable.count == 3)
+        for (a, b) in zip(native, portable) { #expect(abs(a - b) < 1e-3, "\(native) vs \(portable)") }
+    }
 }

@@ -38,10 +38,13 @@ typedef struct {
     int isa;                  // MOE_ISA_*: the widest vector ISA usable
     int vector_bits;          // 128, 256 or 512
     double clock_ghz;         // from /proc/cpuinfo "cpu MHz" (nominal on a VM; turbo may run higher), 0 if unknown
+    int isa_cap;              // MOE_ISA_* level set by MOE_MAX_ISA (features above it are off), -1 when not capped
 } moe_cpu_t;
 
-/// The CPU this process runs on, read once.
+/// The CPU this process runs on, read once. MOE_MAX_ISA=sse2|sse4|avx|avx2|avx512 caps the features used.
 const moe_cpu_t *moe_cpu(void);
+/// A one-line message when MOE_MAX_ISA is invalid (NULL otherwise).
+const char *moe_cpu_error(void);
 
 /// The OpenBLAS core types that suit `cpu`, best first, each a name OPENBLAS_CORETYPE accepts. Writes at most
 /// `max` pointers to static strings into `out` and returns how many. Exposed for tests.
@@ -148,8 +151,9 @@ void moe_adamw_f32_portable(float *p, float *m, float *v, const float *g, long n
 
 // ---- the vector FMA peak, without BLAS ----------------------------------------------------------------------
 
-/// Runs `iterations` rounds of 16 independent vector FMAs (multiply + add where there is no FMA) on the
-/// calling thread with the widest usable ISA, and returns the single-precision FLOPs done (2 per lane per FMA).
+/// Runs `iterations` rounds of independent vector FMAs (16 with AVX-512, 12 with AVX2; without FMA 6 multiplies
+/// and 6 adds in independent chains) on the calling thread with the widest usable ISA, and returns the
+/// single-precision FLOPs done (2 per lane per FMA, 1 per lane per multiply or add).
 double moe_fma_probe(long iterations);
 
 #ifdef __cplusplus
