@@ -38,6 +38,26 @@ public enum Parallel {
         #endif
     }
 
+    /// Runs `body(i)` for i in 0..<count on the worker pool (CMoEBLAS/pool.c: workers spin briefly between
+    /// regions instead of sleeping, since waking one costs 10-15 us here), or on libdispatch when the pool is busy
+    /// with another thread's region. Items run inside a region (isNested is true in them).
+    @inline(__always)
+    static func concurrent(_ count: Int, _ body: (Int) -> Void) {
+        #if !canImport(Accelerate)
+        let ran = withoutActuallyEscaping(body) { body -> Bool in
+            var b = body
+            return withUnsafeMutablePointer(to: &b) { p in
+                moe_pool_run(Int32(cores), count, { ctx, i in ctx!.assumingMemoryBound(to: ((Int) -> Void).self).pointee(Int(i)) }, p) != 0
+            }
+        }
+        if ran { return }
+        #endif
+        withoutActuallyEscaping(body) { body in
+            let box = UnsafeSendable(body)
+            DispatchQueue.concurrentPerform(iterations: count) { i in inRegion { box.value(i) } }
+        }
+    }
+
     /// Calls `body` on disjoint sub-ranges covering `0..<count`, in parallel when `count >= grain`.
     @inline(__always)
     public static func forRange(_ count: Int, grain: Int, _ body: (Range<Int>) -> Void) {
@@ -46,14 +66,7 @@ public enum Parallel {
             if count > 0 { body(0..<count) }
             return
         }
-        withoutActuallyEscaping(body) { body in
-            let box = UnsafeSendable(body)
-            DispatchQueue.concurrentPerform(iterations: chunks) { c in
-                let lo = count * c / chunks
-                let hi = count * (c + 1) / chunks
-                inRegion { box.value(lo..<hi) }
-            }
-        }
+        concurrent(chunks) { c in body((count * c / chunks)..<(count * (c + 1) / chunks)) }
     }
 
     /// Calls `body` on `parts` consecutive pieces of `0..<count` whose inner boundaries are multiples of `align`
@@ -61,13 +74,10 @@ public enum Parallel {
     @inline(__always)
     public static func forAligned(_ count: Int, parts: Int, align: Int, _ body: (Range<Int>) -> Void) {
         let blocks = (count + align - 1) / align
-        withoutActuallyEscaping(body) { body in
-            let box = UnsafeSendable(body)
-            DispatchQueue.concurrentPerform(iterations: parts) { c in
-                let lo = Swift.min(count, blocks * c / parts * align)
-                let hi = c == parts - 1 ? count : Swift.min(count, blocks * (c + 1) / parts * align)
-                if hi > lo { inRegion { box.value(lo..<hi) } }
-            }
+        concurrent(parts) { c in
+            let lo = Swift.min(count, blocks * c / parts * align)
+            let hi = c == parts - 1 ? count : Swift.min(count, blocks * (c + 1) / parts * align)
+            if hi > lo { body(lo..<hi) }
         }
     }
 
@@ -79,10 +89,7 @@ public enum Parallel {
             for i in 0..<count { body(i) }
             return
         }
-        withoutActuallyEscaping(body) { body in
-            let box = UnsafeSendable(body)
-            DispatchQueue.concurrentPerform(iterations: count) { i in inRegion { box.value(i) } }
-        }
+        concurrent(count, body)
     }
 
     /// Calls `body(i)` for each `i` in `0..<count`, spread over the cores (for coarse items such as heads).

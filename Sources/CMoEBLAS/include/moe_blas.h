@@ -133,6 +133,13 @@ int moe_parallel_depth(void);
 void moe_parallel_enter(void);
 void moe_parallel_leave(void);
 
+/// A region's item: fn(ctx, index).
+typedef void (*moe_task_fn)(void *ctx, long index);
+/// Runs fn(ctx, i) for every i in [0, count) on the caller and the pool's `threads - 1` workers (started at the
+/// first call), returning when all are done. Returns 0 without running anything when the pool is busy with
+/// another caller's region (or has no workers): the caller then runs the items some other way.
+int moe_pool_run(int threads, long count, moe_task_fn fn, void *ctx);
+
 // ---- row kernels (Float) ----------------------------------------------------------------------------------
 
 /// The largest element of x[0..<n] (NaNs skipped; -infinity when empty), with the widest usable vector ISA.
