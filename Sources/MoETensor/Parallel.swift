@@ -17,6 +17,9 @@ public enum Parallel {
         return Swift.max(1, ProcessInfo.processInfo.activeProcessorCount)
     }()
 
+    /// MOE_POOL=0 runs regions on libdispatch instead of the spinning worker pool (for comparison).
+    static let usePool = ProcessInfo.processInfo.environment["MOE_POOL"] != "0"
+
     /// True on a thread that runs inside one of these parallel regions.
     @inline(__always)
     public static var isNested: Bool {
@@ -44,7 +47,7 @@ public enum Parallel {
     @inline(__always)
     static func concurrent(_ count: Int, _ body: (Int) -> Void) {
         #if !canImport(Accelerate)
-        let ran = withoutActuallyEscaping(body) { body -> Bool in
+        let ran = usePool && withoutActuallyEscaping(body) { body -> Bool in
             var b = body
             return withUnsafeMutablePointer(to: &b) { p in
                 moe_pool_run(Int32(cores), count, { ctx, i in ctx!.assumingMemoryBound(to: ((Int) -> Void).self).pointee(Int(i)) }, p) != 0
