@@ -20,8 +20,7 @@ extension Tensor {
                     Parallel.forRange(rows, grain: Swift.max(1, elementwiseGrain / Swift.max(d, 1))) { r in
                         for row in r {
                             let xr = px + row * d, yr = py + row * d
-                            var ss: T = 0
-                            for j in 0..<d { ss += xr[j] * xr[j] }
+                            let ss = VectorMath.dot(xr, xr, d)  // sixteen lanes: a scalar sum chain does not vectorize
                             let inv = 1 / (ss / T(d) + eps).squareRoot()
                             pr[row] = inv
                             for j in 0..<d { yr[j] = xr[j] * inv * pw[j] }
@@ -55,13 +54,9 @@ extension Tensor {
                         for row in (rows * c / chunks)..<(rows * (c + 1) / chunks) {
                             let xr = px + row * d, gr = pg + row * d, dr = pdx + row * d
                             let inv = rstd[row]
-                            var dot: T = 0
-                            for j in 0..<d {
-                                let xh = xr[j] * inv
-                                dot += gr[j] * pw[j] * xh
-                                dwc[j] += gr[j] * xh
-                            }
-                            dot /= T(d)
+                            // mean(g w xhat) = inv * sum(g w x) / d, summed in sixteen lanes.
+                            let dot = VectorMath.dot3(gr, pw, xr, d) * inv / T(d)
+                            for j in 0..<d { dwc[j] += gr[j] * (xr[j] * inv) }
                             for j in 0..<d { dr[j] = inv * (gr[j] * pw[j] - xr[j] * inv * dot) }
                         }
                     }

@@ -42,6 +42,23 @@ public enum VectorMath {
         return s
     }
 
+    /// sum over i of a[i] b[i] c[i], in sixteen lanes.
+    @inlinable @inline(__always)
+    public static func dot3<T: TensorScalar>(_ a: UnsafePointer<T>, _ b: UnsafePointer<T>, _ c: UnsafePointer<T>, _ n: Int) -> T {
+        var acc = SIMD16<T>()
+        var i = 0
+        while i + 16 <= n {
+            acc += load(a + i) * load(b + i) * load(c + i)
+            i += 16
+        }
+        var s = acc.sum()
+        while i < n {
+            s += a[i] * b[i] * c[i]
+            i += 1
+        }
+        return s
+    }
+
     /// Largest element (NaNs are skipped); -infinity for an empty row. Four scalar accumulators: SIMD
     /// comparisons (`.>`, pointwiseMax) lower lane by lane here, and a compare-select reduction does not
     /// auto-vectorize.
