@@ -194,6 +194,36 @@ __attribute__((target("avx2"))) static void adamw256(float *p, float *m, float *
 
 static void (*adamw_impl)(float *, float *, float *, const float *, long, const float[8]) = adamw_portable;
 
+// ---- y = s x with streaming stores -----------------------------------------------------------------------------
+// For outputs too large for any cache (a softmax over a big tensor): ordinary stores first read each output line
+// for ownership, a third memory transfer per element; non-temporal stores write it without reading, as memcpy does
+// for large copies. Falls back to ordinary stores when y is not 64-byte aligned.
+static void scale_portable(const float *x, float *y, long n, float s) {
+    for (long i = 0; i < n; i++) y[i] = x[i] * s;
+}
+
+#if defined(__x86_64__)
+__attribute__((target("avx512f"))) static void scale_stream512(const float *x, float *y, long n, float s) {
+    if (((uintptr_t)y & 63) != 0) { scale_portable(x, y, n, s); return; }
+    __m512 v = _mm512_set1_ps(s);
+    long i = 0;
+    for (; i + 16 <= n; i += 16) _mm512_stream_ps(y + i, _mm512_mul_ps(_mm512_loadu_ps(x + i), v));
+    for (; i < n; i++) y[i] = x[i] * s;
+    _mm_sfence();
+}
+
+__attribute__((target("avx2"))) static void scale_stream256(const float *x, float *y, long n, float s) {
+    if (((uintptr_t)y & 31) != 0) { scale_portable(x, y, n, s); return; }
+    __m256 v = _mm256_set1_ps(s);
+    long i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_stream_ps(y + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), v));
+    for (; i < n; i++) y[i] = x[i] * s;
+    _mm_sfence();
+}
+#endif
+
+static void (*scale_stream_impl)(const float *, float *, long, float) = scale_portable;
+
 static float (*max_impl)(const float *, long) = max_portable;
 static float (*exp_impl)(const float *, float *, long, float) = exp_portable;
 
@@ -204,7 +234,9 @@ __attribute__((constructor)) static void choose_vector_kernels(void) {
         max_impl = max512;
         exp_impl = exp_shift512;
         adamw_impl = adamw512;
+        scale_stream_impl = scale_stream512;
     } else if (cpu->isa >= MOE_ISA_AVX2) {
+        scale_stream_impl = scale_stream256;
         max_impl = max256;
         exp_impl = exp_shift256;
         adamw_impl = adamw256;
@@ -226,3 +258,4 @@ void moe_adamw_f32_portable(float *p, float *m, float *v, const float *g, long n
     const float k[8] = {decay, lr, b1, b2, c1, c2, eps, 0};
     adamw_portable(p, m, v, g, n, k);
 }
+void moe_scale_stream_f32(const float *x, float *y, long n, float s) { scale_stream_impl(x, y, n, s); }

@@ -1,3 +1,7 @@
+#if !canImport(Accelerate)
+import CMoEBLAS
+#endif
+
 /// Softmax, log-softmax and fused cross-entropy over the last axis (rows of length V).
 extension Tensor {
     @inline(__always)
@@ -12,6 +16,29 @@ extension Tensor {
         let (rows, n) = rowsAndLength
         let out = Tensor(uninitializedShape: shape)
         let po = out.storage.base
+        #if !canImport(Accelerate)
+        // Outputs larger than the caches: the exponentials go to a scratch row (in L1) and the scaled row is
+        // streamed out (moe_scale_stream_f32), so no output line is read before it is written. Same values.
+        if T.self == Float.self && count * 4 > 8 << 20 && n <= 1 << 16 {
+            withUnsafePointer { px in
+                Parallel.forRange(rows, grain: Swift.max(1, elementwiseGrain / Swift.max(n, 1))) { r in
+                    withUnsafeTemporaryAllocation(of: T.self, capacity: n) { scratch in
+                        let tmp = scratch.baseAddress!
+                        for row in r {
+                            let x = px + row * n
+                            var m = VectorMath.max(x, n)
+                            if m == -T.infinity { m = 0 }
+                            let inv = 1 / VectorMath.expShifted(x, tmp, n, shift: m)
+                            moe_scale_stream_f32(
+                                UnsafeRawPointer(tmp).assumingMemoryBound(to: Float.self),
+                                UnsafeMutableRawPointer(po + row * n).assumingMemoryBound(to: Float.self), n, unsafeBitCast(inv, to: Float.self))
+                        }
+                    }
+                }
+            }
+            return out
+        }
+        #endif
         withUnsafePointer { px in
             Parallel.forRange(rows, grain: Swift.max(1, elementwiseGrain / Swift.max(n, 1))) { r in
                 for row in r {

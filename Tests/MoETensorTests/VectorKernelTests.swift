@@ -78,4 +78,20 @@ struct VectorKernelTests {
             #expect(pp[i].bitPattern == ps.bitPattern && mp[i].bitPattern == ms.bitPattern && vp[i].bitPattern == vs.bitPattern)
         }
     }
+
+    /// A softmax large enough to stream its output (> 8 MB) equals, bit for bit, the same rows taken one at a time
+    /// through the ordinary path; rows of 1024 (aligned, streamed) and 1000 (unaligned, ordinary stores).
+    @Test(arguments: [1024, 1000])
+    func streamedSoftmaxEqualsTheOrdinaryOne(n: Int) {
+        let rows = (9 << 20) / (4 * n)
+        var rng = RandomGenerator(seed: UInt64(n))
+        var x = Tensor<Float>.normal([rows, n], std: 3, rng: &rng)
+        x[5, 7] = -.infinity
+        let big = x.softmax()
+        for row in [0, 1, 5, rows / 2, rows - 1] {
+            let one = x.rows(row..<(row + 1)).copy().softmax()
+            for j in 0..<n { #expect(big[row, j].bitPattern == one[0, j].bitPattern, "row \(row) column \(j)") }
+        }
+        #expect(big[5, 7] == 0)
+    }
 }

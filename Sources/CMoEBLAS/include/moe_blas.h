@@ -150,6 +150,9 @@ float moe_exp_shifted_f32(const float *x, float *y, long n, float shift);
 float moe_max_f32_portable(const float *x, long n);
 float moe_exp_shifted_f32_portable(const float *x, float *y, long n, float shift);
 
+/// y[i] = x[i] s with non-temporal (streaming) stores where y is aligned: for outputs larger than the caches.
+void moe_scale_stream_f32(const float *x, float *y, long n, float s);
+
 /// AdamW's update of n elements (see MoETraining's AdamW), each lane equal to the scalar formula.
 void moe_adamw_f32(float *p, float *m, float *v, const float *g, long n, float decay, float lr, float b1, float b2, float c1,
                    float c2, float eps);
