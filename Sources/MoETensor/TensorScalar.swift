@@ -28,6 +28,9 @@ where RawSignificand: FixedWidthInteger {
 @inline(__always) private func trans(_ t: Bool) -> CBLAS_TRANSPOSE { t ? CblasTrans : CblasNoTrans }
 #endif
 
+/// With MOE_BLAS_OWN_THREADS=1 the library threads its calls itself, and products are not split on top of that.
+let blasThreadsItsOwnCalls: Bool = BLAS.ownThreads
+
 /// A scalar type's single-threaded BLAS entry points (row-major; transpose flags as Bools).
 struct RawBLAS<T>: Sendable {
     let gemm: @Sendable (_ ta: Bool, _ tb: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: T, _ a: UnsafePointer<T>, _ lda: Int,
@@ -50,7 +53,7 @@ func blasProduct<T>(
     _ raw: RawBLAS<T>, transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: T,
     a: UnsafePointer<T>, lda: Int, b: UnsafePointer<T>, ldb: Int, beta: T, c: UnsafeMutablePointer<T>, ldc: Int
 ) {
-    let split = Parallel.cores > 1 && !Parallel.isNested
+    let split = Parallel.cores > 1 && !Parallel.isNested && !blasThreadsItsOwnCalls
     let parts = Parallel.cores, align = 16
     if k > 0 && (m == 1 || n == 1) {
         // y = op(A) x with A stored [rows, cols]; split over the outputs when the matrix is large (>= 4 MB).
