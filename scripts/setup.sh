@@ -2,7 +2,8 @@
 # Installs what swift-moe needs beyond Swift itself: OpenBLAS's shared library (opened at run time, with the kernels
 # chosen from the CPU's features; see Sources/CMoEBLAS/include/moe_blas.h). Idempotent.
 set -euo pipefail
-if [ "$(uname)" = Linux ] && ! ldconfig -p 2>/dev/null | grep -q 'libopenblas\.so\.0 '; then
+has_openblas() { { ldconfig -p 2>/dev/null || /sbin/ldconfig -p 2>/dev/null; } | grep -q 'libopenblas\.so\.0 '; }
+if [ "$(uname)" = Linux ] && ! has_openblas; then
     echo "installing libopenblas0-pthread ..." >&2
     SUDO=""
     if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
