@@ -43,7 +43,7 @@ public enum LayerBenchmark {
     }
 
     public static func run(shapes: [ShapeID], runs: Int = 5) -> BenchReport {
-        let (gemmCeiling, gemmInProcess) = Measure.sgemmCeiling(runs: runs)
+        let gemmCeiling = Measure.sgemmCeiling(runs: runs)
         gemmCeiling.sample()
         var pending: [Figure.Pending] = []
         for id in shapes {
@@ -70,6 +70,6 @@ public enum LayerBenchmark {
             pending.append(Figure.Pending(name: "\(id.rawValue) forward+backward", shape: shape, unit: "GFLOP/s", value: Measure.rate(3 * flops, fb), ceiling: "sgemm",
                                   note: "backward = input and all weight gradients = 2x forward FLOPs"))
         }
-        return BenchReport.finish("layer", pending: pending, ceilings: ["sgemm": ("sgemm (GFLOP/s)", gemmCeiling)], sgemmInProcess: gemmInProcess)
+        return BenchReport.finish("layer", pending: pending, sgemm: gemmCeiling)
     }
 }

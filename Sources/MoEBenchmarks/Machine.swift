@@ -36,9 +36,7 @@ public enum Machine {
     nonisolated(unsafe) public static var childCommand: [String]?
 
     nonisolated(unsafe) private static var childFailures: [String] = []
-    nonisolated(unsafe) private static var noChild = false
     static func noteChildFailure(_ s: String) { childFailures.append(s) }
-    static func noteNoChild() { noChild = true }
 
     /// What a child process reports: the kernel it ran and its sgemm rates.
     public struct ChildRates: Codable, Sendable {
@@ -75,8 +73,9 @@ public enum Machine {
         return r.rates
     }
 
-    /// The report of the machine, given the ceilings sampled during a run.
-    static func report(sgemmCeiling: Measure.Stats, sgemmInUse: Measure.Stats?, fma: Measure.Stats) -> MachineReport {
+    /// The report of the machine, given the ceilings sampled during a run (`childMeasured`: a child process
+    /// measured the matching kernel).
+    static func report(sgemmCeiling: Measure.Stats, sgemmInUse: Measure.Stats, fma: Measure.Stats, childMeasured: Bool) -> MachineReport {
         let cpu = CPUInfo.current, blas = BLAS.info, plan = ceilingPlan
         var warnings: [String] = []
         if let w = blas.warning { warnings.append(w) }
@@ -89,13 +88,14 @@ public enum Machine {
         for f in childFailures {
             warnings.append("the matching kernel (\(plan.kernel)) could not be measured in a child process (\(f)); the ceiling below is the BLAS in use")
         }
-        if noChild && !plan.inProcessMatches {
+        if !childMeasured && !plan.inProcessMatches {
             warnings.append("the ceiling is the BLAS in use: no child process could measure the matching kernel (\(plan.kernel))")
         }
         // Only a different kernel or library is named slow, and best samples are compared: the machine's noise only
         // ever slows a run, while a slow kernel is slow in every sample (two measurements of the same kernel once
         // differed by 1.3x in their medians on a noisy stretch of this VM).
-        if let used = sgemmInUse, !plan.inProcessMatches, used.max < 0.9 * sgemmCeiling.max {
+        let used = sgemmInUse
+        if !plan.inProcessMatches, used.max < 0.9 * sgemmCeiling.max {
             warnings.append(String(
                 format: "the BLAS in use (%@ %@) runs sgemm at %.0f GFLOP/s at best, %.2f of the %.0f GFLOP/s that %@ reaches on this machine: every matrix product runs %.1fx slower than it could. %@",
                 blas.library, blas.kernel, used.max, used.max / sgemmCeiling.max, sgemmCeiling.max, plan.kernel,
@@ -128,7 +128,7 @@ public enum Machine {
             cpu: cpu, blas: blas, threads: Parallel.cores, blasThreads: BLAS.threads, fmaPeak: fma,
             theoreticalPeak: theoretical, flopsPerCycle: flopsPerCycle, theoreticalNote: note,
             ceilingKernel: plan.kernel,
-            ceilingMeasuredIn: plan.childEnvironment == nil || noChild ? "this process"
+            ceilingMeasuredIn: !childMeasured ? "this process"
                 : "a child process with OpenBLAS's own threads (OPENBLAS_CORETYPE=\(plan.kernel.split(separator: " ").last ?? ""))"
                     + (plan.inProcessMatches ? " and this process through the tensor API; the better of the two" : ""),
             warnings: warnings)

@@ -33,22 +33,40 @@ public enum Measure {
     public final class Ceiling {
         let measure: () -> [Double]
         var samples: [Double] = []
-        /// Another way to reach the same ceiling; the one with the higher median counts.
-        let alternate: Ceiling?
-        public init(alternate: Ceiling? = nil, _ measure: @escaping () -> [Double]) {
-            self.measure = measure
-            self.alternate = alternate
+        public init(_ measure: @escaping () -> [Double]) { self.measure = measure }
+        public func sample() { samples += measure() }
+        public var stats: Stats { Stats(samples) }
+    }
+
+    /// The sgemm ceiling of BENCHMARKS.md and the tensor API's own rate, sampled together at the start and at the
+    /// end of a benchmark. `matching` is OpenBLAS's own threads with the kernel that matches the CPU's vector ISA,
+    /// in a child process started with OPENBLAS_CORETYPE set to it and MOE_BLAS_OWN_THREADS=1 (OpenBLAS reads
+    /// both once, when it loads); nil where no child can measure. `inProcess` is 2048^3 through the tensor API in
+    /// this process, kept on its own to show a slow BLAS in use.
+    public final class SgemmCeiling {
+        public let matching: Ceiling?
+        public let inProcess: Ceiling
+        /// This process runs the matching kernel, so its rate is a second way to the ceiling.
+        let inProcessMatches: Bool
+
+        init(matching: Ceiling?, inProcess: Ceiling, inProcessMatches: Bool) {
+            self.matching = matching
+            self.inProcess = inProcess
+            self.inProcessMatches = inProcessMatches
         }
+
         public func sample() {
-            samples += measure()
-            alternate?.sample()
+            matching?.sample()
+            inProcess.sample()
         }
-        /// This way's own samples.
-        public var ownStats: Stats { Stats(samples) }
+
+        /// The ceiling: the better of the two ways when this process runs the matching kernel, the child's
+        /// otherwise, and this process's when no child measured anything.
         public var stats: Stats {
-            let own = ownStats
-            guard let a = alternate?.stats, !samples.isEmpty else { return alternate?.stats ?? own }
-            return a.median > own.median ? a : own
+            let here = inProcess.stats
+            guard let m = matching, !m.samples.isEmpty else { return here }
+            let child = m.stats
+            return inProcessMatches && here.median > child.median ? here : child
         }
     }
 
@@ -98,25 +116,20 @@ public enum Measure {
     }
 
     /// The sgemm ceiling of BENCHMARKS.md: 2048^3 on all cores with the OpenBLAS kernel that matches the CPU's
-    /// vector ISA, the better of two ways: OpenBLAS's own threads (in a child process started with
-    /// OPENBLAS_CORETYPE set to that kernel and MOE_BLAS_OWN_THREADS=1; OpenBLAS reads both once, when it loads)
-    /// and the tensor API's split over single-threaded calls (in this process, when it runs that kernel).
-    /// The tensor API's rate is also kept on its own (`inProcess`) to show a slow BLAS in use.
-    public static func sgemmCeiling(runs: Int = 5) -> (ceiling: Ceiling, inProcess: Ceiling) {
+    /// vector ISA (see SgemmCeiling), not yet sampled.
+    public static func sgemmCeiling(runs: Int = 5) -> SgemmCeiling {
         let plan = Machine.ceilingPlan
         let inProcess = Ceiling { sgemmRates(runs: runs) }
-        guard let env = plan.childEnvironment, let command = Machine.childCommand else {
-            Machine.noteNoChild()
-            return (inProcess, inProcess)
-        }
-        let child = Ceiling(alternate: plan.inProcessMatches ? inProcess : nil) {
-            do { return try Machine.childSgemmRates(command: command, environment: env, runs: runs) } catch {
-                Machine.noteChildFailure("\(error)")
-                return []
+        var matching: Ceiling?
+        if let env = plan.childEnvironment, let command = Machine.childCommand {
+            matching = Ceiling {
+                do { return try Machine.childSgemmRates(command: command, environment: env, runs: runs) } catch {
+                    Machine.noteChildFailure("\(error)")
+                    return []
+                }
             }
         }
-        if !plan.inProcessMatches { inProcess.sample() }  // sampled at the start here; at the end by finish
-        return (child, inProcess)
+        return SgemmCeiling(matching: matching, inProcess: inProcess, inProcessMatches: plan.inProcessMatches)
     }
 
     /// 2048^3 sgemm rates, GFLOP/s samples: through the tensor API's product (split over swift-moe's threads), or
@@ -224,48 +237,37 @@ public struct Figure: Codable, Sendable {
 }
 
 public struct BenchReport: Codable, Sendable {
-    /// Samples every ceiling once more, then scales the pending figures by their ceiling's median.
-    /// `ceilings` maps a figure's ceiling name ("sgemm", "copy") to its label and measurement.
+    /// Samples the sgemm ceiling and every other ceiling once more, then scales the pending figures by their
+    /// ceiling's median. `others` maps a figure's ceiling name ("copy") to its label and measurement; figures
+    /// name "sgemm" for the sgemm ceiling.
     public static func finish(
-        _ benchmark: String, pending: [Figure.Pending], ceilings: [String: (label: String, ceiling: Measure.Ceiling)],
-        sgemmInProcess: Measure.Ceiling? = nil
+        _ benchmark: String, pending: [Figure.Pending], sgemm: Measure.SgemmCeiling,
+        others: [String: (label: String, ceiling: Measure.Ceiling)] = [:]
     ) -> BenchReport {
-        for (_, c) in ceilings { c.ceiling.sample() }
-        let runs = max(5, figures(pending).first?.value.runs ?? 5)
-        var all = ceilings
-        // Benchmarks without an sgemm figure still report the machine against its matching kernel.
-        var inProcess = sgemmInProcess
-        if all["sgemm"] == nil {
-            let (c, i) = Measure.sgemmCeiling(runs: runs)
-            c.sample()
-            all["sgemm"] = ("sgemm (GFLOP/s)", c)
-            inProcess = i
-        }
-        if let i = inProcess, i !== all["sgemm"]?.ceiling, i !== all["sgemm"]?.ceiling.alternate { i.sample() }
+        sgemm.sample()
+        for (_, c) in others { c.ceiling.sample() }
+        let gemm = sgemm.stats
+        var medians = others.mapValues { $0.ceiling.stats.median }
+        medians["sgemm"] = gemm.median
         let figures = pending.map { p in
             Figure(name: p.name, shape: p.shape, unit: p.unit, value: p.value, ceiling: p.ceiling,
-                   ceilingValue: p.ceiling.flatMap { all[$0]?.ceiling.stats.median }, note: p.note)
+                   ceilingValue: p.ceiling.flatMap { medians[$0] }, note: p.note)
         }
-        let gemm = all["sgemm"]!.ceiling
-        var table = Dictionary(uniqueKeysWithValues: all.values.map { ($0.label, $0.ceiling.stats) })
-        let plan = Machine.ceilingPlan
-        if plan.childEnvironment != nil && Machine.childCommand != nil {
-            table["sgemm, \(plan.kernel), its own threads (GFLOP/s)"] = gemm.ownStats
+        var table = Dictionary(uniqueKeysWithValues: others.values.map { ($0.label, $0.ceiling.stats) })
+        table["sgemm (GFLOP/s)"] = gemm
+        if let m = sgemm.matching {
+            table["sgemm, \(Machine.ceilingPlan.kernel), its own threads (GFLOP/s)"] = m.stats
         }
-        let inUse = inProcess?.ownStats
-        if let u = inUse { table["sgemm, tensor API, BLAS in use (GFLOP/s)"] = u }
+        let inUse = sgemm.inProcess.stats
+        table["sgemm, tensor API, BLAS in use (GFLOP/s)"] = inUse
         // The vector peak without any BLAS.
-        let fma = Measure.Stats(Measure.fmaRates(runs: runs))
+        let fma = Measure.Stats(Measure.fmaRates(runs: max(5, pending.first?.value.runs ?? 5)))
         table["vector FMA peak, no BLAS (GFLOP/s)"] = fma
-        let machine = Machine.report(sgemmCeiling: gemm.stats, sgemmInUse: inUse, fma: fma)
+        let machine = Machine.report(sgemmCeiling: gemm, sgemmInUse: inUse, fma: fma, childMeasured: sgemm.matching != nil)
         for w in machine.warnings { FileHandle.standardError.write(Data("WARNING: \(w)\n".utf8)) }
         return BenchReport(
             benchmark: benchmark, threads: Parallel.cores, blasThreads: BLAS.threads, build: Measure.buildConfiguration,
             machine: machine, ceilings: table, figures: figures)
-    }
-
-    private static func figures(_ pending: [Figure.Pending]) -> [Figure] {
-        pending.map { Figure(name: $0.name, shape: $0.shape, unit: $0.unit, value: $0.value) }
     }
 
     public let benchmark: String

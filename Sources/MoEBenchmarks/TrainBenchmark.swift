@@ -32,7 +32,7 @@ public enum TrainBenchmark {
     }
 
     public static func run(runs: Int = 5, stepsPerRun: Int = 5) -> BenchReport {
-        let (gemmCeiling, gemmInProcess) = Measure.sgemmCeiling(runs: runs)
+        let gemmCeiling = Measure.sgemmCeiling(runs: runs)
         gemmCeiling.sample()
         let config = TrainConfig()
         let model: MoETransformer<Float>
@@ -56,6 +56,6 @@ public enum TrainBenchmark {
             Figure.Pending(name: "T1 resident memory", shape: shape, unit: "MiB", value: Measure.Stats(rss),
                            note: String(format: "after each run: first %.0f, last %.0f MiB; peak %.0f MiB", rss.first ?? 0, rss.last ?? 0, peakMiB())),
         ]
-        return BenchReport.finish("train", pending: pending, ceilings: ["sgemm": ("sgemm (GFLOP/s)", gemmCeiling)], sgemmInProcess: gemmInProcess)
+        return BenchReport.finish("train", pending: pending, sgemm: gemmCeiling)
     }
 }
