@@ -109,9 +109,7 @@ static char load_error[1024];
 static int load_status = 1;  // 1 = not tried, 0 = loaded, -1 = failed
 static pthread_mutex_t load_lock = PTHREAD_MUTEX_INITIALIZER;
 
-static void (*openblas_set)(int);
-static int (*openblas_get)(void);
-static void (*blis_set)(long);
+static void (*blis_set)(long);  // kept for the int-taking wrappers below
 static long (*blis_get)(void);
 static void blis_set_threads(int n) { blis_set((long)n); }
 static int blis_get_threads(void) { long n = blis_get(); return n < 1 ? 1 : (int)n; }
@@ -225,8 +223,8 @@ static int load_locked(void) {
 
     char *(*corename)(void) = (char *(*)(void))dlsym(h, "openblas_get_corename");
     char *(*config)(void) = (char *(*)(void))dlsym(h, "openblas_get_config");
-    openblas_set = (void (*)(int))dlsym(h, "openblas_set_num_threads");
-    openblas_get = (int (*)(void))dlsym(h, "openblas_get_num_threads");
+    void (*openblas_set)(int) = (void (*)(int))dlsym(h, "openblas_set_num_threads");
+    int (*openblas_get)(void) = (int (*)(void))dlsym(h, "openblas_get_num_threads");
     long (*blisArch)(void) = (long (*)(void))dlsym(h, "bli_arch_query_id");
     const char *(*blisArchName)(long) = (const char *(*)(long))dlsym(h, "bli_arch_string");
     const char *(*blisVersion)(void) = (const char *(*)(void))dlsym(h, "bli_info_get_version_str");
@@ -274,10 +272,13 @@ static int load_locked(void) {
         snprintf(info.warning, sizeof info.warning, "OpenBLAS runs its %s kernels, not the %s kernels asked for through OPENBLAS_CORETYPE",
                  info.kernel, info.requested);
     else if (info.kind == MOE_BLAS_OPENBLAS && info.core_source == MOE_CORE_FROM_LIBRARY && cpu->isa >= MOE_ISA_AVX2
-             && (strcasecmp(info.kernel, "Prescott") == 0 || strcasecmp(info.kernel, "Core2") == 0 || strcasecmp(info.kernel, "Nehalem") == 0))
+             && (strcasecmp(info.kernel, "Prescott") == 0 || strcasecmp(info.kernel, "Core2") == 0 || strcasecmp(info.kernel, "Nehalem") == 0)) {
+        const char *best[8];
+        moe_openblas_cores_for(cpu, best, 8);  // non-empty from AVX2 on
         snprintf(info.warning, sizeof info.warning, "OpenBLAS chose its %s kernels on a CPU with %s: matrix products run several times "
                  "below the machine's speed; set OPENBLAS_CORETYPE=%s", info.kernel, cpu->isa >= MOE_ISA_AVX512 ? "AVX-512" : "AVX2",
-                 cpu->isa >= MOE_ISA_AVX512 ? "SkylakeX" : "Haswell");
+                 best[0]);
+    }
     return 0;
 }
 
