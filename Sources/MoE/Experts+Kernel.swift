@@ -40,7 +40,7 @@ enum ExpertsKernel {
     /// across the cores (MOE_EXPERT_PARALLEL=0/1 forces either). Side by side measured faster on every shape of
     /// `moe bench layer`: the T1 layer 2x (its products are 256 x 128 x 128: a split product pays a thread
     /// hand-off per 2 MFLOP), L2 by 5-20%, L1 about the same.
-    static func parallelOverExperts(_ plan: DispatchPlan, p: Int, d: Int) -> Bool {
+    static func parallelOverExperts(_ plan: DispatchPlan) -> Bool {
         if let s = ProcessInfo.processInfo.environment["MOE_EXPERT_PARALLEL"] { return s == "1" }
         return plan.numExperts >= 2 * Parallel.cores
     }
@@ -76,7 +76,7 @@ enum ExpertsKernel {
         let h = Tensor<T>(uninitializedShape: [m, p])
         let a = Tensor<T>(uninitializedShape: [m, f])
         let ys = Tensor<T>(uninitializedShape: [m, d])
-        let parallel = parallelOverExperts(plan, p: p, d: d)
+        let parallel = parallelOverExperts(plan)
         xs.withUnsafePointer { px in
             w1.withUnsafePointer { pw1 in
                 w2.withUnsafePointer { pw2 in
@@ -136,7 +136,7 @@ enum ExpertsKernel {
         let da = Tensor<T>(uninitializedShape: [m, f])
         let dh = Tensor<T>(uninitializedShape: [m, p])
         let dxs = Tensor<T>(uninitializedShape: [m, d])
-        let parallel = parallelOverExperts(plan, p: p, d: d)
+        let parallel = parallelOverExperts(plan)
         saved.xs.withUnsafePointer { px in
             saved.h.withUnsafePointer { ph in
                 saved.a.withUnsafePointer { pa in

@@ -129,10 +129,10 @@ public struct SGD<T: TensorScalar>: Optimizer {
 public func clipGradientNorm<T: TensorScalar>(_ gradients: inout [String: Tensor<T>], maxNorm: Double) -> Double {
     // In path order: a dictionary's order changes from process to process (seeded hashing), and so would the
     // last bits of the norm.
-    let total = gradients.keys.sorted().reduce(0.0) { $0 + gradients[$1]!.sumOfSquares() }.squareRoot()
+    let total = gradients.sorted { $0.key < $1.key }.reduce(0.0) { $0 + $1.value.sumOfSquares() }.squareRoot()
     let coef = maxNorm / (total + 1e-6)
     if coef < 1 {
-        for key in gradients.keys { gradients[key]!.scale(by: T(coef)) }
+        for key in gradients.keys { gradients[key]?.scale(by: T(coef)) }
     }
     return total
 }
