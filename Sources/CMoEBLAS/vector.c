@@ -1,6 +1,7 @@
-// Row kernels Swift does not vectorize here: the row maximum (a compare-select reduction) and the shifted
-// exponential with its sum (Swift's scalar Float.fastExp loop ran at about 2 cycles per element). Each has an
-// AVX-512 and an AVX2 version, chosen once at load from CPUID, and a portable one.
+// Float kernels Swift does not vectorize here: the row maximum (a compare-select reduction), the shifted
+// exponential with its sum (Swift's scalar Float.fastExp loop ran at about 2 cycles per element), AdamW's update
+// (a square root per element) and a scale with streaming stores. Each has an AVX-512 and an AVX2 version, chosen
+// once at load from CPUID, and a portable one.
 //
 // The exponential is Float.fastExp of MoETensor/TensorScalar.swift, operation for operation (Cephes' expf
 // polynomial, separate multiplies and adds, no contraction), so every y[j] is bit-identical to it.

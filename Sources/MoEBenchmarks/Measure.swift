@@ -158,7 +158,7 @@ public enum Measure {
     /// The CPU's single-precision vector peak on all cores, GFLOP/s samples: a register-only FMA loop of about
     /// 0.1 s per sample on every core at once (no BLAS, no memory traffic).
     public static func fmaRates(runs: Int) -> [Double] {
-        var iterations = 1 << 18
+        let iterations = 1 << 18
         let t0 = now()
         _ = BLAS.fmaProbe(iterations: iterations)
         let n = max(1 << 16, Int(Double(iterations) * 0.1 / max(now() - t0, 1e-6)))

@@ -197,8 +197,9 @@ public enum BLAS {
         #endif
     }
 
-    /// Single-precision FLOPs per second of the CPU's vector units on the calling thread, from a register-only
-    /// FMA loop of about `seconds` (no BLAS, no memory): the compute ceiling no library choice can hide.
+    /// Runs `iterations` rounds of the register-only FMA loop (no BLAS, no memory) on the calling thread and
+    /// returns the single-precision FLOPs done; timed over every core, it is the compute ceiling no library choice
+    /// can hide (Measure.fmaRates).
     public static func fmaProbe(iterations: Int) -> Double {
         #if canImport(Accelerate)
         return 0

@@ -331,13 +331,11 @@ extension Tensor {
         }
     }
 
-    /// Sum of squares of all elements, accumulated in Double.
+    /// Sum of squares of all elements: blocks of 4096 elements are summed in sixteen SIMD lanes of T, blocks in
+    /// parallel, and the block sums in order in Double, so the result does not depend on the number of threads.
+    /// (A single Double chain cannot vectorize: it took 2 ms of T1's step for the gradient norm.)
     @_specialize(where T == Float)
     @_specialize(where T == Double)
-    ///
-    /// Blocks of 4096 elements are summed with SIMD lanes in T, blocks in parallel, and the block sums in order in
-    /// Double: the result does not depend on the number of threads. (A single Double chain cannot vectorize: it
-    /// took 2 ms of T1's step for the gradient norm.)
     public func sumOfSquares() -> Double {
         let n = count, block = 4096
         let blocks = (n + block - 1) / block
