@@ -6,6 +6,11 @@ import Testing
 /// The CPU read from CPUID, the OpenBLAS kernel chosen from it, and the one-row products sent to gemv.
 @Suite("CPU and BLAS")
 struct BLASTests {
+    /// A C string buffer as text.
+    static func text(_ buf: [CChar]) -> String {
+        String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
     /// The kernel's view of the CPU (/proc/cpuinfo flags) and CPUID agree on the vector ISA.
     @Test func cpuidAgreesWithProcCpuinfo() throws {
         let text = try String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)
@@ -57,7 +62,7 @@ struct BLASTests {
         try #require(info.library == "OpenBLAS")
         var buf = [CChar](repeating: 0, count: 512)
         let n = moe_openblas_known_cores(info.path, &buf, buf.count)
-        let list = String(cString: buf).split(separator: ",").map(String.init)
+        let list = Self.text(buf).split(separator: ",").map(String.init)
         #expect(n == list.count)
         if n > 0 {  // a DYNAMIC_ARCH build (Debian's): the baseline core is always in, and so is the one running
             #expect(list.contains("PRESCOTT"))
@@ -67,12 +72,12 @@ struct BLASTests {
         let notELF = TestSupport.temporaryDirectory().appendingPathComponent("x.so").path
         try Data(String(repeating: "not a library ", count: 20).utf8).write(to: URL(fileURLWithPath: notELF))
         #expect(moe_openblas_known_cores(notELF, &buf, buf.count) == -1)
-        #expect(String(cString: buf) == "\(notELF) is not a 64-bit ELF shared library")
+        #expect(Self.text(buf) == "\(notELF) is not a 64-bit ELF shared library")
         try Data("tiny".utf8).write(to: URL(fileURLWithPath: notELF))
         #expect(moe_openblas_known_cores(notELF, &buf, buf.count) == -1)
-        #expect(String(cString: buf) == "\(notELF) is too small to be a shared library")
+        #expect(Self.text(buf) == "\(notELF) is too small to be a shared library")
         #expect(moe_openblas_known_cores("/nonexistent/lib.so", &buf, buf.count) == -1)
-        #expect(String(cString: buf).hasPrefix("cannot open /nonexistent/lib.so"))
+        #expect(Self.text(buf).hasPrefix("cannot open /nonexistent/lib.so"))
     }
 
     /// With OPENBLAS_CORETYPE unset, the process runs the core that matches the ISA; a user's own is respected.
