@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import MoEBenchmarks
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -10,5 +11,12 @@ struct Bench: ParsableCommand {
     static var childCommand: [String]? {
         guard let exe = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") else { return nil }
         return [exe, "bench", "machine", "--sgemm-rates"]
+    }
+
+    /// Runs a benchmark with its ceiling's child process wired to this executable, and prints the report.
+    static func report(json: Bool, _ run: () -> BenchReport) {
+        Machine.childCommand = childCommand
+        let report = run()
+        print(json ? report.json() : report.table())
     }
 }

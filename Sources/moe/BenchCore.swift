@@ -11,8 +11,6 @@ struct BenchCore: ParsableCommand {
 
     func run() throws {
         guard runs >= 5 && runs <= 1000 else { throw UsageError("invalid --runs \(runs): use between 5 and 1000 runs") }
-        Machine.childCommand = Bench.childCommand
-        let report = CoreBenchmark.run(runs: runs)
-        print(json ? report.json() : report.table())
+        Bench.report(json: json) { CoreBenchmark.run(runs: runs) }
     }
 }

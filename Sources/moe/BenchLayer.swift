@@ -20,8 +20,6 @@ struct BenchLayer: ParsableCommand {
         } else {
             throw UsageError("invalid --shape \(shape): use L1, L2, T1-layer or all")
         }
-        Machine.childCommand = Bench.childCommand
-        let report = LayerBenchmark.run(shapes: shapes, runs: runs)
-        print(json ? report.json() : report.table())
+        Bench.report(json: json) { LayerBenchmark.run(shapes: shapes, runs: runs) }
     }
 }

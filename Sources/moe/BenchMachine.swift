@@ -21,8 +21,6 @@ struct BenchMachine: ParsableCommand {
             return
         }
         guard runs >= 5 && runs <= 1000 else { throw UsageError("invalid --runs \(runs): use between 5 and 1000 runs") }
-        Machine.childCommand = Bench.childCommand
-        let report = MachineBenchmark.run(runs: runs)
-        print(json ? report.json() : report.table())
+        Bench.report(json: json) { MachineBenchmark.run(runs: runs) }
     }
 }

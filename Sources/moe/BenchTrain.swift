@@ -12,8 +12,6 @@ struct BenchTrain: ParsableCommand {
     func run() throws {
         guard runs >= 5 && runs <= 1000 else { throw UsageError("invalid --runs \(runs): use between 5 and 1000 runs") }
         guard stepsPerRun >= 1 && stepsPerRun <= 10_000 else { throw UsageError("invalid --steps-per-run \(stepsPerRun): use between 1 and 10000") }
-        Machine.childCommand = Bench.childCommand
-        let report = TrainBenchmark.run(runs: runs, stepsPerRun: stepsPerRun)
-        print(json ? report.json() : report.table())
+        Bench.report(json: json) { TrainBenchmark.run(runs: runs, stepsPerRun: stepsPerRun) }
     }
 }
