@@ -9,6 +9,8 @@
                 (Replace, ByteFallback, Fuse, Strip), <s> added by TemplateProcessing
     metaspace   SentencePiece-style BPE with byte fallback: Metaspace pre-tokenizer (prepend_scheme first) and
                 Metaspace decoder, as newer Llama/Mistral conversions write it
+    converted   gpt2 as transformers' converters write it: "continuing_subword_prefix": "" and
+                "end_of_word_suffix": "" in the model (GPT-2, Qwen2, Llama 3 files on the Hub have these)
 
 Run it in a throwaway virtual environment outside the repository; the tests read the committed output and never
 need Python:
@@ -161,7 +163,8 @@ def cases(tok, seed):
 def main():
     outdir = sys.argv[1]
     makers = dict(qwen2=lambda: byte_level("qwen2"), gpt2=lambda: byte_level("gpt2"),
-                  llama=lambda: sentencepiece("llama"), metaspace=lambda: sentencepiece("metaspace"))
+                  llama=lambda: sentencepiece("llama"), metaspace=lambda: sentencepiece("metaspace"),
+                  converted=lambda: byte_level("gpt2"))
     for i, (name, make) in enumerate(makers.items()):
         if len(sys.argv) > 2 and name not in sys.argv[2:]:
             continue
@@ -169,13 +172,20 @@ def main():
         d = os.path.join(outdir, name)
         os.makedirs(d, exist_ok=True)
         tok.save(os.path.join(d, "tokenizer.json"))
+        if name == "converted":
+            path = os.path.join(d, "tokenizer.json")
+            j = json.load(open(path, encoding="utf-8"))
+            j["model"]["continuing_subword_prefix"] = ""
+            j["model"]["end_of_word_suffix"] = ""
+            with open(path, "w", encoding="utf-8") as f:
+                json.dump(j, f, ensure_ascii=False, indent=2)
         # Round trip through the saved file, so the cases describe exactly what is committed.
         tok = Tokenizer.from_file(os.path.join(d, "tokenizer.json"))
         with open(os.path.join(d, "cases.json"), "w", encoding="utf-8") as f:
             json.dump(cases(tok, seed=i), f, ensure_ascii=False, indent=1)
         print(name, tok.get_vocab_size(), "tokens")
     shared = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "fixtures", "hf", "mixtral")
-    if os.path.isdir(shared):
+    if os.path.isdir(shared) and (len(sys.argv) == 2 or "qwen2" in sys.argv[2:]):
         generate_with_text(shared, os.path.join(outdir, "qwen2", "tokenizer.json"), os.path.join(outdir, "generate_mixtral.json"))
 
 

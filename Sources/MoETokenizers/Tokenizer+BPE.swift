@@ -24,8 +24,17 @@ struct BPE {
         let o = try spec.object(value)
         let type = try spec.type(o)
         guard type == "BPE" else { throw spec.unsupported(type, ["BPE"]) }
-        for key in ["continuing_subword_prefix", "end_of_word_suffix", "dropout"] where o[key] != nil && !(o[key] is NSNull) {
-            throw spec.at(key).error("is set; only tokenizers without it are supported (set it to null)")
+        // transformers' converters write "" for both affixes in byte-level files (GPT-2, Qwen2, Llama 3):
+        // an empty affix adds nothing to any symbol, so it is the same as none.
+        for key in ["continuing_subword_prefix", "end_of_word_suffix"] {
+            guard let v = o[key], !(v is NSNull) else { continue }
+            guard let s = v as? String else { throw spec.at(key).error("is not a string or null") }
+            guard s.isEmpty else {
+                throw spec.at(key).error("is \(s.debugDescription); a non-empty \(key) (WordPiece-style BPE) is not supported yet, only null or \"\"")
+            }
+        }
+        if let v = o["dropout"], !(v is NSNull) {
+            throw spec.at("dropout").error("is set; BPE dropout is for training, set it to null to tokenize")
         }
         guard let entries = RawJSONObject.entries(rawJSON, path: ["model", "vocab"]) else {
             throw spec.at("vocab").error("missing or not an object of token: id")

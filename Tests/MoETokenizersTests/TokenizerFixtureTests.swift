@@ -4,11 +4,12 @@ import Testing
 
 /// Tests/Fixtures/tokenizers (written by scripts/make_tokenizer_fixtures.py with the `tokenizers` library):
 /// four tokenizer.json files set up as Qwen2, GPT-2, Llama 2/Mixtral and Metaspace checkpoints set theirs up,
-/// each with the library's own encodings and decodings of a varied set of texts.
+/// each with the library's own encodings and decodings of a varied set of texts; and `converted`, the gpt2 one
+/// as transformers' converters write it (`"continuing_subword_prefix": ""`, `"end_of_word_suffix": ""`).
 @Suite struct TokenizerFixtureTests {
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .appendingPathComponent("Fixtures/tokenizers")
-    static let names = ["qwen2", "gpt2", "llama", "metaspace"]
+    static let names = ["qwen2", "gpt2", "llama", "metaspace", "converted"]
 
     struct Cases {
         let encode: [[String: Any]]
@@ -92,5 +93,10 @@ import Testing
         #expect(message(#"{\#(model), "pre_tokenizer": {"type": "Split", "pattern": {"Regex": "("}, "behavior": "Isolated"}}"#)
             .contains("pre_tokenizer.pattern: regex ( does not compile"))
         #expect(message(#"{\#(model), "added_tokens": [{"content": "<s>"}]}"#).contains("added_tokens[0].id: not an integer"))
+        // An empty affix is no affix; a real one is refused by name.
+        let affix = ###""model": {"type": "BPE", "vocab": {"a": 0, "b": 1}, "merges": [], "continuing_subword_prefix": "##", "end_of_word_suffix": ""}"###
+        #expect(message("{\(affix.replacingOccurrences(of: "\"##\"", with: "\"\""))}") == "accepted")
+        #expect(message("{\(affix)}") == "dir/tokenizer.json: model.continuing_subword_prefix: is \"##\"; a non-empty continuing_subword_prefix (WordPiece-style BPE) is not supported yet, only null or \"\"")
+        #expect(message("{\(affix.replacingOccurrences(of: "\"\"}", with: "\"</w>\"}").replacingOccurrences(of: "\"##\"", with: "null"))}").contains("model.end_of_word_suffix: is \"</w>\""))
     }
 }
