@@ -1,60 +1,138 @@
 import Foundation
 import MoETensor
 
-/// A strictly checked, memory-mapped safetensors file.
+/// A strictly checked safetensors file, memory-mapped read-only: nothing is read until it is used, pages are
+/// touched lazily (so a file larger than RAM can be inspected), and `bytes(of:)` gives a tensor's stored bytes in
+/// place for the inference engine's zero-copy weights. The mapping lives as long as this object.
+///
+/// Block-quantized tensors (swift-moe's `moe quantize`) are U8 tensors of shape [rows, row bytes] named in the
+/// metadata key `swift_moe.quantization`: a JSON object {tensor name: {"format": "q8" | "q4", "shape": [...]}} whose
+/// shape is the tensor's logical shape (rows = all axes but the last).
 public final class SafetensorsFile: @unchecked Sendable {
     public static let maxHeaderBytes = SafetensorsHeader.maxHeaderBytes
+    /// The metadata key that lists block-quantized tensors.
+    public static let quantizationKey = "swift_moe.quantization"
 
     public let path: String
     let data: Data
+    /// The first byte of the mapping (nil for an empty file).
+    let base: UnsafeRawPointer?
     let dataStart: Int
     /// Tensors in file order.
     public let tensors: [TensorInfo]
     public let metadata: [String: String]
+    /// Block-quantized tensors: name -> (format, logical shape; rows are all axes but the last).
+    public let quantized: [String: (format: BlockFormat, shape: [Int])]
     private let index: [String: Int]
+    /// Identity of the file when it was mapped, to notice a file replaced or truncated under the mapping.
+    private let identity: FileIdentity?
 
     public init(path: String) throws {
         self.path = path
-        let url = URL(fileURLWithPath: path)
         guard FileManager.default.fileExists(atPath: path) else {
             throw SafetensorsError(path, "file not found", hint: "check the path")
         }
-        do { data = try Data(contentsOf: url, options: .alwaysMapped) } catch {
-            throw SafetensorsError(path, "cannot be read (\(error.localizedDescription))", hint: "check the file's permissions")
+        let fd = open(path, O_RDONLY)
+        guard fd >= 0 else {
+            throw SafetensorsError(path, "cannot be read (\(String(cString: strerror(errno))))", hint: "check the file's permissions")
         }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else {
+            throw SafetensorsError(path, "is not a regular file", hint: "point at a .safetensors file")
+        }
+        let size = Int(st.st_size)
+        if size == 0 {
+            data = Data()
+            base = nil
+        } else {
+            guard let m = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), m != MAP_FAILED else {
+                throw SafetensorsError(path, "cannot be mapped (\(String(cString: strerror(errno))))", hint: "check the file and the address space")
+            }
+            base = UnsafeRawPointer(m)
+            data = Data(bytesNoCopy: m, count: size, deallocator: .custom { p, n in munmap(p, n) })
+        }
+        identity = FileIdentity(st)
         (dataStart, tensors, metadata) = try SafetensorsHeader.parse(data, path: path)
         index = Dictionary(uniqueKeysWithValues: tensors.enumerated().map { ($0.element.name, $0.offset) })
+        quantized = try Self.quantizedTensors(metadata, tensors: tensors, index: index, path: path)
     }
 
     public var names: [String] { tensors.map(\.name) }
     public func info(_ name: String) -> TensorInfo? { index[name].map { tensors[$0] } }
 
-    /// A floating-point tensor converted to T (F16 and BF16 widen exactly; F64 -> Float rounds).
+    /// A tensor's stored bytes, in place in the mapping (valid while this file is alive).
+    public func bytes(of info: TensorInfo) -> UnsafeRawPointer {
+        // A zero-byte tensor at the end of the file has no byte to point at; nothing is read through it.
+        guard let base else { return UnsafeRawPointer(bitPattern: 64)! }
+        return base + dataStart + info.begin
+    }
+
+    /// Throws when the file on disk is no longer the one mapped (replaced, truncated or rewritten in place):
+    /// reading a truncated mapping would fault, and a rewritten one would give other weights.
+    public func checkUnchanged() throws {
+        var st = stat()
+        guard stat(path, &st) == 0, let identity, identity == FileIdentity(st) else {
+            throw SafetensorsError(path, "changed on disk while it was mapped (replaced, truncated or rewritten)", hint: "do not modify a model while it is in use; load it again")
+        }
+    }
+
+    /// A floating-point (or block-quantized) tensor converted to T: F16 and BF16 widen exactly, F64 -> Float
+    /// rounds, q8/q4 blocks are dequantized. Large tensors convert in parallel, a vector loop per chunk.
     public func tensor<T: TensorScalar>(_ name: String, as: T.Type = T.self) throws -> Tensor<T> {
         guard let info = info(name) else {
             throw SafetensorsError(path, tensor: name, "is missing", hint: "the checkpoint does not match the model; check the config")
+        }
+        if let q = quantized[name] {
+            let out = Tensor<Float>(uninitializedShape: q.shape)
+            let cols = q.shape[q.shape.count - 1], rows = q.shape.dropLast().reduce(1, *), rowBytes = q.format.rowBytes(cols)
+            let src = bytes(of: info), dst = out.storage.base
+            Parallel.forRange(rows, grain: max(1, (1 << 16) / max(cols, 1))) { r in
+                for i in r { q.format.dequantize(src + i * rowBytes, into: dst + i * cols, cols: cols) }
+            }
+            return T.self == Float.self ? out as! Tensor<T> : Tensor<T>(converting: out)
         }
         guard info.dtype.isFloatingPoint else {
             throw SafetensorsError(path, tensor: name, "has dtype \(info.dtype.rawValue), not a floating-point type", hint: "expected F32, F16, BF16 or F64")
         }
         let out = Tensor<T>(uninitializedShape: info.shape)
-        let dst = out.storage.base
         let count = info.shape.reduce(1, *)
-        data.withUnsafeBytes { raw in
-            let src = raw.baseAddress! + dataStart + info.begin
-            switch info.dtype {
-            case .F32: for i in 0..<count { dst[i] = T(src.loadUnaligned(fromByteOffset: 4 * i, as: Float.self)) }
-            case .F64: for i in 0..<count { dst[i] = T(src.loadUnaligned(fromByteOffset: 8 * i, as: Double.self)) }
-            case .BF16:
-                for i in 0..<count {
-                    let bits = UInt32(src.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)) << 16
-                    dst[i] = T(Float(bitPattern: bits))
-                }
-            case .F16: for i in 0..<count { dst[i] = T(Half.toFloat(src.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))) }
-            default: break
-            }
+        let src = bytes(of: info), dst = out.storage.base
+        Parallel.forRange(count, grain: 1 << 18) { r in
+            Self.convert(src, info.dtype, r, into: dst)
         }
         return out
+    }
+
+    /// Elements `r` of a stored tensor at `src` as T (the mapping's bytes may be unaligned for a type: a
+    /// header length that is not a multiple of 8 is legal).
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
+    static func convert<T: TensorScalar>(_ src: UnsafeRawPointer, _ dtype: DType, _ r: Range<Int>, into dst: UnsafeMutablePointer<T>) {
+        switch dtype {
+        case .F32:
+            if T.self == Float.self {
+                UnsafeMutableRawPointer(dst + r.lowerBound).copyMemory(from: src + 4 * r.lowerBound, byteCount: 4 * r.count)
+            } else {
+                for i in r { dst[i] = T(src.loadUnaligned(fromByteOffset: 4 * i, as: Float.self)) }
+            }
+        case .F64:
+            if T.self == Double.self {
+                UnsafeMutableRawPointer(dst + r.lowerBound).copyMemory(from: src + 8 * r.lowerBound, byteCount: 8 * r.count)
+            } else {
+                for i in r { dst[i] = T(src.loadUnaligned(fromByteOffset: 8 * i, as: Double.self)) }
+            }
+        case .BF16:
+            for i in r { dst[i] = T(Float(bitPattern: UInt32(src.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)) << 16)) }
+        case .F16:
+            for i in r { dst[i] = T(Half.toFloat(src.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))) }
+        default: break
+        }
+    }
+
+    /// Elements `r` of the floating-point tensor `info` as Float into `dst` (dst[0] is element r.lowerBound).
+    public func floats(_ info: TensorInfo, _ r: Range<Int>, into dst: UnsafeMutablePointer<Float>) {
+        Self.convert(bytes(of: info), info.dtype, r, into: dst - r.lowerBound)
     }
 
     /// A 16-bit floating-point tensor kept as it is stored (F16 or BF16 bit patterns, no conversion), for
@@ -67,10 +145,8 @@ public final class SafetensorsFile: @unchecked Sendable {
             throw SafetensorsError(path, tensor: name, "has dtype \(info.dtype.rawValue), not F16 or BF16", hint: "read it with tensor(_:as:) instead")
         }
         let count = info.shape.reduce(1, *)
-        let bits: [UInt16] = data.withUnsafeBytes { raw in
-            let src = raw.baseAddress! + dataStart + info.begin
-            return (0..<count).map { UInt16(littleEndian: src.loadUnaligned(fromByteOffset: 2 * $0, as: UInt16.self)) }
-        }
+        let src = bytes(of: info)
+        let bits = (0..<count).map { UInt16(littleEndian: src.loadUnaligned(fromByteOffset: 2 * $0, as: UInt16.self)) }
         return (info.dtype, info.shape, bits)
     }
 
@@ -80,23 +156,68 @@ public final class SafetensorsFile: @unchecked Sendable {
             throw SafetensorsError(path, tensor: name, "is missing", hint: "the file does not match what reads it")
         }
         let count = info.shape.reduce(1, *)
-        let values: [Int] = data.withUnsafeBytes { raw in
-            let src = raw.baseAddress! + dataStart + info.begin
-            return (0..<count).map { i -> Int in
-                switch info.dtype {
-                case .I64: return Int(src.loadUnaligned(fromByteOffset: 8 * i, as: Int64.self))
-                case .U64: return Int(truncatingIfNeeded: src.loadUnaligned(fromByteOffset: 8 * i, as: UInt64.self))
-                case .I32: return Int(src.loadUnaligned(fromByteOffset: 4 * i, as: Int32.self))
-                case .U32: return Int(src.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self))
-                case .I16: return Int(src.loadUnaligned(fromByteOffset: 2 * i, as: Int16.self))
-                case .U16: return Int(src.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))
-                case .I8: return Int(src.loadUnaligned(fromByteOffset: i, as: Int8.self))
-                case .U8, .BOOL: return Int(src.loadUnaligned(fromByteOffset: i, as: UInt8.self))
-                default: return Int(src.loadUnaligned(fromByteOffset: 4 * i, as: Float.self))
-                }
+        let src = bytes(of: info)
+        let values: [Int] = (0..<count).map { i -> Int in
+            switch info.dtype {
+            case .I64: return Int(src.loadUnaligned(fromByteOffset: 8 * i, as: Int64.self))
+            case .U64: return Int(truncatingIfNeeded: src.loadUnaligned(fromByteOffset: 8 * i, as: UInt64.self))
+            case .I32: return Int(src.loadUnaligned(fromByteOffset: 4 * i, as: Int32.self))
+            case .U32: return Int(src.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self))
+            case .I16: return Int(src.loadUnaligned(fromByteOffset: 2 * i, as: Int16.self))
+            case .U16: return Int(src.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))
+            case .I8: return Int(src.loadUnaligned(fromByteOffset: i, as: Int8.self))
+            case .U8, .BOOL: return Int(src.loadUnaligned(fromByteOffset: i, as: UInt8.self))
+            default: return Int(src.loadUnaligned(fromByteOffset: 4 * i, as: Float.self))
             }
         }
         return (values, info.shape)
+    }
+
+    /// Reads and checks the quantization metadata: a known format per listed tensor, stored as U8 with exactly
+    /// the bytes its logical shape needs.
+    static func quantizedTensors(
+        _ metadata: [String: String], tensors: [TensorInfo], index: [String: Int], path: String
+    ) throws -> [String: (format: BlockFormat, shape: [Int])] {
+        guard let text = metadata[quantizationKey] else { return [:] }
+        guard let obj = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any] else {
+            throw SafetensorsError(path, "metadata \(quantizationKey) is not a JSON object", hint: "re-run moe quantize")
+        }
+        var out: [String: (BlockFormat, [Int])] = [:]
+        for (name, value) in obj {
+            guard let i = index[name] else {
+                throw SafetensorsError(path, tensor: name, "is listed as quantized but is not in the file", hint: "the file is corrupt; re-run moe quantize")
+            }
+            guard let entry = value as? [String: Any], let f = entry["format"] as? String,
+                let shape = (entry["shape"] as? [Any]).flatMap(SafetensorsHeader.integers), shape.count >= 2, shape.allSatisfy({ $0 > 0 }),
+                shape.dropLast().reduce(1, { $0.multipliedReportingOverflow(by: $1).overflow ? Int.max : $0 * $1 }) < Int(Int32.max)
+            else {
+                throw SafetensorsError(path, tensor: name, "has a quantization entry without a format and a shape of rank >= 2", hint: "the file is corrupt; re-run moe quantize")
+            }
+            guard let format = BlockFormat(rawValue: f) else {
+                throw SafetensorsError(path, tensor: name, "has the unknown block format \"\(f)\"", hint: "supported: \(BlockFormat.allCases.map(\.rawValue).joined(separator: ", ")); re-quantize with this version of moe")
+            }
+            let t = tensors[i], rows = shape.dropLast().reduce(1, *), cols = shape[shape.count - 1]
+            guard cols % format.blockSize == 0 else {
+                throw SafetensorsError(path, tensor: name, "has \(cols) columns, not a multiple of the \(format.rawValue) block of \(format.blockSize)", hint: "the file is corrupt; re-run moe quantize")
+            }
+            guard t.dtype == .U8, t.shape == [rows, format.rowBytes(cols)] else {
+                throw SafetensorsError(path, tensor: name, "holds \(t.dtype.rawValue) \(t.shape) but \(format.rawValue) \(shape) needs U8 [\(rows), \(format.rowBytes(cols))]: a truncated or malformed block", hint: "the file is corrupt; re-run moe quantize")
+            }
+            out[name] = (format, shape)
+        }
+        return out
+    }
+}
+
+/// Device, inode, size and modification time of a file.
+struct FileIdentity: Equatable {
+    let device: UInt64, inode: UInt64, size: Int64, seconds: Int, nanoseconds: Int
+    init(_ st: stat) {
+        device = UInt64(st.st_dev)
+        inode = UInt64(st.st_ino)
+        size = Int64(st.st_size)
+        seconds = Int(st.st_mtim.tv_sec)
+        nanoseconds = Int(st.st_mtim.tv_nsec)
     }
 }
 
@@ -122,6 +243,9 @@ public enum SafetensorsWriter {
         case float(Tensor<Float>)
         case double(Tensor<Double>)
         case int64([Int], shape: [Int])
+        /// `byteCount` bytes of `dtype` produced in pieces by `produce`, which hands each piece to its argument
+        /// (for tensors streamed from another file, converted or quantized on the way).
+        case stream(dtype: String, shape: [Int], byteCount: Int, produce: ((UnsafeRawBufferPointer) throws -> Void) throws -> Void)
     }
 
     public static func write(_ tensors: [(String, Payload)], metadata: [String: String] = [:], to path: String) throws {
@@ -134,6 +258,7 @@ public enum SafetensorsWriter {
             case .float(let t): (dtype, shape, bytes) = ("F32", t.shape, t.count * 4)
             case .double(let t): (dtype, shape, bytes) = ("F64", t.shape, t.count * 8)
             case .int64(let v, let s): (dtype, shape, bytes) = ("I64", s, v.count * 8)
+            case .stream(let dt, let s, let n, _): (dtype, shape, bytes) = (dt, s, n)
             }
             header[name] = ["dtype": dtype, "shape": shape, "data_offsets": [offset, offset + bytes]]
             offset += bytes
@@ -151,6 +276,15 @@ public enum SafetensorsWriter {
                 case .int64(let v, _):
                     let w = v.map { Int64($0).littleEndian }
                     try w.withUnsafeBufferPointer { try AtomicFile.writeAll(fd, UnsafeRawBufferPointer($0), path: path) }
+                case .stream(_, _, let n, let produce):
+                    var written = 0
+                    try produce { piece in
+                        try AtomicFile.writeAll(fd, piece, path: path)
+                        written += piece.count
+                    }
+                    guard written == n else {
+                        throw SafetensorsError(path, "a streamed tensor gave \(written) bytes instead of \(n)", hint: "this is a bug in the writer's caller")
+                    }
                 }
             }
         }

@@ -12,17 +12,13 @@ public enum HuggingFace {
 
     public struct LoadError: Error, CustomStringConvertible {
         public let description: String
+        public init(description: String) { self.description = description }
     }
 
     /// Loads any supported checkpoint directory.
     public static func load(_ dir: String) throws -> MoETransformer<Float> {
         let path = dir + "/config.json"
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw LoadError(description: "\(path): not found; point at a model directory with config.json")
-        }
-        guard let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
-            throw LoadError(description: "\(path): not valid JSON; fix or re-download the file")
-        }
+        let json = try readConfig(dir)
         let type = json["model_type"] as? String ?? "(none)"
         switch type {
         case "swift_moe": return try ModelFiles.load(dir, as: Float.self)
@@ -36,6 +32,35 @@ public enum HuggingFace {
             return try loadDeepSeek(dir, config: json, family: type)
         default:
             throw LoadError(description: "\(path): unknown model_type \"\(type)\"; supported: \(supported.joined(separator: ", "))")
+        }
+    }
+
+    /// `dir/config.json` as a JSON object.
+    public static func readConfig(_ dir: String) throws -> [String: Any] {
+        let path = dir + "/config.json"
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw LoadError(description: "\(path): not found; point at a model directory with config.json")
+        }
+        guard let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            throw LoadError(description: "\(path): not valid JSON; fix or re-download the file")
+        }
+        return json
+    }
+
+    /// The families whose config maps to a `TransformerConfig` without building the model (the inference
+    /// engine's families).
+    public static let configOnlyFamilies = ["mixtral", "olmoe", "qwen2_moe", "qwen3_moe"]
+
+    /// The `TransformerConfig` of a checkpoint of one of `configOnlyFamilies`, without building the model.
+    public static func config(_ dir: String) throws -> TransformerConfig {
+        let path = dir + "/config.json"
+        let j = try readConfig(dir)
+        let type = j["model_type"] as? String ?? "(none)"
+        switch type {
+        case "mixtral": return try mixtralConfig(j, path: path, family: type)
+        case "olmoe", "qwen2_moe", "qwen3_moe": return try qwenConfig(j, path: path, family: type)
+        default:
+            throw LoadError(description: "\(path): model_type \"\(type)\" is not supported by the inference engine yet; supported: \(configOnlyFamilies.joined(separator: ", "))")
         }
     }
 
@@ -68,6 +93,14 @@ public enum HuggingFace {
     /// optional biases on q/k/v/o and the head, and SparseMixer routing (top-2, margin `router_jitter_noise`).
     static func loadMixtral(_ dir: String, config j: [String: Any], family: String) throws -> MoETransformer<Float> {
         let path = dir + "/config.json"
+        let c = try mixtralConfig(j, path: path, family: family)
+        let model = try build(c, path: path)
+        let file = try SafetensorsCheckpoint(directory: dir)
+        try ModelFiles.install(model.parameters, from: file, family: family, source: mixtralNames(experts: c.moe!.numExperts))
+        return model
+    }
+
+    static func mixtralConfig(_ j: [String: Any], path: String, family: String) throws -> TransformerConfig {
         let f = try int(j, "intermediate_size", path)
         var moe = MoEConfig(
             hiddenSize: try int(j, "hidden_size", path), expertHiddenSize: f, numExperts: try int(j, "num_local_experts", path),
@@ -85,10 +118,7 @@ public enum HuggingFace {
             c.attentionOutputBias = c.attentionBias
             c.lmHeadBias = j["lm_head_bias"] as? Bool ?? false
         }
-        let model = try build(c, path: path)
-        let file = try SafetensorsCheckpoint(directory: dir)
-        try ModelFiles.install(model.parameters, from: file, family: family, source: mixtralNames(experts: moe.numExperts))
-        return model
+        return c
     }
 
     /// Mixtral's file names for the model's parameters (also what `export` writes).
@@ -108,6 +138,14 @@ public enum HuggingFace {
     /// - flex_olmo: as olmoe, with OLMo 2's norms on the attention and FFN outputs instead of their inputs.
     static func loadQwenLike(_ dir: String, config j: [String: Any], family: String) throws -> MoETransformer<Float> {
         let path = dir + "/config.json"
+        let c = try qwenConfig(j, path: path, family: family)
+        let model = try build(c, path: path)
+        let file = try SafetensorsCheckpoint(directory: dir)
+        try ModelFiles.install(model.parameters, from: file, family: family, source: qwenNames(experts: c.moe!.numExperts))
+        return model
+    }
+
+    static func qwenConfig(_ j: [String: Any], path: String, family: String) throws -> TransformerConfig {
         if let only = j["mlp_only_layers"] as? [Int], !only.isEmpty {
             throw LoadError(description: "\(path): mlp_only_layers \(only) is not supported yet; only decoder_sparse_step placement is")
         }
@@ -128,10 +166,7 @@ public enum HuggingFace {
         let step = j["decoder_sparse_step"] as? Int ?? 1
         c.moeEvery = step
         c.firstDenseLayers = step - 1
-        let model = try build(c, path: path)
-        let file = try SafetensorsCheckpoint(directory: dir)
-        try ModelFiles.install(model.parameters, from: file, family: family, source: qwenNames(experts: moe.numExperts))
-        return model
+        return c
     }
 
     /// The Qwen / OLMoE file names for the model's parameters (also what `export` writes for qwen2_moe).

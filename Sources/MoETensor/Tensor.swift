@@ -8,15 +8,19 @@ public final class TensorStorage<T: TensorScalar>: @unchecked Sendable {
     /// Uninitialized storage; callers fill every element before reading.
     public init(capacity: Int) {
         self.capacity = capacity
-        let bytes = Swift.max(1, capacity) * MemoryLayout<T>.stride
+        let bytes = BlockCache.sizeClass(Swift.max(1, capacity) * MemoryLayout<T>.stride)
         let raw = BlockCache.shared.take(bytes) ?? UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
         base = raw.bindMemory(to: T.self, capacity: Swift.max(1, capacity))
     }
 
     deinit {
         let raw = UnsafeMutableRawPointer(base)
-        if !BlockCache.shared.give(raw, bytes: Swift.max(1, capacity) * MemoryLayout<T>.stride) { raw.deallocate() }
+        if !BlockCache.shared.give(raw, bytes: BlockCache.sizeClass(Swift.max(1, capacity) * MemoryLayout<T>.stride)) { raw.deallocate() }
     }
+
+    /// Frees the blocks kept for reuse (before measuring a program's own peak memory, or when done with a
+    /// phase whose shapes will not come back).
+    public static func releaseCachedBlocks() { BlockCache.shared.releaseAll() }
 }
 
 /// Keeps freed large blocks for reuse by the next tensor of the same byte size.
@@ -25,8 +29,10 @@ public final class TensorStorage<T: TensorScalar>: @unchecked Sendable {
 /// large tensor would pay a page fault per 4 KiB on first touch (measured: +8-10% on a 2048^3 matmul through
 /// the tensor API, and most of an elementwise op's time). Training and inference loops allocate the same
 /// shapes step after step, so an exact-size cache removes nearly all of it, as framework caching
-/// allocators do. Blocks under 1 MiB go straight to malloc. The cache holds at most `limit` bytes
-/// (MOE_CACHE_MB overrides; 0 disables it).
+/// allocators do. Blocks under 1 MiB go straight to malloc. Sizes are rounded up to one of 8 classes per
+/// power of two (at most 12.5% more), so tensors whose shapes vary a little (an expert's block of tokens)
+/// share blocks instead of each size keeping its own. The cache holds at most `limit` bytes (MOE_CACHE_MB
+/// overrides; 0 disables it).
 final class BlockCache: @unchecked Sendable {
     static let shared = BlockCache()
     static let minimumBytes = 1 << 20
@@ -40,6 +46,23 @@ final class BlockCache: @unchecked Sendable {
         let env = ProcessInfo.processInfo.environment["MOE_CACHE_MB"].flatMap { Int($0) }
         let physical = Int(clamping: ProcessInfo.processInfo.physicalMemory)
         limit = env.map { $0 << 20 } ?? min(4 << 30, physical / 4)
+    }
+
+    /// `bytes` rounded up to its size class (unchanged below `minimumBytes`).
+    @inline(__always)
+    static func sizeClass(_ bytes: Int) -> Int {
+        guard bytes >= minimumBytes else { return bytes }
+        let step = 1 << (Int.bitWidth - bytes.leadingZeroBitCount - 1 - 3)  // an eighth of the power of two below
+        return (bytes + step - 1) / step * step
+    }
+
+    func releaseAll() {
+        lock.lock()
+        let blocks = free.values.flatMap { $0 }
+        free = [:]
+        cached = 0
+        lock.unlock()
+        for p in blocks { p.deallocate() }
     }
 
     func take(_ bytes: Int) -> UnsafeMutableRawPointer? {

@@ -10,6 +10,7 @@
 #define MOE_BLAS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -165,6 +166,44 @@ void moe_adamw_f32_portable(float *p, float *m, float *v, const float *g, long n
 /// and 6 adds in independent chains) on the calling thread with the widest usable ISA, and returns the
 /// single-precision FLOPs done (2 per lane per FMA, 1 per lane per multiply or add).
 double moe_fma_probe(long iterations);
+
+// ---- weights as stored: 16-bit floats and block-quantized rows (matvec.c) -------------------------------------
+
+float moe_f16_to_f32(uint16_t h);
+/// Round to nearest even; overflow gives infinity.
+uint16_t moe_f32_to_f16(float f);
+/// Bytes of one row of `cols` weights in swift-moe's q8 (Q8_0-style, 32 per block) and q4 (affine, 64 per group)
+/// row-planar formats; `cols` must be a multiple of 32 (q8) or 64 (q4).
+long moe_q8_row_bytes(long cols);
+long moe_q4_row_bytes(long cols);
+void moe_quantize_row_q8(const float *x, uint8_t *out, long cols);
+void moe_quantize_row_q4(const float *x, uint8_t *out, long cols);
+void moe_dequantize_row_q8(const uint8_t *in, float *y, long cols);
+void moe_dequantize_row_q4(const uint8_t *in, float *y, long cols);
+void moe_widen_bf16(const uint16_t *in, float *y, long n);
+void moe_widen_f16(const uint16_t *in, float *y, long n);
+/// Per block of `block` (32 for q8 weights, 64 for q4): d[b] = max|x|/127, q = round(x/d), sums[b] = d[b] * (sum of
+/// the block's codes). n % block == 0.
+void moe_quantize_activation(const float *x, int8_t *q, float *d, float *sums, long n, long block);
+/// y[r] = W[r, :] . x for r in [0, rows): W row-major as stored, x in f32 (16-bit) or quantized (q8, q4).
+/// f32 weights with AVX-512 (returns 1), or nothing (returns 0: use the BLAS's sgemv).
+int moe_matvec_f32(const float *w, const float *x, float *y, long rows, long cols);
+void moe_matvec_bf16(const uint16_t *w, const float *x, float *y, long rows, long cols);
+void moe_matvec_f16(const uint16_t *w, const float *x, float *y, long rows, long cols);
+void moe_matvec_q8(const uint8_t *w, const int8_t *xq, const float *xd, float *y, long rows, long cols);
+/// q4 also takes the activation packed for its 512-bit kernel by moe_pack_activation_q4 (a buffer of
+/// moe_q4_packed_bytes(cols) bytes).
+void moe_matvec_q4(const uint8_t *w, const int8_t *xq, const float *xd, const float *xs, const void *packed, float *y, long rows,
+                   long cols);
+long moe_q4_packed_bytes(long n);
+/// Per pair of groups of 64: the codes as [first halves of both | second halves of both], the scales as 16
+/// lanes (8 per group), the scaled code sums as [0, s0, 0, s1].
+void moe_pack_activation_q4(const int8_t *xq, const float *xd, const float *xs, long n, void *out);
+/// The same products without vector instructions (the tests' reference).
+void moe_matvec_bf16_portable(const uint16_t *w, const float *x, float *y, long rows, long cols);
+void moe_matvec_f16_portable(const uint16_t *w, const float *x, float *y, long rows, long cols);
+void moe_matvec_q8_portable(const uint8_t *w, const int8_t *xq, const float *xd, float *y, long rows, long cols);
+void moe_matvec_q4_portable(const uint8_t *w, const int8_t *xq, const float *xd, const float *xs, float *y, long rows, long cols);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,289 @@
+import Foundation
+import MoE
+import MoEAutograd
+import MoEModels
+import MoENN
+import MoETensor
+
+#if !canImport(Accelerate)
+import CMoEBLAS
+#endif
+
+/// One sequence being run by an `InferenceModel`: its KV cache and the scratch that decode reuses token after
+/// token. `forward` runs a prompt (prefill: tokens grouped by expert, one product per expert block) or one
+/// token (decode: matrix-vector products over the selected experts only, each phase one parallel pass).
+///
+/// Legend: T tokens of this call, S positions in the cache, D model dim, H/KV heads, Dh head dim, F expert width.
+public final class InferenceSession {
+    public let model: InferenceModel
+    /// Positions held in the cache.
+    public private(set) var length = 0
+    public let capacity: Int
+    var keys: [Tensor<Float>]  // per layer [capacity, KV Dh]
+    var values: [Tensor<Float>]
+    /// Quantized forms of decode's inputs: [0] the layer input, [1...] one per selected expert.
+    let buffers: [ActivationBuffer]
+
+    public init(model: InferenceModel, capacity: Int) {
+        self.model = model
+        self.capacity = capacity
+        let c = model.config
+        let width = c.numKVHeads * c.headDim
+        keys = c.numLayers == 0 ? [] : (0..<c.numLayers).map { _ in Tensor<Float>(uninitializedShape: [capacity, width]) }
+        values = keys.map { _ in Tensor<Float>(uninitializedShape: [capacity, width]) }
+        let widest = Swift.max(c.hiddenSize, c.numHeads * c.headDim, c.intermediateSize, c.moe?.expertHiddenSize ?? 0, c.moe?.sharedExpertHiddenSize ?? 0)
+        buffers = (0..<((c.moe?.expertsPerToken ?? 1) + 2)).map { _ in ActivationBuffer(capacity: widest) }
+    }
+
+    public func reset() { length = 0 }
+
+    /// Runs `ids` at positions `length ..< length + T` and appends them to the cache. Returns logits [T, V] with
+    /// `allLogits`, else [1, V] for the last position.
+    public func forward(_ ids: [Int], allLogits: Bool = false) -> Tensor<Float> {
+        let c = model.config
+        let t = ids.count, d = c.hiddenSize, start = length
+        Shape.require(t > 0, "inference", "no tokens to run")
+        Shape.require(start + t <= capacity, "inference", "\(start + t) positions exceed the session's capacity of \(capacity)")
+        for id in ids { Shape.require(id >= 0 && id < c.vocabSize, "inference", "token id \(id) outside the vocabulary of \(c.vocabSize)") }
+        var x = Tensor<Float>(uninitializedShape: [t, d])
+        x.withUnsafeMutablePointer { px in
+            for (i, id) in ids.enumerated() { model.embed.widen(rows: id..<(id + 1), into: px + i * d) }
+        }
+        let positions = Array(start..<(start + t))
+        for (i, layer) in model.layers.enumerated() {
+            let a = attention(layer, index: i, Tensor.rmsNorm(x, weight: layer.inputNorm, eps: Float(c.rmsNormEps)).y, positions: positions)
+            x = x + a
+            let h = Tensor.rmsNorm(x, weight: layer.postNorm, eps: Float(c.rmsNormEps)).y
+            let f = layer.router != nil ? moe(layer, h) : mlp(layer.dense!, h)
+            x = x + f
+        }
+        length += t
+        let last = allLogits || t == 1 ? x : x.rows((t - 1)..<t)
+        let normed = Tensor.rmsNorm(last, weight: model.finalNorm, eps: Float(c.rmsNormEps)).y
+        return project(model.head, normed)
+    }
+
+    // MARK: products
+
+    /// x [T, cols] -> x W^T [T, rows]. One token: a parallel matrix-vector pass over the stored weights.
+    /// More: f32 weights go straight to sgemm; other formats are widened a block of rows at a time (4 MB) into
+    /// f32 scratch for sgemm, so a prompt runs at the BLAS's rate whatever the storage.
+    func project(_ w: WeightMatrix, _ x: Tensor<Float>) -> Tensor<Float> {
+        let t = x.shape[0]
+        Shape.require(x.shape == [t, w.cols], "inference", "input \(Shape.describe(x.shape)) for weights [\(w.rows), \(w.cols)]")
+        let y = Tensor<Float>(uninitializedShape: [t, w.rows])
+        let py = y.storage.base
+        x.withUnsafePointer { px in
+            if t == 1 {
+                MatVec.run([MatVec.Job(w: w, x: buffers[0].activation(px, count: w.cols, for: w.format), y: py)])
+            } else if w.format == .f32 {
+                Float.gemm(transA: false, transB: true, m: t, n: w.rows, k: w.cols, alpha: 1, a: px, lda: w.cols,
+                           b: w.base.assumingMemoryBound(to: Float.self), ldb: w.cols, beta: 0, c: py, ldc: w.rows)
+            } else {
+                let block = Swift.min(w.rows, Swift.max(64, (1 << 20) / Swift.max(w.cols, 1)))
+                let scratch = Tensor<Float>(uninitializedShape: [block, w.cols])
+                let ps = scratch.storage.base
+                for r0 in stride(from: 0, to: w.rows, by: block) {
+                    let r1 = Swift.min(w.rows, r0 + block)
+                    Parallel.forRange(r1 - r0, grain: 16) { r in
+                        w.widen(rows: (r0 + r.lowerBound)..<(r0 + r.upperBound), into: ps + r.lowerBound * w.cols)
+                    }
+                    Float.gemm(transA: false, transB: true, m: t, n: r1 - r0, k: w.cols, alpha: 1, a: px, lda: w.cols,
+                               b: ps, ldb: w.cols, beta: 0, c: py + r0, ldc: w.rows)
+                }
+            }
+        }
+        return y
+    }
+
+    static func addBias(_ y: inout Tensor<Float>, _ b: [Float]?) {
+        guard let b else { return }
+        let n = b.count, rows = y.count / n
+        y.withUnsafeMutablePointer { p in
+            for r in 0..<rows { for j in 0..<n { p[r * n + j] += b[j] } }
+        }
+    }
+
+    /// silu(g) * u, elementwise.
+    static func swiglu(_ g: UnsafePointer<Float>, _ u: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, _ n: Int) {
+        for j in 0..<n {
+            let v = g[j]
+            out[j] = v / (1 + Float.fastExp(-v)) * u[j]
+        }
+    }
+
+    // MARK: blocks
+
+    func attention(_ l: InferenceModel.Layer, index: Int, _ h: Tensor<Float>, positions: [Int]) -> Tensor<Float> {
+        let c = model.config
+        let t = h.shape[0], dh = c.headDim, hq = c.numHeads, hkv = c.numKVHeads
+        var q: Tensor<Float>, k: Tensor<Float>, v: Tensor<Float>
+        if t == 1 {
+            q = Tensor(uninitializedShape: [1, hq * dh])
+            k = Tensor(uninitializedShape: [1, hkv * dh])
+            v = Tensor(uninitializedShape: [1, hkv * dh])
+            h.withUnsafePointer { ph in
+                // One pass over q, k and v when they share a format (they do in every file moe quantize writes).
+                if l.q.format == l.k.format && l.k.format == l.v.format {
+                    let act = buffers[0].activation(ph, count: c.hiddenSize, for: l.q.format)
+                    MatVec.run([
+                        MatVec.Job(w: l.q, x: act, y: q.storage.base), MatVec.Job(w: l.k, x: act, y: k.storage.base),
+                        MatVec.Job(w: l.v, x: act, y: v.storage.base),
+                    ])
+                } else {
+                    for (w, y) in [(l.q, q.storage.base), (l.k, k.storage.base), (l.v, v.storage.base)] {
+                        MatVec.run([MatVec.Job(w: w, x: buffers[0].activation(ph, count: c.hiddenSize, for: w.format), y: y)])
+                    }
+                }
+            }
+        } else {
+            q = project(l.q, h)
+            k = project(l.k, h)
+            v = project(l.v, h)
+        }
+        Self.addBias(&q, l.qBias)
+        Self.addBias(&k, l.kBias)
+        Self.addBias(&v, l.vBias)
+        let eps = Float(c.rmsNormEps)
+        if let qn = l.qNorm, let kn = l.kNorm {
+            if qn.count == dh {
+                q = Tensor.rmsNorm(q.reshaped([t * hq, dh]), weight: qn, eps: eps).y
+                k = Tensor.rmsNorm(k.reshaped([t * hkv, dh]), weight: kn, eps: eps).y
+            } else {
+                q = Tensor.rmsNorm(q, weight: qn, eps: eps).y
+                k = Tensor.rmsNorm(k, weight: kn, eps: eps).y
+            }
+        }
+        q = Tensor.rope(q.reshaped([1, t, hq, dh]), positions: positions, theta: c.ropeTheta, rotaryDim: c.rotaryDim)
+        k = Tensor.rope(k.reshaped([1, t, hkv, dh]), positions: positions, theta: c.ropeTheta, rotaryDim: c.rotaryDim)
+        let start = positions[0], s = start + t, width = hkv * dh
+        k.withUnsafePointer { pk in
+            keys[index].withUnsafeMutablePointer { dst in (dst + start * width).update(from: pk, count: t * width) }
+        }
+        v.withUnsafePointer { pv in
+            values[index].withUnsafeMutablePointer { dst in (dst + start * width).update(from: pv, count: t * width) }
+        }
+        let scale = Float(c.attentionScale ?? 1 / Double(dh).squareRoot())
+        let out = Tensor.attention(
+            q: q, k: keys[index].rows(0..<s).reshaped([1, s, hkv, dh]), v: values[index].rows(0..<s).reshaped([1, s, hkv, dh]),
+            causal: true, scale: scale
+        ).out
+        var o = project(l.o, out.reshaped([t, hq * dh]))
+        Self.addBias(&o, l.oBias)
+        return o
+    }
+
+    /// A dense SwiGLU MLP over all T rows.
+    func mlp(_ m: InferenceModel.MLP, _ x: Tensor<Float>) -> Tensor<Float> {
+        let t = x.shape[0], f = m.gate.rows
+        let g = project(m.gate, x), u = project(m.up, x)
+        let a = Tensor<Float>(uninitializedShape: [t, f])
+        g.withUnsafePointer { pg in u.withUnsafePointer { pu in Self.swiglu(pg, pu, a.storage.base, t * f) } }
+        return project(m.down, a)
+    }
+
+    /// The MoE block: the shared router picks the experts; one token runs its k experts' gate and up in one
+    /// parallel pass and their downs in another; a prompt runs each expert once over its block of tokens.
+    func moe(_ l: InferenceModel.Layer, _ h: Tensor<Float>) -> Tensor<Float> {
+        let t = h.shape[0], d = h.shape[1]
+        let routing = l.router!.route(Variable(h), .inference, .inference)
+        let weights = routing.weights.value.scalars
+        var out = Tensor<Float>.zeros([t, d])
+        let po = out.storage.base
+        let kept = (0..<routing.assignmentCount).filter { routing.kept[$0] }
+        if t == 1 {
+            let f = l.experts[0].gate.rows
+            let gu = Tensor<Float>(uninitializedShape: [kept.count, 2, f])  // gate then up per selected expert
+            let act = Tensor<Float>(uninitializedShape: [kept.count, f])
+            let ys = Tensor<Float>(uninitializedShape: [kept.count, d])
+            let pgu = gu.storage.base, pa = act.storage.base, py = ys.storage.base
+            h.withUnsafePointer { ph in
+                // Every expert's gate and up of a file share one format (moe quantize treats them alike).
+                let x = buffers[0].activation(ph, count: d, for: l.experts[0].gate.format)
+                var jobs: [MatVec.Job] = []
+                for (i, a) in kept.enumerated() {
+                    let e = l.experts[routing.experts[a]]
+                    jobs.append(MatVec.Job(w: e.gate, x: x, y: pgu + 2 * i * f))
+                    jobs.append(MatVec.Job(w: e.up, x: x, y: pgu + (2 * i + 1) * f))
+                }
+                MatVec.run(jobs)
+                jobs.removeAll(keepingCapacity: true)
+                for (i, a) in kept.enumerated() {
+                    let e = l.experts[routing.experts[a]]
+                    Self.swiglu(pgu + 2 * i * f, pgu + (2 * i + 1) * f, pa + i * f, f)
+                    jobs.append(MatVec.Job(w: e.down, x: buffers[1 + i].activation(pa + i * f, count: f, for: e.down.format), y: py + i * d))
+                }
+                MatVec.run(jobs)
+            }
+            for (i, a) in kept.enumerated() {
+                let w = weights[a]
+                for j in 0..<d { po[j] += w * py[i * d + j] }
+            }
+        } else {
+            // Permute: the kept assignments grouped by expert, in token order within each.
+            var rows = [[Int]](repeating: [], count: l.experts.count)
+            for a in kept { rows[routing.experts[a]].append(a) }
+            h.withUnsafePointer { ph in
+                for (e, assignments) in rows.enumerated() where !assignments.isEmpty {
+                    let n = assignments.count
+                    let xe = Tensor<Float>(uninitializedShape: [n, d])  // [n, D] gathered rows
+                    for (i, a) in assignments.enumerated() { (xe.storage.base + i * d).update(from: ph + routing.tokens[a] * d, count: d) }
+                    let y = mlp(l.experts[e], xe)  // [n, D]
+                    y.withUnsafePointer { py in
+                        for (i, a) in assignments.enumerated() {
+                            let w = weights[a], dst = po + routing.tokens[a] * d, src = py + i * d
+                            for j in 0..<d { dst[j] += w * src[j] }
+                        }
+                    }
+                }
+            }
+        }
+        if let s = l.shared {
+            let y = mlp(s, h)
+            y.withUnsafePointer { py in
+                h.withUnsafePointer { ph in
+                    for r in 0..<t {
+                        var scale: Float = 1
+                        if let g = l.sharedGate {
+                            var z: Float = 0
+                            for j in 0..<d { z += g[j] * ph[r * d + j] }
+                            scale = 1 / (1 + Float.fastExp(-z))
+                        }
+                        for j in 0..<d { po[r * d + j] += scale * py[r * d + j] }
+                    }
+                }
+            }
+        }
+        return out
+    }
+}
+
+/// Matrix-vector products run together: the rows of all jobs are cut into pieces handed to the cores as they
+/// free up, so one pass covers (say) q, k and v, or the gate and up of every selected expert.
+enum MatVec {
+    struct Job {
+        let w: WeightMatrix
+        let x: Activation
+        let y: UnsafeMutablePointer<Float>
+    }
+
+    static func run(_ jobs: [Job]) {
+        let total = jobs.reduce(0) { $0 + $1.w.rows }
+        let bytes = jobs.reduce(0) { $0 + $1.w.bytes }
+        // Below about 256 KB a second core costs more to wake than it saves.
+        let pieces = bytes < (256 << 10) ? 1 : Parallel.cores * 4
+        let unit = 16
+        let units = (total + unit - 1) / unit
+        Parallel.forEachDynamic(Swift.min(pieces, units)) { p in
+            let parts = Swift.min(pieces, units)
+            let lo = Swift.min(total, units * p / parts * unit), hi = Swift.min(total, units * (p + 1) / parts * unit)
+            var base = 0
+            for job in jobs {
+                let r0 = Swift.max(lo, base), r1 = Swift.min(hi, base + job.w.rows)
+                if r1 > r0 { job.w.matvec(rows: (r0 - base)..<(r1 - base), job.x, job.y + (r0 - base)) }
+                base += job.w.rows
+                if base >= hi { break }
+            }
+        }
+    }
+}

@@ -1,0 +1,181 @@
+import Foundation
+import MoEIO
+import MoETensor
+
+#if !canImport(Accelerate)
+import CMoEBLAS
+#endif
+
+/// A weight matrix [rows, cols] used where it is stored: inside a memory-mapped safetensors file, as f32,
+/// bf16, f16 or one of swift-moe's block formats. Nothing is copied or widened at load; products widen or
+/// dequantize on the fly (decode) or a block of rows at a time (prefill).
+public struct WeightMatrix: @unchecked Sendable {
+    public enum Format: String, Sendable {
+        case f32, bf16, f16, q8, q4
+    }
+
+    public let rows: Int
+    public let cols: Int
+    public let format: Format
+    let base: UnsafeRawPointer
+    /// Keeps a copied matrix alive (only when the stored bytes were not aligned for their type).
+    let owner: AnyObject?
+
+    init(rows: Int, cols: Int, format: Format, base: UnsafeRawPointer, owner: AnyObject? = nil) {
+        self.rows = rows
+        self.cols = cols
+        self.format = format
+        self.base = base
+        self.owner = owner
+    }
+
+    /// MOE_F32_MATVEC=blas sends f32 decode products to the BLAS's sgemv instead of the AVX-512 kernel (for
+    /// comparison: OpenBLAS 0.3.21's sgemv read about 24 GB/s here, the four-row kernel about 28).
+    static let useBLASForF32 = ProcessInfo.processInfo.environment["MOE_F32_MATVEC"] == "blas"
+
+    public var rowBytes: Int {
+        switch format {
+        case .f32: return 4 * cols
+        case .bf16, .f16: return 2 * cols
+        case .q8: return BlockFormat.q8.rowBytes(cols)
+        case .q4: return BlockFormat.q4.rowBytes(cols)
+        }
+    }
+
+    public var bytes: Int { rows * rowBytes }
+    var isQuantized: Bool { format == .q8 || format == .q4 }
+
+    /// The matrix `name` of `file` in place. F32, BF16, F16 and q8/q4 are used as stored; F64 is refused.
+    static func mapped(_ file: SafetensorsFile, _ name: String, rows: Int, cols: Int) throws -> WeightMatrix {
+        guard let info = file.info(name) else {
+            throw SafetensorsError(file.path, tensor: name, "is missing", hint: "the checkpoint does not match its config.json")
+        }
+        let format: Format
+        if let q = file.quantized[name] {
+            guard q.shape.dropLast().reduce(1, *) == rows && q.shape.last == cols else {
+                throw SafetensorsError(file.path, tensor: name, "is quantized as \(q.shape) but config.json needs [\(rows), \(cols)]", hint: "the weights and the config disagree")
+            }
+            format = q.format == .q8 ? .q8 : .q4
+        } else {
+            guard info.shape == [rows, cols] || (info.shape.count == 1 && rows == 1 && info.shape[0] == cols) else {
+                throw SafetensorsError(file.path, tensor: name, "has shape \(Shape.describe(info.shape)) but config.json needs [\(rows), \(cols)]", hint: "the weights and the config disagree")
+            }
+            switch info.dtype {
+            case .F32: format = .f32
+            case .BF16: format = .bf16
+            case .F16: format = .f16
+            default:
+                throw SafetensorsError(file.path, tensor: name, "has dtype \(info.dtype.rawValue)", hint: "the inference engine reads F32, BF16, F16 and swift-moe's q8/q4; convert the file")
+            }
+        }
+        let p = file.bytes(of: info)
+        let align = format == .f32 ? 4 : format == .q8 || format == .q4 ? 1 : 2
+        if Int(bitPattern: p) % align == 0 {
+            return WeightMatrix(rows: rows, cols: cols, format: format, base: p)
+        }
+        // A header whose length is not a multiple of 8 leaves the data unaligned: copy this matrix once.
+        let m = WeightMatrix(rows: rows, cols: cols, format: format, base: p)
+        let copy = AlignedBuffer(bytes: m.bytes)
+        copy.pointer.copyMemory(from: p, byteCount: m.bytes)
+        return WeightMatrix(rows: rows, cols: cols, format: format, base: UnsafeRawPointer(copy.pointer), owner: copy)
+    }
+
+    /// Rows `r` widened to f32 into `dst` [r.count, cols] (row-major).
+    func widen(rows r: Range<Int>, into dst: UnsafeMutablePointer<Float>) {
+        let rb = rowBytes
+        switch format {
+        case .f32:
+            UnsafeMutableRawPointer(dst).copyMemory(from: base + r.lowerBound * rb, byteCount: r.count * rb)
+        case .bf16:
+            moe_widen_bf16((base + r.lowerBound * rb).assumingMemoryBound(to: UInt16.self), dst, r.count * cols)
+        case .f16:
+            moe_widen_f16((base + r.lowerBound * rb).assumingMemoryBound(to: UInt16.self), dst, r.count * cols)
+        case .q8, .q4:
+            let f: BlockFormat = format == .q8 ? .q8 : .q4
+            for (i, row) in r.enumerated() { f.dequantize(base + row * rb, into: dst + i * cols, cols: cols) }
+        }
+    }
+
+    /// y[i] = W[r.lowerBound + i, :] . x for the rows `r`, on the calling thread.
+    func matvec(rows r: Range<Int>, _ x: Activation, _ y: UnsafeMutablePointer<Float>) {
+        guard !r.isEmpty else { return }
+        let p = base + r.lowerBound * rowBytes, n = r.count
+        switch format {
+        case .f32:
+            let w = p.assumingMemoryBound(to: Float.self)
+            if WeightMatrix.useBLASForF32 || moe_matvec_f32(w, x.values, y, n, cols) == 0 {
+                moe_sgemv(0, Int32(n), Int32(cols), 1, w, Int32(cols), x.values, 1, 0, y, 1)
+            }
+        case .bf16: moe_matvec_bf16(p.assumingMemoryBound(to: UInt16.self), x.values, y, n, cols)
+        case .f16: moe_matvec_f16(p.assumingMemoryBound(to: UInt16.self), x.values, y, n, cols)
+        case .q8:
+            precondition(x.block == 32, "[matvec] q8 weights need activations quantized in blocks of 32, got \(x.block)")
+            moe_matvec_q8(p.assumingMemoryBound(to: UInt8.self), x.codes, x.scales, y, n, cols)
+        case .q4:
+            precondition(x.block == 64, "[matvec] q4 weights need activations quantized in blocks of 64, got \(x.block)")
+            moe_matvec_q4(p.assumingMemoryBound(to: UInt8.self), x.codes, x.scales, x.sums, x.packed, y, n, cols)
+        }
+    }
+}
+
+/// 64-byte aligned raw memory, freed with its owner.
+final class AlignedBuffer: @unchecked Sendable {
+    let pointer: UnsafeMutableRawPointer
+    let bytes: Int
+    init(bytes: Int) {
+        self.bytes = bytes
+        pointer = UnsafeMutableRawPointer.allocate(byteCount: Swift.max(bytes, 1), alignment: 64)
+    }
+    deinit { pointer.deallocate() }
+    func floats(_ offset: Int = 0) -> UnsafeMutablePointer<Float> {
+        (pointer + 4 * offset).assumingMemoryBound(to: Float.self)
+    }
+}
+
+/// One input vector of a matrix-vector product: its f32 values and, for block-quantized weights, its codes
+/// per block of the weights' block size (scale and scaled code sum per block).
+struct Activation {
+    /// Elements per quantization block: 32 for q8 weights, 64 for q4, 0 when not quantized.
+    let block: Int
+    let values: UnsafePointer<Float>
+    let codes: UnsafePointer<Int8>
+    let scales: UnsafePointer<Float>
+    let sums: UnsafePointer<Float>
+    /// q4's activation packed for the 512-bit kernel.
+    let packed: UnsafeRawPointer
+}
+
+/// Scratch for one vector's quantized form, reused token after token.
+final class ActivationBuffer {
+    let capacity: Int
+    let codes: UnsafeMutablePointer<Int8>
+    let scales: UnsafeMutablePointer<Float>
+    let sums: UnsafeMutablePointer<Float>
+    let packed: UnsafeMutableRawPointer
+
+    init(capacity: Int) {
+        self.capacity = capacity
+        packed = .allocate(byteCount: moe_q4_packed_bytes(capacity), alignment: 64)
+        codes = .allocate(capacity: Swift.max(capacity, 32))
+        scales = .allocate(capacity: Swift.max(capacity / 32, 1))
+        sums = .allocate(capacity: Swift.max(capacity / 32, 1))
+    }
+
+    deinit {
+        codes.deallocate()
+        scales.deallocate()
+        sums.deallocate()
+        packed.deallocate()
+    }
+
+    /// x [n] as the input of products with weights of `format`: quantized in the block the format needs.
+    func activation(_ x: UnsafePointer<Float>, count n: Int, for format: WeightMatrix.Format) -> Activation {
+        let block = format == .q8 ? 32 : format == .q4 ? 64 : 0
+        if block > 0 {
+            precondition(n <= capacity && n % block == 0, "[matvec] \(n) activations for a \(format) product (capacity \(capacity), blocks of \(block))")
+            moe_quantize_activation(x, codes, scales, sums, n, block)
+            if format == .q4 { moe_pack_activation_q4(codes, scales, sums, n, packed) }
+        }
+        return Activation(block: block, values: x, codes: codes, scales: scales, sums: sums, packed: packed)
+    }
+}

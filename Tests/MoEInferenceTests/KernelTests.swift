@@ -1,0 +1,133 @@
+import CMoEBLAS
+import Foundation
+import MoEIO
+import MoETensor
+import Testing
+
+/// The decode kernels on weights as stored (CMoEBLAS/matvec.c): each vector kernel against its portable
+/// reference, and the formats against the f32 products they stand for.
+@Suite struct KernelTests {
+    static func randomFloats(_ n: Int, seed: UInt64, scale: Float = 1) -> [Float] {
+        var rng = RandomGenerator(seed: seed)
+        return (0..<n).map { _ in Float(rng.normal()) * scale }
+    }
+
+    static func dot(_ a: ArraySlice<Float>, _ b: [Float]) -> Double {
+        zip(a, b).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
+    }
+
+    @Test func halfConversionsRoundTripAndRoundToNearestEven() {
+        for bits in stride(from: 0, through: 0xFFFF, by: 1) {
+            let h = UInt16(bits)
+            let f = moe_f16_to_f32(h)
+            if f.isNaN { #expect(moe_f32_to_f16(f) & 0x7C00 == 0x7C00); continue }
+            #expect(moe_f32_to_f16(f) == h, "f16 \(bits) -> \(f) -> \(moe_f32_to_f16(f))")
+        }
+        // Halfway cases round to the even neighbour; overflow gives infinity; tiny values become subnormals.
+        #expect(moe_f32_to_f16(1 + 1.0 / 2048) == 0x3C00)
+        #expect(moe_f32_to_f16(1 + 3.0 / 2048) == 0x3C02)
+        #expect(moe_f32_to_f16(70000) == 0x7C00)
+        #expect(moe_f32_to_f16(-70000) == 0xFC00)
+        #expect(moe_f16_to_f32(moe_f32_to_f16(3e-6)) == Float(50) * 0x1p-24)
+    }
+
+    /// rows x cols with an odd row count and columns that are not a multiple of the vector width for 16-bit.
+    @Test(arguments: [(7, 1024), (13, 96), (1, 2816), (5, 37)])
+    func sixteenBitProductsMatchTheWidenedReference(rows: Int, cols: Int) {
+        let w = Self.randomFloats(rows * cols, seed: 1), x = Self.randomFloats(cols, seed: 2)
+        for bf16 in [true, false] {
+            let bits: [UInt16] = w.map { bf16 ? UInt16(($0.bitPattern &+ 0x8000) >> 16) : moe_f32_to_f16($0) }
+            var fast = [Float](repeating: 0, count: rows), slow = fast, widened = [Float](repeating: 0, count: rows * cols)
+            if bf16 {
+                moe_matvec_bf16(bits, x, &fast, rows, cols)
+                moe_matvec_bf16_portable(bits, x, &slow, rows, cols)
+                moe_widen_bf16(bits, &widened, rows * cols)
+            } else {
+                moe_matvec_f16(bits, x, &fast, rows, cols)
+                moe_matvec_f16_portable(bits, x, &slow, rows, cols)
+                moe_widen_f16(bits, &widened, rows * cols)
+            }
+            for r in 0..<rows {
+                let exact = Self.dot(widened[(r * cols)..<((r + 1) * cols)], x)
+                let tol = 1e-5 * Double(cols).squareRoot() * 4
+                #expect(abs(Double(fast[r]) - exact) < tol, "\(bf16 ? "bf16" : "f16") row \(r): \(fast[r]) vs \(exact)")
+                #expect(abs(Double(slow[r]) - exact) < tol, "portable row \(r): \(slow[r]) vs \(exact)")
+            }
+        }
+    }
+
+    @Test(arguments: [(9, 1024), (4, 128), (1, 2816)])
+    func f32KernelMatchesTheDoubleProduct(rows: Int, cols: Int) {
+        let w = Self.randomFloats(rows * cols, seed: 3), x = Self.randomFloats(cols, seed: 4)
+        var y = [Float](repeating: 0, count: rows)
+        if moe_matvec_f32(w, x, &y, rows, cols) == 0 { return }  // no AVX-512 here: the BLAS's sgemv is used
+        for r in 0..<rows {
+            let exact = Self.dot(w[(r * cols)..<((r + 1) * cols)], x)
+            #expect(abs(Double(y[r]) - exact) < 1e-4 * Double(cols).squareRoot())
+        }
+    }
+
+    /// Quantizing a row keeps every weight within half a step of its block's scale; the integer products match
+    /// the portable ones and the product of the dequantized weights with the dequantized activations.
+    @Test(arguments: [BlockFormat.q8, .q4])
+    func blockProductsMatchTheirReferences(format: BlockFormat) {
+        // An odd number of rows (a partial group of four) and of q4 groups (the 256-bit tail).
+        let rows = 11, cols = 1024 + 64
+        let w = Self.randomFloats(rows * cols, seed: 5, scale: 0.02) , x = Self.randomFloats(cols, seed: 6)
+        let rb = format.rowBytes(cols)
+        var codes = [UInt8](repeating: 0, count: rows * rb)
+        var deq = [Float](repeating: 0, count: rows * cols)
+        codes.withUnsafeMutableBytes { c in
+            w.withUnsafeBufferPointer { pw in
+                for r in 0..<rows { format.quantize(pw.baseAddress! + r * cols, into: c.baseAddress! + r * rb, cols: cols) }
+            }
+        }
+        codes.withUnsafeBytes { c in
+            deq.withUnsafeMutableBufferPointer { pd in
+                for r in 0..<rows { format.dequantize(c.baseAddress! + r * rb, into: pd.baseAddress! + r * cols, cols: cols) }
+            }
+        }
+        // Element error: at most half a step (q8: amax/127/2 per block of 32; q4: (max-min)/15/2 per 64), plus f16 rounding of the scale.
+        let block = format.blockSize
+        for b in 0..<(rows * cols / block) {
+            let seg = w[(b * block)..<((b + 1) * block)]
+            let step = format == .q8 ? Double(seg.map { abs($0) }.max()!) / 127 : Double(seg.max()! - seg.min()!) / 15
+            for i in seg.indices { #expect(abs(Double(deq[i] - w[i])) <= step * 0.5 * 1.01 + 1e-6) }
+        }
+        let ab = format == .q8 ? 32 : 64
+        var xq = [Int8](repeating: 0, count: cols), xd = [Float](repeating: 0, count: cols / ab), xs = xd
+        moe_quantize_activation(x, &xq, &xd, &xs, cols, ab)
+        var xdeq = [Float](repeating: 0, count: cols)
+        for i in 0..<cols { xdeq[i] = Float(xq[i]) * xd[i / ab] }
+        var fast = [Float](repeating: 0, count: rows), slow = fast
+        codes.withUnsafeBufferPointer { c in
+            if format == .q8 {
+                moe_matvec_q8(c.baseAddress!, xq, xd, &fast, rows, cols)
+                moe_matvec_q8_portable(c.baseAddress!, xq, xd, &slow, rows, cols)
+            } else {
+                var packed = [UInt8](repeating: 0, count: moe_q4_packed_bytes(cols))
+                moe_pack_activation_q4(xq, xd, xs, cols, &packed)
+                moe_matvec_q4(c.baseAddress!, xq, xd, xs, packed, &fast, rows, cols)
+                moe_matvec_q4_portable(c.baseAddress!, xq, xd, xs, &slow, rows, cols)
+            }
+        }
+        for r in 0..<rows {
+            let reference = Self.dot(deq[(r * cols)..<((r + 1) * cols)], xdeq)
+            let exact = Self.dot(w[(r * cols)..<((r + 1) * cols)], x)
+            #expect(abs(Double(fast[r]) - Double(slow[r])) < 1e-4, "\(format) row \(r): vector \(fast[r]) vs portable \(slow[r])")
+            // q4's minimum term uses the activation codes' sum, so it matches the dequantized product to rounding.
+            #expect(abs(Double(fast[r]) - reference) < 1e-3, "\(format) row \(r): \(fast[r]) vs dequantized \(reference)")
+            // Against the f32 product: within the sum of the termwise quantization errors (a bound, not a guess),
+            // which is itself a small fraction of the sum of the terms' sizes.
+            var bound = 0.0, size = 0.0
+            for i in 0..<cols {
+                bound += abs(Double(deq[r * cols + i]) * Double(xdeq[i]) - Double(w[r * cols + i]) * Double(x[i]))
+                size += abs(Double(w[r * cols + i]) * Double(x[i]))
+            }
+            #expect(abs(Double(fast[r]) - exact) <= bound + 1e-3, "\(format) row \(r): \(fast[r]) vs f32 \(exact), bound \(bound)")
+            // Expected sizes for normal weights: q4's step is about (5 sigma)/15, so |dw| averages 0.08 sigma against
+            // |w|'s 0.8 sigma (10%); q8's is under 1% (weights and activations together).
+            #expect(bound < (format == .q8 ? 0.01 : 0.15) * size, "\(format) row \(r): termwise error \(bound) of \(size)")
+        }
+    }
+}
