@@ -277,6 +277,13 @@ public struct BenchReport: Codable, Sendable {
     public let machine: MachineReport
     public let ceilings: [String: Measure.Stats]
     public let figures: [Figure]
+    /// Extra top-level numbers of the JSON (a benchmark's documented contract, e.g. `moe bench model`'s
+    /// load_seconds); they also appear as figures in the table.
+    public var extra: [String: Double] = [:]
+
+    enum CodingKeys: String, CodingKey {
+        case benchmark, threads, blasThreads, build, machine, ceilings, figures
+    }
 
     public func table() -> String {
         let blasThreading = blasThreads == 1 ? "BLAS single-threaded inside them" : "BLAS \(blasThreads) threads"
@@ -307,6 +314,11 @@ public struct BenchReport: Codable, Sendable {
     public func json() -> String {
         let enc = JSONEncoder()
         enc.outputFormatting = [.sortedKeys]
-        return (try? String(decoding: enc.encode(self), as: UTF8.self)) ?? "{}"
+        guard let data = try? enc.encode(self) else { return "{}" }
+        guard var object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else { return String(decoding: data, as: UTF8.self) }
+        object.removeValue(forKey: "extra")
+        for (k, v) in extra { object[k] = v }
+        guard let merged = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else { return String(decoding: data, as: UTF8.self) }
+        return String(decoding: merged, as: UTF8.self)
     }
 }
