@@ -55,7 +55,7 @@ let package = Package(
         .executableTarget(
             name: "moe",
             dependencies: [
-                "MoEAnalysis", "MoEBenchmarks",
+                "MoEAnalysis", "MoEBenchmarks", "MoEInference",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .target(

@@ -44,6 +44,7 @@ public enum ModelBenchmark {
         let baseline = TrainBenchmark.residentMiB() * 1_048_576
         let tracked = resetHighWater()
 
+        InferenceModel.guardMappedFiles()
         // Load: open, map, parse headers, copy the small vectors. The first load warms the page cache.
         var model = try InferenceModel(directory: dir)
         var loadSamples: [Double] = []

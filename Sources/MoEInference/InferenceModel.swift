@@ -5,6 +5,10 @@ import MoEModels
 import MoENN
 import MoETensor
 
+#if !canImport(Accelerate)
+import CMoEBLAS
+#endif
+
 /// A Hugging Face MoE checkpoint ready for inference on its weights as stored: every large matrix is a view
 /// into the memory-mapped safetensors files (f32, bf16, f16, or swift-moe's q8/q4 blocks), so loading reads the
 /// headers and the small vectors only, and memory is the pages actually touched. The experts of a layer are one
@@ -108,6 +112,13 @@ public final class InferenceModel: @unchecked Sendable {
         }
     }
 
+    /// Whether the engine runs the model in `dir` (its family and every feature of its config), judged from
+    /// config.json alone.
+    public static func supports(directory dir: String) -> Bool {
+        guard let c = try? HuggingFace.config(dir) else { return false }
+        return (try? checkSupported(c, path: dir)) != nil
+    }
+
     /// Refuses what the engine does not run yet, naming it (the reference model still runs these).
     static func checkSupported(_ c: TransformerConfig, path: String) throws {
         var missing: [String] = []
@@ -169,6 +180,13 @@ public final class InferenceModel: @unchecked Sendable {
             if let m = l.dense { macs += Double(3 * m.gate.rows * m.gate.cols) }
         }
         return 2 * macs
+    }
+
+    /// Turns the crash of reading a model file truncated while mapped (SIGBUS) into one line and exit status 1.
+    public static func guardMappedFiles() {
+        #if !canImport(Accelerate)
+        moe_install_mapped_file_guard("Error: a memory-mapped model file was truncated while in use (SIGBUS); do not modify a model while moe runs it, then run again")
+        #endif
     }
 
     /// Throws when a weight file changed on disk since it was mapped.

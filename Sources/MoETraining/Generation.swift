@@ -88,18 +88,29 @@ public enum Generator {
         _ model: MoETransformer<Float>, prompt: [Int], options: SamplingOptions, useCache: Bool = true,
         tokenizer: (any TextTokenizer)? = ByteTokenizer(), emit: ((String) -> Void)? = nil
     ) -> [Int] {
+        let caches = useCache ? model.layers.map { _ in KVCache<Float>() } : nil
+        var position = 0
+        return generate(prompt: prompt, options: options, tokenizer: tokenizer, emit: emit) { input, context in
+            let ids = useCache ? input : context
+            let out = model(ids: ids, batch: 1, .inference, caches: caches, startPosition: useCache ? position : 0, lastPositionOnly: true)
+            if useCache { position += ids.count }
+            return out.logits.value.scalars
+        }
+    }
+
+    /// The same loop over any model: `next(input, context)` runs the new tokens `input` (the prompt first, then
+    /// one token per step; `context` is everything so far) and returns the last position's logits.
+    public static func generate(
+        prompt: [Int], options: SamplingOptions, tokenizer: (any TextTokenizer)? = ByteTokenizer(),
+        emit: ((String) -> Void)? = nil, next: (_ input: [Int], _ context: [Int]) -> [Float]
+    ) -> [Int] {
         var sampler = Sampler(options)
         var context = prompt
         var generated: [Int] = []
-        let caches = useCache ? model.layers.map { _ in KVCache<Float>() } : nil
         var emitted = 0  // UTF-8 bytes of the decoded text already given to `emit`
         var nextInput = prompt
-        var position = 0
         for _ in 0..<options.maxNewTokens {
-            let input = useCache ? nextInput : context
-            let out = model(ids: input, batch: 1, .inference, caches: caches, startPosition: useCache ? position : 0, lastPositionOnly: true)
-            if useCache { position += input.count }
-            let logits = out.logits.value.scalars
+            let logits = next(nextInput, context)
             let t = sampler.next(logits: logits, context: context)
             context.append(t)
             generated.append(t)

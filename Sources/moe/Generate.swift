@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import MoEAnalysis
+import MoEInference
 
 struct Generate: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Generate text from a trained checkpoint, streamed to stdout.")
@@ -18,7 +19,9 @@ struct Generate: ParsableCommand {
     @Option(help: "Sampling seed.") var seed: UInt64 = 0
     @Option(help: "Tokens to generate at most.") var maxNewTokens = 200
     @Option(help: "Stop when the text ends with this string (repeatable). Escapes \\n and \\t are understood.") var stop: [String] = []
-    @Flag(help: "Recompute the whole context each step instead of using the KV cache.") var noCache = false
+    @Flag(help: "Recompute the whole context each step instead of using the KV cache (runs the reference model).") var noCache = false
+    @Flag(help: "Run the reference model (weights widened to f32) instead of the inference engine, which runs mixtral, qwen2_moe, qwen3_moe and olmoe checkpoints on their weights as stored.")
+    var reference = false
     @Flag(name: .customLong("ignore-eos"), help: "Keep generating past the end-of-sequence tokens of generation_config.json.") var ignoreEOS = false
 
     func run() throws {
@@ -36,20 +39,29 @@ struct Generate: ParsableCommand {
         guard let location = checkpoint ?? model else { throw UsageError("missing --model (or --checkpoint): the model directory to generate with") }
         guard (prompt == nil) != (ids == nil) else { throw UsageError("give exactly one of --prompt and --ids") }
         let dir = try ModelLocation.checkpointDirectory(location)
-        let m = try ModelLocation.loadAny(dir)
-        let tokenizer = try ModelLocation.tokenizer(dir, model: m)
+        let runner = try ModelLocation.runner(dir, reference: reference || noCache)
+        let tokenizer = try ModelLocation.tokenizer(dir, modelType: runner.config.modelType)
         if !ignoreEOS { o.endTokens = try ModelLocation.endTokens(dir) }
         guard prompt == nil || tokenizer != nil else {
             throw UsageError("\(dir) has no tokenizer.json; pass the prompt as --ids")
         }
-        let promptIDs = try prompt.map { tokenizer!.encode($0) } ?? parseIDs(ids!, vocabulary: m.config.vocabSize)
+        let vocabulary = runner.config.vocabSize
+        let promptIDs = try prompt.map { tokenizer!.encode($0) } ?? parseIDs(ids!, vocabulary: vocabulary)
         guard !promptIDs.isEmpty else { throw UsageError("invalid --prompt: give at least one character") }
-        guard promptIDs.allSatisfy({ $0 < m.config.vocabSize }) else {
-            throw UsageError("the tokenizer gives ids beyond the model's vocabulary of \(m.config.vocabSize); check that tokenizer.json belongs to this model")
+        guard promptIDs.allSatisfy({ $0 < vocabulary }) else {
+            throw UsageError("the tokenizer gives ids beyond the model's vocabulary of \(vocabulary); check that tokenizer.json belongs to this model")
+        }
+        func generate(_ emit: ((String) -> Void)?) -> [Int] {
+            switch runner {
+            case .reference(let m): return Generator.generate(m, prompt: promptIDs, options: o, useCache: !noCache, tokenizer: tokenizer, emit: emit)
+            case .engine(let m):
+                let session = InferenceSession(model: m, capacity: promptIDs.count + o.maxNewTokens)
+                return Generator.generate(prompt: promptIDs, options: o, tokenizer: tokenizer, emit: emit) { input, _ in session.forward(input).scalars }
+            }
         }
         let out = FileHandle.standardOutput
         if format == "json" {
-            let new = Generator.generate(m, prompt: promptIDs, options: o, useCache: !noCache, tokenizer: tokenizer)
+            let new = generate(nil)
             var obj: [String: Any] = ["ids": new]
             if let tokenizer { obj["text"] = tokenizer.decode(new) }
             say(String(decoding: try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys]), as: UTF8.self))
@@ -57,7 +69,7 @@ struct Generate: ParsableCommand {
         }
         guard let tokenizer else { throw UsageError("\(dir) has no tokenizer.json to print text with; use --format json for ids") }
         out.write(Data((prompt ?? tokenizer.decode(promptIDs)).utf8))
-        _ = Generator.generate(m, prompt: promptIDs, options: o, useCache: !noCache, tokenizer: tokenizer) { out.write(Data($0.utf8)) }
+        _ = generate { out.write(Data($0.utf8)) }
         out.write(Data("\n".utf8))
     }
 }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import MoEAnalysis
+import MoEInference
 
 /// Parses "1,2,3" into token ids, or explains what is wrong.
 func parseIDs(_ s: String, vocabulary: Int) throws -> [Int] {
@@ -21,14 +22,19 @@ struct Logits: ParsableCommand {
 
     @Option(help: "Model directory (a Hugging Face checkpoint or a swift-moe checkpoint).") var model: String
     @Option(help: "Comma-separated token ids of one sequence (repeatable).") var ids: [String] = []
+    @Flag(help: "Run the reference model (weights widened to f32) instead of the inference engine.") var reference = false
 
     func run() throws {
         guard !ids.isEmpty else { throw UsageError("missing --ids: give at least one sequence such as --ids 1,2,3") }
-        let m = try ModelLocation.loadAny(model)
-        let sequences = try ids.map { try parseIDs($0, vocabulary: m.config.vocabSize) }
+        let runner = try ModelLocation.runner(try ModelLocation.checkpointDirectory(model), reference: reference)
+        let sequences = try ids.map { try parseIDs($0, vocabulary: runner.config.vocabSize) }
         var out = "{\"logits\": ["
         for (s, seq) in sequences.enumerated() {
-            let logits = m(ids: seq, batch: 1, .inference).logits.value  // [T, V]
+            let logits: Tensor<Float>  // [T, V]
+            switch runner {
+            case .reference(let m): logits = m(ids: seq, batch: 1, .inference).logits.value
+            case .engine(let m): logits = InferenceSession(model: m, capacity: seq.count).forward(seq, allLogits: true)
+            }
             let v = logits.shape[1]
             out += s == 0 ? "[" : ", ["
             logits.withUnsafePointer { p in

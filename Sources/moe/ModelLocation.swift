@@ -1,5 +1,19 @@
 import Foundation
 import MoEAnalysis
+import MoEInference
+
+/// What runs a model directory: the inference engine on the weights as stored, or the reference model.
+enum Runner {
+    case engine(InferenceModel)
+    case reference(MoETransformer<Float>)
+
+    var config: TransformerConfig {
+        switch self {
+        case .engine(let m): return m.config
+        case .reference(let m): return m.config
+        }
+    }
+}
 
 /// Resolves --checkpoint: a checkpoint directory, or a run directory whose newest checkpoint is used.
 enum ModelLocation {
@@ -24,14 +38,27 @@ enum ModelLocation {
         do { return try HuggingFace.load(dir) } catch { throw UsageError("\(error)") }
     }
 
+    /// The engine when it runs this model's family and features (unless `reference`), else the reference model.
+    static func runner(_ dir: String, reference: Bool) throws -> Runner {
+        if !reference && InferenceModel.supports(directory: dir) {
+            InferenceModel.guardMappedFiles()
+            do { return .engine(try InferenceModel(directory: dir)) } catch { throw UsageError("\(error)") }
+        }
+        return .reference(try loadAny(dir))
+    }
+
+    static func tokenizer(_ dir: String, model: MoETransformer<Float>) throws -> (any TextTokenizer)? {
+        try tokenizer(dir, modelType: model.config.modelType)
+    }
+
     /// The model's tokenizer: tokenizer.json in a Hugging Face directory, bytes for swift-moe's own models,
     /// nil when there is none.
-    static func tokenizer(_ dir: String, model: MoETransformer<Float>) throws -> (any TextTokenizer)? {
+    static func tokenizer(_ dir: String, modelType: String) throws -> (any TextTokenizer)? {
         let path = dir + "/tokenizer.json"
         if FileManager.default.fileExists(atPath: path) {
             do { return try Tokenizer(contentsOf: path) } catch { throw UsageError("\(error)") }
         }
-        return model.config.modelType == "swift_moe" ? ByteTokenizer() : nil
+        return modelType == "swift_moe" ? ByteTokenizer() : nil
     }
 
     /// End-of-sequence ids from generation_config.json (`eos_token_id`, one id or a list); none without the file.

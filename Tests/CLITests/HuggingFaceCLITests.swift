@@ -96,3 +96,27 @@ struct HuggingFaceCLITests {
         #expect(ids.count == 5 && Array(ids.prefix(3)) == cases[0]["new_ids"] as! [Int])
     }
 }
+
+/// `generate` and `logits` run the inference engine for the families it supports; `--reference` runs the
+/// reference model; both give the same tokens and (to rounding) the same logits.
+@Suite struct EngineCLITests {
+    static let mixtral = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().appendingPathComponent("shared/fixtures/hf/mixtral").path
+
+    @Test(.enabled(if: FileManager.default.fileExists(atPath: mixtral)))
+    func engineAndReferenceAgree() throws {
+        let args = ["generate", "--model", Self.mixtral, "--ids", "3,14,15,92,65", "--max-new-tokens", "10", "--temperature", "0", "--format", "json", "--ignore-eos"]
+        let engine = try TestSupport.runMoE(args)
+        let reference = try TestSupport.runMoE(args + ["--reference"])
+        #expect(engine.status == 0 && reference.status == 0)
+        #expect(engine.out == reference.out && engine.out.hasPrefix("{\"ids\":["), "\(engine.out) vs \(reference.out)")
+        func logits(_ extra: [String]) throws -> [Double] {
+            let r = try TestSupport.runMoE(["logits", "--model", Self.mixtral, "--ids", "1,2,3,4"] + extra)
+            let o = try JSONSerialization.jsonObject(with: Data(r.out.utf8)) as? [String: Any]
+            return ((o?["logits"] as? [[[Double]]]) ?? []).flatMap { $0.flatMap { $0 } }
+        }
+        let a = try logits([]), b = try logits(["--reference"])
+        #expect(a.count == 4 * 512 && a.count == b.count)
+        #expect(zip(a, b).allSatisfy { abs($0 - $1) < 1e-4 })
+    }
+}

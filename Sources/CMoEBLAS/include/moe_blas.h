@@ -167,6 +167,10 @@ void moe_adamw_f32_portable(float *p, float *m, float *v, const float *g, long n
 /// single-precision FLOPs done (2 per lane per FMA, 1 per lane per multiply or add).
 double moe_fma_probe(long iterations);
 
+/// Makes SIGBUS (a read of a memory-mapped file that was truncated under the mapping) print `text` as one line
+/// on stderr and exit with status 1 instead of dying silently.
+void moe_install_mapped_file_guard(const char *text);
+
 // ---- weights as stored: 16-bit floats and block-quantized rows (matvec.c) -------------------------------------
 
 float moe_f16_to_f32(uint16_t h);

@@ -1,0 +1,208 @@
+import CMoEBLAS
+import Foundation
+import MoEIO
+import MoEInference
+import MoEModels
+import MoETestSupport
+import Testing
+
+/// Checkpoints stored in 16 bits and in swift-moe's block formats: every family loads them, the engine keeps
+/// them as stored, and both paths agree on the same weights.
+@Suite struct StoredFormatTests {
+    static let shared = EngineFixtureTests.shared
+    static let referenceFamilies = [
+        "mixtral", "qwen2_moe_normtopk", "qwen2_moe_nonormtopk", "qwen3_moe_normtopk", "qwen3_moe_nonormtopk",
+        "olmoe_normtopk", "olmoe_nonormtopk", "deepseek_v2", "deepseek_v2_grouplimited", "deepseek_v3_normtopk",
+        "deepseek_v3_nonormtopk", "phimoe", "granitemoe", "granitemoeshared", "dbrx",
+        "glm4_moe", "glm4_moe_lite", "dots1", "solar_open", "minimax_m2", "flex_olmo", "ernie4_5_moe", "hunyuan_v1_moe", "exaone_moe",
+    ]
+    static var available: Bool { FileManager.default.fileExists(atPath: shared.path) }
+
+    /// bf16 by round-to-nearest-even (as torch's .to(torch.bfloat16)).
+    static func bf16(_ f: Float) -> UInt16 {
+        let b = f.bitPattern
+        return UInt16((b &+ 0x7FFF &+ ((b >> 16) & 1)) >> 16)
+    }
+
+    /// Copies the model in `dir` to `out` with every floating-point tensor of two or more axes stored as `dtype`
+    /// (BF16, F16, or F32 holding the values rounded to BF16); the small files come along.
+    static func copy(_ dir: String, dtype: String, to out: URL) throws {
+        try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
+        for name in ["config.json", "generation_config.json"] where FileManager.default.fileExists(atPath: dir + "/" + name) {
+            try FileManager.default.copyItem(atPath: dir + "/" + name, toPath: out.appendingPathComponent(name).path)
+        }
+        let file = try SafetensorsFile(path: dir + "/model.safetensors")
+        var payloads: [(String, SafetensorsWriter.Payload)] = []
+        for t in file.tensors {
+            let v: Tensor<Float> = try file.tensor(t.name)
+            guard t.shape.count >= 2 else { payloads.append((t.name, .float(v))); continue }
+            let values = v.scalars
+            switch dtype {
+            case "BF16", "F16":
+                let bits = values.map { dtype == "BF16" ? bf16($0) : moe_f32_to_f16($0) }
+                payloads.append((t.name, .stream(dtype: dtype, shape: t.shape, byteCount: 2 * bits.count) { emit in
+                    try bits.withUnsafeBytes { try emit($0) }
+                }))
+            default:
+                payloads.append((t.name, .float(Tensor(shape: t.shape, values.map { Float(bitPattern: UInt32(bf16($0)) << 16) }))))
+            }
+        }
+        try SafetensorsWriter.write(payloads, metadata: ["format": "pt"], to: out.appendingPathComponent("model.safetensors").path)
+    }
+
+    static func maxDiff(_ a: Tensor<Float>, _ b: Tensor<Float>) -> Double {
+        zip(a.scalars, b.scalars).reduce(0.0) { max($0, Double(abs($1.0 - $1.1))) }
+    }
+
+    static let ids = [1, 5, 9, 2, 200, 31, 77, 4, 18, 300, 6, 111]
+
+    /// The reference model reads a bf16 file exactly: the same logits as from f32 holding the same values.
+    @Test(.enabled(if: available), arguments: referenceFamilies)
+    func everyFamilyLoadsFromBF16Files(_ family: String) throws {
+        let tmp = TestSupport.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: tmp) }
+        let dir = Self.shared.appendingPathComponent(family).path
+        try Self.copy(dir, dtype: "BF16", to: tmp.appendingPathComponent("bf16"))
+        try Self.copy(dir, dtype: "F32", to: tmp.appendingPathComponent("f32"))
+        let a = try HuggingFace.load(tmp.appendingPathComponent("bf16").path)
+        let b = try HuggingFace.load(tmp.appendingPathComponent("f32").path)
+        let ids = Self.ids.map { $0 % a.config.vocabSize }
+        let d = Self.maxDiff(a(ids: ids, batch: 1, .inference).logits.value, b(ids: ids, batch: 1, .inference).logits.value)
+        #expect(d == 0, "\(family): bf16 file vs its values in f32: \(d)")
+    }
+
+    /// The engine keeps 16-bit weights as stored and matches the reference model (weights widened) on them.
+    @Test(.enabled(if: available), arguments: EngineFixtureTests.sharedFamilies)
+    func engineRunsSixteenBitWeightsAsStored(_ family: String) throws {
+        for dtype in ["BF16", "F16"] {
+            let tmp = TestSupport.temporaryDirectory()
+            defer { try? FileManager.default.removeItem(at: tmp) }
+            try Self.copy(Self.shared.appendingPathComponent(family).path, dtype: dtype, to: tmp)
+            let engine = try InferenceModel(directory: tmp.path)
+            #expect(engine.expertFormat == (dtype == "BF16" ? .bf16 : .f16))
+            let reference = try HuggingFace.load(tmp.path)
+            let want = reference(ids: Self.ids, batch: 1, .inference).logits.value
+            let prefill = InferenceSession(model: engine, capacity: Self.ids.count).forward(Self.ids, allLogits: true)
+            #expect(Self.maxDiff(prefill, want) < 1e-4, "\(family) \(dtype) prefill: \(Self.maxDiff(prefill, want))")
+            let s = InferenceSession(model: engine, capacity: Self.ids.count)
+            var worst = 0.0
+            for (p, id) in Self.ids.enumerated() { worst = max(worst, Self.maxDiff(s.forward([id]), want.rows(p..<(p + 1)))) }
+            #expect(worst < 1e-4, "\(family) \(dtype) decode: \(worst)")
+        }
+    }
+
+    /// A small random mixtral whose widths are multiples of 64 (q4's group): D 64, F 128, 4 experts, top 2.
+    static func syntheticMixtral(_ out: URL) throws {
+        try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
+        let config = """
+            {"model_type": "mixtral", "hidden_size": 64, "intermediate_size": 128, "num_local_experts": 4, "num_experts_per_tok": 2,
+             "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16, "vocab_size": 320,
+             "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "max_position_embeddings": 256, "tie_word_embeddings": false}
+            """
+        try config.write(to: out.appendingPathComponent("config.json"), atomically: true, encoding: .utf8)
+        var rng = RandomGenerator(seed: 11)
+        func t(_ shape: [Int], _ std: Float = 0.1) -> SafetensorsWriter.Payload {
+            .float(Tensor(shape: shape, (0..<shape.reduce(1, *)).map { _ in Float(rng.normal()) * std }))
+        }
+        var p: [(String, SafetensorsWriter.Payload)] = [("model.embed_tokens.weight", t([320, 64], 1)), ("lm_head.weight", t([320, 64])),
+                                                        ("model.norm.weight", .float(.ones([64])))]
+        for l in 0..<2 {
+            let a = "model.layers.\(l)."
+            p += [(a + "input_layernorm.weight", .float(.ones([64]))), (a + "post_attention_layernorm.weight", .float(.ones([64]))),
+                  (a + "self_attn.q_proj.weight", t([64, 64])), (a + "self_attn.k_proj.weight", t([32, 64])),
+                  (a + "self_attn.v_proj.weight", t([32, 64])), (a + "self_attn.o_proj.weight", t([64, 64])),
+                  (a + "block_sparse_moe.gate.weight", t([4, 64], 0.5))]
+            for e in 0..<4 {
+                let x = a + "block_sparse_moe.experts.\(e)."
+                p += [(x + "w1.weight", t([128, 64])), (x + "w3.weight", t([128, 64])), (x + "w2.weight", t([64, 128]))]
+            }
+        }
+        try SafetensorsWriter.write(p, metadata: ["format": "pt"], to: out.appendingPathComponent("model.safetensors").path)
+    }
+
+    /// A quantized checkpoint loads on both paths: the reference model dequantizes it, the engine keeps it as
+    /// stored. Prefill (weights dequantized a block of rows at a time, f32 activations) matches the reference to
+    /// rounding; decode quantizes the activations too (8 bits per block), so its logits move by 1.0% (q8) and
+    /// 1.4% (q4) of the largest logit here, bounded at 3%.
+    @Test(arguments: [BlockFormat.q8, .q4])
+    func quantizedCheckpointsRunOnBothPaths(_ format: BlockFormat) throws {
+        let tmp = TestSupport.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: tmp) }
+        let source = tmp.appendingPathComponent("f32"), out = tmp.appendingPathComponent(format.rawValue)
+        try Self.syntheticMixtral(source)
+        let summary = try Quantizer.quantize(model: source.path, to: format, scope: .all, out: out.path)
+        #expect(summary.quantized == 2 * (4 + 4 * 3) + 1)  // q, k, v, o and 12 expert matrices per layer, and the head
+        #expect(summary.outputBytes < summary.inputBytes / 2)
+        let engine = try InferenceModel(directory: out.path)
+        #expect(engine.expertFormat == (format == .q8 ? .q8 : .q4))
+        let reference = try HuggingFace.load(out.path)
+        let want = reference(ids: Self.ids, batch: 1, .inference).logits.value
+        let scale = Double(want.scalars.map { abs($0) }.max()!)
+        let prefill = InferenceSession(model: engine, capacity: Self.ids.count).forward(Self.ids, allLogits: true)
+        #expect(Self.maxDiff(prefill, want) < 1e-4 * scale, "\(format) prefill: \(Self.maxDiff(prefill, want))")
+        let s = InferenceSession(model: engine, capacity: Self.ids.count)
+        var worst = 0.0
+        for (p, id) in Self.ids.enumerated() { worst = max(worst, Self.maxDiff(s.forward([id]), want.rows(p..<(p + 1)))) }
+        #expect(worst < 0.03 * scale, "\(format) decode: \(worst) of logit scale \(scale)")
+        // And the quantized model is close to the f32 one it came from.
+        let original = try HuggingFace.load(source.path)(ids: Self.ids, batch: 1, .inference).logits.value
+        #expect(Self.maxDiff(want, original) < (format == .q8 ? 0.02 : 0.2) * scale, "\(format) vs f32: \(Self.maxDiff(want, original))")
+    }
+
+    static func message(_ body: () throws -> Void) -> String {
+        do {
+            try body()
+            return "accepted"
+        } catch { return "\(error)" }
+    }
+
+    @Test func badQuantizedFilesAndRequestsSayWhatToFix() throws {
+        let tmp = TestSupport.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: tmp) }
+        let source = tmp.appendingPathComponent("f32"), q8 = tmp.appendingPathComponent("q8")
+        try Self.syntheticMixtral(source)
+        _ = try Quantizer.quantize(model: source.path, to: .q8, scope: .experts, out: q8.path)
+        // The output exists; the input is already quantized.
+        #expect(Self.message { _ = try Quantizer.quantize(model: source.path, to: .q8, scope: .experts, out: q8.path) }
+            == "\(q8.path): already exists; choose another --out or remove it")
+        #expect(Self.message { _ = try Quantizer.quantize(model: q8.path, to: .q4, scope: .experts, out: tmp.appendingPathComponent("x").path) }
+            == "\(q8.path): is already quantized; quantize the original 16- or 32-bit checkpoint")
+        // A model that q4 cannot represent (32 columns), and a value beyond f16 scales: refused, nothing written.
+        if Self.available {
+            let narrow = Self.shared.appendingPathComponent("mixtral").path, bad = tmp.appendingPathComponent("narrow")
+            #expect(Self.message { _ = try Quantizer.quantize(model: narrow, to: .q4, scope: .experts, out: bad.path) }
+                == "\(narrow)/model.safetensors: tensor 'model.layers.0.block_sparse_moe.experts.0.w2.weight' has 32 columns, not a multiple of q4's block of 64, so it cannot be represented; use q8 or --matrices experts, or keep the model unquantized")
+            #expect(!FileManager.default.fileExists(atPath: bad.path))
+            let leftovers = try FileManager.default.contentsOfDirectory(atPath: tmp.path).filter { $0.contains("partial") }
+            #expect(leftovers.isEmpty)
+        }
+        // The quantized file with an unknown block format, and with a truncated block.
+        let path = q8.appendingPathComponent("model.safetensors").path
+        let original = try Data(contentsOf: URL(fileURLWithPath: path))
+        func rewrite(_ transform: (String) -> String) throws {
+            let n = Int(original.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) })
+            let header = transform(String(decoding: original[8..<(8 + n)], as: UTF8.self))
+            var h = Data(header.utf8)
+            while h.count % 8 != 0 { h.append(0x20) }
+            var out = Data()
+            withUnsafeBytes(of: UInt64(h.count).littleEndian) { out.append(contentsOf: $0) }
+            out.append(h)
+            out.append(original[(8 + n)...])
+            try out.write(to: URL(fileURLWithPath: path))
+        }
+        try rewrite { $0.replacingOccurrences(of: "\\\"format\\\":\\\"q8\\\"", with: "\\\"format\\\":\\\"q3\\\"") }
+        #expect(Self.message { _ = try InferenceModel(directory: q8.path) }.contains("has the unknown block format \"q3\"; supported: q8, q4; re-quantize with this version of moe"))
+        #expect(Self.message { _ = try HuggingFace.load(q8.path) }.contains("has the unknown block format \"q3\""))
+        try rewrite { $0.replacingOccurrences(of: "\\\"shape\\\":[128,64]", with: "\\\"shape\\\":[128,96]") }
+        let truncated = Self.message { _ = try InferenceModel(directory: q8.path) }
+        #expect(truncated.contains("a truncated or malformed block; the file is corrupt; re-run moe quantize"), "\(truncated)")
+        try original.write(to: URL(fileURLWithPath: path))
+
+        // A file replaced while it is mapped.
+        let engine = try InferenceModel(directory: q8.path)
+        try engine.checkFilesUnchanged()
+        try AtomicFile.write(original, to: path)
+        #expect(Self.message { try engine.checkFilesUnchanged() }
+            == "\(path): changed on disk while it was mapped (replaced, truncated or rewritten); do not modify a model while it is in use; load it again")
+    }
+}
