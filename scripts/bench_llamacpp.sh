@@ -5,8 +5,13 @@
 #   2. llama-bench, built from the llama.cpp vendored in the llama-cpp-python source package on PyPI, with the
 #      CPU's AVX-512/AVX2 features but never AMX (AMX is advertised but traps on some of these machines);
 #   3. M1 written by ../shared/tools/make_m1.py (f32 safetensors) and make_m1_gguf.py (GGUF per precision);
-#   4. llama-bench -p 512 -n 128 -t THREADS (pp512 and tg128), as JSON lines in WORK/llama-bench-<kind>.json.
-# Usage: scripts/bench_llamacpp.sh [f32 f16 q8_0 q4_0]   (THREADS defaults to the core count; WORK, M1_DIR, VERSION)
+#   4. llama-bench -p 512 -n 128 -d 0,512 -t THREADS -r 5 (pp512, and tg128 at depth 0 and after 512 tokens), as
+#      JSON lines in WORK/llama-bench-<kind>.json.
+# With MOE=path/to/moe, each precision first runs `moe bench model --json` on the same weights in swift-moe's form
+# (f32 -> M1 f32 safetensors, f16 -> M1 bf16, q8_0 -> moe quantize q8, q4_0 -> q4, all matrices), one program
+# after the other, never both at once, and prints the two side by side.
+# Usage: [MOE=.build/release/moe] scripts/bench_llamacpp.sh [f32 f16 q8_0 q4_0]
+#        (THREADS defaults to the core count; WORK, M1_DIR, VERSION)
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 tools="$here/../shared/tools"
@@ -44,9 +49,43 @@ if [ ! -x "$bench" ]; then
 fi
 m1="${M1_DIR:-$work/m1-f32}"
 [ -f "$m1/model.safetensors" ] || "$work/venv/bin/python" "$tools/make_m1.py" "$m1" --dtype f32
+moe_dir() {  # swift-moe's M1 at the precision llama.cpp runs as $1
+  case "$1" in
+    f32) echo "$m1" ;;
+    f16) d="$work/m1-bf16"; [ -f "$d/model.safetensors" ] || "$work/venv/bin/python" "$tools/make_m1.py" "$d" --dtype bf16 >&2; echo "$d" ;;
+    q8_0|q4_0) d="$work/m1-${1%_0}"; [ -f "$d/model.safetensors" ] || "$MOE" quantize --model "$m1" --to "${1%_0}" --out "$d" --matrices all >&2; echo "$d" ;;
+  esac
+}
 for kind in "${kinds[@]}"; do
   gguf="$work/m1-$kind.gguf"
   [ -f "$gguf" ] || "$work/venv/bin/python" "$tools/make_m1_gguf.py" "$m1" "$gguf" "$kind" >/dev/null
+  if [ -n "${MOE:-}" ]; then
+    echo "== swift-moe, M1 $kind" >&2
+    "$MOE" bench model --model "$(moe_dir "$kind")" --json > "$work/moe-bench-$kind.json"
+  fi
   echo "== llama.cpp $version, M1 $kind, $threads threads" >&2
-  "$bench" -m "$gguf" -p 512 -n 128 -t "$threads" -r 5 -o jsonl | tee "$work/llama-bench-$kind.json"
+  "$bench" -m "$gguf" -p 512 -n 128 -d 0,512 -t "$threads" -r 5 -o jsonl | tee "$work/llama-bench-$kind.json" >&2
 done
+[ -n "${MOE:-}" ] || exit 0
+"$work/venv/bin/python" - "$work" "${kinds[@]}" <<'PY'
+import json, sys
+work, kinds = sys.argv[1], sys.argv[2:]
+print("| precision | figure | swift-moe median (min-max) | llama.cpp mean +- sd | swift-moe / llama.cpp |")
+print("| --- | --- | --- | --- | --- |")
+for kind in kinds:
+    moe = json.load(open(f"{work}/moe-bench-{kind}.json"))
+    fig = {(f["name"], f["unit"]): f["value"] for f in moe["figures"]}
+    llama = [json.loads(l) for l in open(f"{work}/llama-bench-{kind}.json") if l.strip()]
+    def ll(prompt, gen, depth):
+        r = [x for x in llama if x["n_prompt"] == prompt and x["n_gen"] == gen and x.get("n_depth", 0) == depth]
+        return (r[0]["avg_ts"], r[0]["stddev_ts"]) if r else None
+    rows = [("prefill 512 tokens", ("prefill 512 tokens", "tok/s"), ll(512, 0, 0)),
+            ("decode 128, depth 0", ("decode, depth 0", "tok/s"), ll(0, 128, 0)),
+            ("decode 128, depth 512", ("decode, depth 512", "tok/s"), ll(0, 128, 512))]
+    for name, key, peer in rows:
+        v = fig.get(key)
+        mine = f"{v['median']:.1f} ({v['min']:.1f}-{v['max']:.1f})" if v else "-"
+        theirs = f"{peer[0]:.1f} +- {peer[1]:.1f}" if peer else "-"
+        ratio = f"{v['median'] / peer[0]:.2f}" if v and peer else "-"
+        print(f"| {kind} | {name} tok/s | {mine} | {theirs} | {ratio} |")
+PY

@@ -7,7 +7,7 @@
 //   q8 (as ggml's Q8_0): blocks of 32 signed 8-bit codes with an f16 scale d: w = d q.
 //       row bytes = cols + 2 cols/32 (8.5 bits per weight)
 //   q4 (affine, as MLX's 4-bit with group 64): codes 0..15 in groups of 64 with an f16 scale s and minimum m:
-//       w = s q + m. Within a group, byte j (0..31) holds element j (low nibble) and element j + 32 (high nibble),
+//       w = s q + m. The quantizer picks per group the affine or the symmetric (Q4_0-like) coding, both w = s q + m. Within a group, byte j (0..31) holds element j (low nibble) and element j + 32 (high nibble),
 //       so the low nibbles are the group's first 32 elements in order and the high ones its last 32.
 //       row bytes = cols/2 + 4 cols/64 (4.5 bits per weight, as Q4_0)
 // Activations for the integer products are quantized per block (Q8_0-style: d = max|x|/127, q = round(x/d)) of
@@ -87,6 +87,22 @@ void moe_quantize_row_q8(const float *x, uint8_t *out, long cols) {
     }
 }
 
+// Squared error of coding v[0..<64] with scale s and minimum m (codes rounded and clamped to 0..15).
+static float q4_error(const float *v, float s, float m) {
+    float inv = s != 0 ? 1.0f / s : 0, e = 0;
+    for (int j = 0; j < 64; j++) {
+        long q = lrintf((v[j] - m) * inv);
+        q = q < 0 ? 0 : q > 15 ? 15 : q;
+        float d = v[j] - (s * (float)q + m);
+        e += d * d;
+    }
+    return e;
+}
+
+// Each group takes the coding with the smallest squared error among a few candidates: the affine one (the group's
+// range in 15 steps, as MLX's), the same range narrowed about its centre by 5-30% (outliers clipped, the rest
+// coded finer: a short version of ggml's scale search), and the symmetric one (ggml Q4_0's: the value of largest
+// magnitude at code 0 or 15 about a zero at code 8). The kernel runs them all: each is w = s q + m.
 void moe_quantize_row_q4(const float *x, uint8_t *out, long cols) {
     uint16_t *sm = (uint16_t *)(out + cols / 2);
     for (long g = 0; g < cols / 64; g++) {
@@ -94,7 +110,24 @@ void moe_quantize_row_q4(const float *x, uint8_t *out, long cols) {
         float lo = v[0], hi = v[0];
         for (int j = 1; j < 64; j++) { lo = fminf(lo, v[j]); hi = fmaxf(hi, v[j]); }
         uint16_t sh = moe_f32_to_f16((hi - lo) / 15.0f), mh = moe_f32_to_f16(lo);
-        float s = moe_f16_to_f32(sh), m = moe_f16_to_f32(mh), inv = s > 0 ? 1.0f / s : 0;
+        float s = moe_f16_to_f32(sh), m = moe_f16_to_f32(mh), best = q4_error(v, s, m);
+        for (int k = 0; k < 7; k++) {
+            uint16_t cs, cm;
+            if (k < 6) {  // the range narrowed by 5% ... 30% about its centre
+                float f = 1.0f - 0.05f * (float)(k + 1), c = 0.5f * (lo + hi), h = 0.5f * (hi - lo) * f;
+                cs = moe_f32_to_f16(2 * h / 15.0f);
+                cm = moe_f32_to_f16(c - h);
+            } else {  // symmetric: the value of largest magnitude at code 0 (negative) or 15 (positive)
+                float big = fabsf(lo) > fabsf(hi) ? lo : hi;
+                cs = moe_f32_to_f16(big < 0 ? -big / 8.0f : big / 7.0f);
+                cm = moe_f32_to_f16(-8.0f * moe_f16_to_f32(cs));
+            }
+            float ts = moe_f16_to_f32(cs), tm = moe_f16_to_f32(cm);
+            if (!(ts > 0)) continue;
+            float e = q4_error(v, ts, tm);
+            if (e < best) { best = e; s = ts; m = tm; sh = cs; mh = cm; }
+        }
+        float inv = s > 0 ? 1.0f / s : 0;
         uint8_t *bytes = out + g * 32;
         for (int j = 0; j < 32; j++) {
             long a = lrintf((v[j] - m) * inv), b = lrintf((v[j + 32] - m) * inv);

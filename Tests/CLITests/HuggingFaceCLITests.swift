@@ -119,4 +119,31 @@ struct HuggingFaceCLITests {
         #expect(a.count == 4 * 512 && a.count == b.count)
         #expect(zip(a, b).allSatisfy { abs($0 - $1) < 1e-4 })
     }
+
+    /// A model against itself agrees everywhere with zero divergence; its cross-entropy is the mean negative log
+    /// probability of the next byte, checked against the logits command's output.
+    @Test(.enabled(if: FileManager.default.fileExists(atPath: mixtral)))
+    func perplexityAgainstItself() throws {
+        let dir = TestSupport.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let text = dir.appendingPathComponent("t.txt")
+        try "hello, experts".write(to: text, atomically: true, encoding: .utf8)
+        let r = try TestSupport.runMoE(["perplexity", "--model", Self.mixtral, "--baseline", Self.mixtral, "--text", text.path, "--bytes", "--json"])
+        #expect(r.status == 0, "\(r.err)")
+        let o = try #require(try JSONSerialization.jsonObject(with: Data(r.out.utf8)) as? [String: Any])
+        #expect(o["tokens"] as? Int == 13 && o["topOneAgreement"] as? Double == 1 && abs(o["meanKL"] as? Double ?? 1) < 1e-12)
+        let ids = Array("hello, experts".utf8).map(Int.init)
+        let l = try TestSupport.runMoE(["logits", "--model", Self.mixtral, "--ids", ids.map(String.init).joined(separator: ",")])
+        let logits = try #require((try JSONSerialization.jsonObject(with: Data(l.out.utf8)) as? [String: Any])?["logits"] as? [[[Double]]])[0]
+        var nll = 0.0
+        for p in 0..<(ids.count - 1) {
+            let row = logits[p], m = row.max()!
+            nll -= row[ids[p + 1]] - m - log(row.reduce(0) { $0 + exp($1 - m) })
+        }
+        #expect(abs((o["crossEntropy"] as? Double ?? 0) - nll / 13) < 1e-4)
+        let empty = dir.appendingPathComponent("empty.txt")
+        try "".write(to: empty, atomically: true, encoding: .utf8)
+        let bad = try TestSupport.runMoE(["perplexity", "--model", Self.mixtral, "--text", empty.path, "--bytes"])
+        #expect(bad.status != 0 && bad.err == "Error: --text \(empty.path): missing or empty; give a UTF-8 text file or `builtin`\n")
+    }
 }

@@ -1,0 +1,72 @@
+import ArgumentParser
+import Foundation
+import MoEAnalysis
+import MoEInference
+
+struct PerplexityCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "perplexity",
+        abstract: "Cross-entropy of a model on a text; with --baseline, the top-1 agreement and KL divergence against another model (the cost of quantization).")
+
+    @Option(help: "Model directory the inference engine runs (f32, bf16, f16, or from moe quantize).") var model: String
+    @Option(help: "Baseline model on the same tokenizer (the model --model was quantized from).") var baseline: String?
+    @Option(help: "A UTF-8 text file, or `builtin` for the validation split of the built-in corpus (seed 1; byte models).") var text: String
+    @Option(help: "Tokens per window, each run from an empty cache.") var context = 256
+    @Option(help: "Score at most this many tokens.") var maxTokens = 4096
+    @Flag(help: "Feed the text's UTF-8 bytes as token ids (swift-moe's byte models exported without a tokenizer.json).") var bytes = false
+    @Flag(help: "Print one JSON object.") var json = false
+
+    func run() throws {
+        guard context >= 2 && context <= 1_000_000 else { throw UsageError("invalid --context \(context): use between 2 and 1000000") }
+        guard maxTokens >= 2 else { throw UsageError("invalid --max-tokens \(maxTokens): use at least 2") }
+        let dir = try ModelLocation.checkpointDirectory(model)
+        guard InferenceModel.supports(directory: dir) else {
+            throw UsageError("\(dir): perplexity runs on the inference engine, which does not run this model; supported: \(HuggingFace.configOnlyFamilies.joined(separator: ", "))")
+        }
+        InferenceModel.guardMappedFiles()
+        let m: InferenceModel
+        do { m = try InferenceModel(directory: dir) } catch { throw UsageError("\(error)") }
+        var base: InferenceModel? = nil
+        if let b = baseline {
+            let bdir = try ModelLocation.checkpointDirectory(b)
+            do { base = try InferenceModel(directory: bdir) } catch { throw UsageError("\(error)") }
+            guard base!.config.vocabSize == m.config.vocabSize else {
+                throw UsageError("--baseline \(bdir) has a vocabulary of \(base!.config.vocabSize), --model \(m.config.vocabSize); compare models of one tokenizer")
+            }
+        }
+        var ids: [Int]
+        if text == "builtin" {
+            ids = TextDataset(seed: 1).validation
+        } else {
+            guard let data = FileManager.default.contents(atPath: text), !data.isEmpty else {
+                throw UsageError("--text \(text): missing or empty; give a UTF-8 text file or `builtin`")
+            }
+            guard let s = String(data: data, encoding: .utf8) else { throw UsageError("--text \(text): not UTF-8; convert it") }
+            if bytes {
+                ids = Array(s.utf8).map(Int.init)
+            } else {
+                guard let tok = try ModelLocation.tokenizer(dir, modelType: m.config.modelType) else {
+                    throw UsageError("\(dir) has no tokenizer.json; pass --bytes for a byte model")
+                }
+                ids = tok.encode(s)
+            }
+        }
+        ids = Array(ids.prefix(maxTokens))
+        guard ids.count >= 2 else { throw UsageError("--text \(text): fewer than 2 tokens; give a longer text") }
+        if let bad = ids.first(where: { $0 >= m.config.vocabSize }) {
+            throw UsageError("token id \(bad) is beyond the model's vocabulary of \(m.config.vocabSize); check the tokenizer (or --bytes)")
+        }
+        let r = Perplexity.run(model: m, baseline: base, tokens: ids, context: Swift.min(context, m.config.maxPositions))
+        if json {
+            let enc = JSONEncoder()
+            enc.outputFormatting = [.sortedKeys]
+            say(String(decoding: try enc.encode(r), as: UTF8.self))
+            return
+        }
+        say(String(format: "%d tokens: cross-entropy %.4f nats/token (perplexity %.3f)", r.tokens, r.crossEntropy, r.perplexity))
+        if let b = r.baselineCrossEntropy, let a = r.topOneAgreement, let kl = r.meanKL {
+            say(String(format: "baseline: %.4f nats/token; difference %+.4f; top-1 agreement %.2f%%; mean KL(baseline || model) %.5f nats",
+                       b, r.crossEntropy - b, a * 100, kl))
+        }
+    }
+}
