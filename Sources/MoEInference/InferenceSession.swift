@@ -164,10 +164,28 @@ public final class InferenceSession {
             values[index].withUnsafeMutablePointer { dst in (dst + start * width).update(from: pv, count: t * width) }
         }
         let scale = Float(c.attentionScale ?? 1 / Double(dh).squareRoot())
-        let out = Tensor.attention(
-            q: q, k: keys[index].rows(0..<s).reshaped([1, s, hkv, dh]), v: values[index].rows(0..<s).reshaped([1, s, hkv, dh]),
-            causal: true, scale: scale
-        ).out
+        let out: Tensor<Float>
+        if t == 1 {
+            // One query: a loop over the cached positions per head, heads split across the cores.
+            out = Tensor<Float>(uninitializedShape: [1, 1, hq, dh])
+            let po = out.storage.base
+            q.withUnsafePointer { pq in
+                keys[index].withUnsafePointer { pk in
+                    values[index].withUnsafePointer { pv in
+                        Parallel.forRange(hq, grain: s * dh >= 16384 ? 1 : hq) { r in
+                            let scratch = UnsafeMutablePointer<Float>.allocate(capacity: s)
+                            defer { scratch.deallocate() }
+                            moe_attention_decode(pq, pk, pv, po, s, hq, hkv, dh, scale, r.lowerBound, r.upperBound, scratch)
+                        }
+                    }
+                }
+            }
+        } else {
+            out = Tensor.attention(
+                q: q, k: keys[index].rows(0..<s).reshaped([1, s, hkv, dh]), v: values[index].rows(0..<s).reshaped([1, s, hkv, dh]),
+                causal: true, scale: scale
+            ).out
+        }
         var o = project(l.o, out.reshaped([t, hq * dh]))
         Self.addBias(&o, l.oBias)
         return o

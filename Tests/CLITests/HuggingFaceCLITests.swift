@@ -146,4 +146,23 @@ struct HuggingFaceCLITests {
         let bad = try TestSupport.runMoE(["perplexity", "--model", Self.mixtral, "--text", empty.path, "--bytes"])
         #expect(bad.status != 0 && bad.err == "Error: --text \(empty.path): missing or empty; give a UTF-8 text file or `builtin`\n")
     }
+
+    /// `moe bench model --json` keeps its documented contract: the top-level keys, consistent with the figures.
+    @Test(.enabled(if: FileManager.default.fileExists(atPath: mixtral)))
+    func benchModelReportsTheDocumentedKeys() throws {
+        let r = try TestSupport.runMoE(["bench", "model", "--model", Self.mixtral, "--prompt-tokens", "16", "--new-tokens", "4", "--json"])
+        #expect(r.status == 0, "\(r.err)")
+        let o = try #require(try JSONSerialization.jsonObject(with: Data(r.out.utf8)) as? [String: Any])
+        for key in ["load_seconds", "peak_rss_bytes", "weight_bytes", "prefill_tokens_per_second", "decode_tokens_per_second", "decode_bytes_per_token"] {
+            #expect((o[key] as? Double ?? -1) > 0, "\(key): \(o[key] ?? "missing")")
+        }
+        // The fixture's weights: every tensor is F32; a decoded token reads less than all of them (2 of 8 experts).
+        let attributes = try FileManager.default.attributesOfItem(atPath: Self.mixtral + "/model.safetensors")
+        let fileBytes = try #require(attributes[.size] as? Int)
+        let weights = try #require(o["weight_bytes"] as? Double), perToken = try #require(o["decode_bytes_per_token"] as? Double)
+        #expect(weights < Double(fileBytes) && weights > Double(fileBytes) - 20_000)
+        #expect(perToken < weights && perToken > weights / 4)
+        let bad = try TestSupport.runMoE(["bench", "model", "--model", "/nonexistent"])
+        #expect(bad.status == 1 && bad.err == "Error: /nonexistent/config.json: not found; point at a model directory with config.json\n")
+    }
 }
