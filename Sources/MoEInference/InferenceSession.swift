@@ -40,6 +40,23 @@ public final class InferenceSession {
     /// Runs `ids` at positions `length ..< length + T` and appends them to the cache. Returns logits [T, V] with
     /// `allLogits`, else [1, V] for the last position.
     public func forward(_ ids: [Int], allLogits: Bool = false) -> Tensor<Float> {
+        // A long prompt runs in chunks of `prefillChunk` tokens: the same result (each chunk attends to the cache
+        // and itself), with half the activations and attention scores of one 512-token pass alive at once.
+        guard ids.count > Self.prefillChunk else { return forwardChunk(ids, allLogits: allLogits) }
+        var parts: [Tensor<Float>] = []
+        for start in stride(from: 0, to: ids.count, by: Self.prefillChunk) {
+            let chunk = Array(ids[start..<Swift.min(ids.count, start + Self.prefillChunk)])
+            let last = start + chunk.count == ids.count
+            let logits = forwardChunk(chunk, allLogits: allLogits)
+            if allLogits { parts.append(logits) } else if last { return logits }
+        }
+        return Tensor.concat(parts, axis: 0)
+    }
+
+    /// Tokens per prefill pass (at least the experts' blocks stay large enough for sgemm's rate).
+    static let prefillChunk = 256
+
+    func forwardChunk(_ ids: [Int], allLogits: Bool) -> Tensor<Float> {
         let c = model.config
         let t = ids.count, d = c.hiddenSize, start = length
         Shape.require(t > 0, "inference", "no tokens to run")

@@ -97,7 +97,7 @@ import Testing
         let config = """
             {"model_type": "mixtral", "hidden_size": 64, "intermediate_size": 128, "num_local_experts": 4, "num_experts_per_tok": 2,
              "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16, "vocab_size": 320,
-             "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "max_position_embeddings": 256, "tie_word_embeddings": false}
+             "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "max_position_embeddings": 1024, "tie_word_embeddings": false}
             """
         try config.write(to: out.appendingPathComponent("config.json"), atomically: true, encoding: .utf8)
         var rng = RandomGenerator(seed: 11)
@@ -147,6 +147,21 @@ import Testing
         // And the quantized model is close to the f32 one it came from.
         let original = try HuggingFace.load(source.path)(ids: Self.ids, batch: 1, .inference).logits.value
         #expect(Self.maxDiff(want, original) < (format == .q8 ? 0.02 : 0.2) * scale, "\(format) vs f32: \(Self.maxDiff(want, original))")
+    }
+
+    /// A prompt longer than one prefill chunk gives the reference model's logits at every position.
+    @Test func longPromptsRunInChunksWithTheSameResult() throws {
+        let tmp = TestSupport.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: tmp) }
+        try Self.syntheticMixtral(tmp)
+        let ids = (0..<600).map { ($0 * 37 + 11) % 320 }
+        let engine = try InferenceModel(directory: tmp.path)
+        let got = InferenceSession(model: engine, capacity: ids.count).forward(ids, allLogits: true)
+        let want = try HuggingFace.load(tmp.path)(ids: ids, batch: 1, .inference).logits.value
+        #expect(got.shape == [600, 320])
+        #expect(Self.maxDiff(got, want) < 1e-4, "\(Self.maxDiff(got, want))")
+        let last = InferenceSession(model: engine, capacity: ids.count).forward(ids)
+        #expect(Self.maxDiff(last, want.rows(599..<600)) < 1e-4)
     }
 
     static func message(_ body: () throws -> Void) -> String {
