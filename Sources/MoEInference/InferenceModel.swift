@@ -138,6 +138,32 @@ public final class InferenceModel: @unchecked Sendable {
         }
     }
 
+    /// Parameters of the checkpoint (every weight, counted from the mapped shapes without reading them).
+    public var parameterCount: Int {
+        var n = finalNorm.count + embed.rows * embed.cols + (config.tieWordEmbeddings ? 0 : head.rows * head.cols)
+        func mats(_ m: [WeightMatrix]) -> Int { m.reduce(0) { $0 + $1.rows * $1.cols } }
+        for l in layers {
+            n += l.inputNorm.count + l.postNorm.count + mats([l.q, l.k, l.v, l.o])
+            n += (l.qBias?.count ?? 0) + (l.kBias?.count ?? 0) + (l.vBias?.count ?? 0) + (l.oBias?.count ?? 0)
+            n += (l.qNorm?.count ?? 0) + (l.kNorm?.count ?? 0) + (l.router?.gate?.weight.value.count ?? 0) + (l.sharedGate?.count ?? 0)
+            n += l.experts.reduce(0) { $0 + mats([$1.gate, $1.up, $1.down]) }
+            for m in [l.shared, l.dense].compactMap({ $0 }) { n += mats([m.gate, m.up, m.down]) }
+        }
+        return n
+    }
+
+    /// Storage formats of the matrices, with how many of each.
+    public var formats: [WeightMatrix.Format: Int] {
+        var f: [WeightMatrix.Format: Int] = [:]
+        var all = [embed] + (config.tieWordEmbeddings ? [] : [head])
+        for l in layers {
+            all += [l.q, l.k, l.v, l.o] + l.experts.flatMap { [$0.gate, $0.up, $0.down] }
+            for m in [l.shared, l.dense].compactMap({ $0 }) { all += [m.gate, m.up, m.down] }
+        }
+        for m in all { f[m.format, default: 0] += 1 }
+        return f
+    }
+
     /// Bytes of all weights as stored.
     public var weightBytes: Int {
         checkpoint.files.reduce(0) { total, f in total + f.tensors.reduce(0) { $0 + ($1.end - $1.begin) } }
