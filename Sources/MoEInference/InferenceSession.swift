@@ -71,7 +71,12 @@ public final class InferenceSession {
             let a = attention(layer, index: i, Tensor.rmsNorm(x, weight: layer.inputNorm, eps: Float(c.rmsNormEps)).y, positions: positions)
             x = x + a
             let h = Tensor.rmsNorm(x, weight: layer.postNorm, eps: Float(c.rmsNormEps)).y
-            let f = layer.router != nil ? moe(layer, h) : mlp(layer.dense!, h)
+            let f: Tensor<Float>
+            switch (layer.router, layer.dense) {
+            case (let router?, _): f = moe(layer, router: router, h)
+            case (nil, let dense?): f = mlp(dense, h)
+            case (nil, nil): preconditionFailure("[inference] layer \(i) has neither a router nor a dense MLP")
+            }
             x = x + f
         }
         length += t
@@ -219,9 +224,9 @@ public final class InferenceSession {
 
     /// The MoE block: the shared router picks the experts; one token runs its k experts' gate and up in one
     /// parallel pass and their downs in another; a prompt runs each expert once over its block of tokens.
-    func moe(_ l: InferenceModel.Layer, _ h: Tensor<Float>) -> Tensor<Float> {
+    func moe(_ l: InferenceModel.Layer, router: Router<Float>, _ h: Tensor<Float>) -> Tensor<Float> {
         let t = h.shape[0], d = h.shape[1]
-        let routing = l.router!.route(Variable(h), .inference, .inference)
+        let routing = router.route(Variable(h), .inference, .inference)
         let weights = routing.weights.value.scalars
         var out = Tensor<Float>.zeros([t, d])
         let po = out.storage.base

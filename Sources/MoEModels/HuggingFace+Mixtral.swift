@@ -6,12 +6,8 @@ extension HuggingFace {
     /// PhiMoE (`PhimoeForCausalLM`): the same layout with LayerNorm (weight and bias) in place of RMSNorm,
     /// optional biases on q/k/v/o and the head, and SparseMixer routing (top-2, margin `router_jitter_noise`).
     static func loadMixtral(_ dir: String, config j: [String: Any], family: String) throws -> MoETransformer<Float> {
-        let path = dir + "/config.json"
-        let c = try mixtralConfig(j, path: path, family: family)
-        let model = try build(c, path: path)
-        let file = try SafetensorsCheckpoint(directory: dir)
-        try ModelFiles.install(model.parameters, from: file, family: family, source: mixtralNames(experts: c.moe!.numExperts))
-        return model
+        let c = try mixtralConfig(j, path: dir + "/config.json", family: family)
+        return try buildAndInstall(c, dir: dir, family: family, names: mixtralNames(experts: c.moe?.numExperts ?? 0))
     }
 
     static func mixtralConfig(_ j: [String: Any], path: String, family: String) throws -> TransformerConfig {

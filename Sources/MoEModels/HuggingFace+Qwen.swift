@@ -8,12 +8,8 @@ extension HuggingFace {
     /// - olmoe: RMSNorm of the whole query and key projections before RoPE;
     /// - flex_olmo: as olmoe, with OLMo 2's norms on the attention and FFN outputs instead of their inputs.
     static func loadQwenLike(_ dir: String, config j: [String: Any], family: String) throws -> MoETransformer<Float> {
-        let path = dir + "/config.json"
-        let c = try qwenConfig(j, path: path, family: family)
-        let model = try build(c, path: path)
-        let file = try SafetensorsCheckpoint(directory: dir)
-        try ModelFiles.install(model.parameters, from: file, family: family, source: qwenNames(experts: c.moe!.numExperts))
-        return model
+        let c = try qwenConfig(j, path: dir + "/config.json", family: family)
+        return try buildAndInstall(c, dir: dir, family: family, names: qwenNames(experts: c.moe?.numExperts ?? 0))
     }
 
     static func qwenConfig(_ j: [String: Any], path: String, family: String) throws -> TransformerConfig {

@@ -83,6 +83,16 @@ public enum HuggingFace {
         return c
     }
 
+    /// The pipeline's end for a family whose config maps without the model: build it, open the weights, install
+    /// them strictly through the family's name table.
+    static func buildAndInstall(
+        _ c: TransformerConfig, dir: String, family: String, names: (String) -> ModelFiles.TensorSource
+    ) throws -> MoETransformer<Float> {
+        let model = try build(c, path: dir + "/config.json")
+        try ModelFiles.install(model.parameters, from: try SafetensorsCheckpoint(directory: dir), family: family, source: names)
+        return model
+    }
+
     static func build(_ c: TransformerConfig, path: String) throws -> MoETransformer<Float> {
         do { return try MoETransformer<Float>(c, seed: 0) } catch { throw LoadError(description: "\(path): \(error)") }
     }

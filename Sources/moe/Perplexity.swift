@@ -29,10 +29,12 @@ struct PerplexityCommand: ParsableCommand {
         var base: InferenceModel? = nil
         if let b = baseline {
             let bdir = try ModelLocation.checkpointDirectory(b)
-            do { base = try InferenceModel(directory: bdir) } catch { throw UsageError("\(error)") }
-            guard base!.config.vocabSize == m.config.vocabSize else {
-                throw UsageError("--baseline \(bdir) has a vocabulary of \(base!.config.vocabSize), --model \(m.config.vocabSize); compare models of one tokenizer")
+            let b: InferenceModel
+            do { b = try InferenceModel(directory: bdir) } catch { throw UsageError("\(error)") }
+            guard b.config.vocabSize == m.config.vocabSize else {
+                throw UsageError("--baseline \(bdir) has a vocabulary of \(b.config.vocabSize), --model \(m.config.vocabSize); compare models of one tokenizer")
             }
+            base = b
         }
         var ids: [Int]
         if text == "builtin" {
