@@ -140,7 +140,7 @@ void moe_quantize_row_q4(const float *x, uint8_t *out, long cols) {
     }
 }
 
-void moe_dequantize_row_q8(const uint8_t *in, float *y, long cols) {
+static void dequantize_row_q8_scalar(const uint8_t *in, float *y, long cols) {
     const int8_t *q = (const int8_t *)in;
     const uint8_t *scales = in + cols;
     for (long b = 0; b < cols / 32; b++) {
@@ -151,7 +151,7 @@ void moe_dequantize_row_q8(const uint8_t *in, float *y, long cols) {
     }
 }
 
-void moe_dequantize_row_q4(const uint8_t *in, float *y, long cols) {
+static void dequantize_row_q4_scalar(const uint8_t *in, float *y, long cols) {
     const uint8_t *sm = in + cols / 2;
     for (long g = 0; g < cols / 64; g++) {
         uint16_t sh, mh;
@@ -167,11 +167,11 @@ void moe_dequantize_row_q4(const uint8_t *in, float *y, long cols) {
     }
 }
 
-void moe_widen_bf16(const uint16_t *in, float *y, long n) {
+static void widen_bf16_scalar(const uint16_t *in, float *y, long n) {
     for (long i = 0; i < n; i++) y[i] = bf16_to_f32(in[i]);
 }
 
-void moe_widen_f16(const uint16_t *in, float *y, long n) {
+static void widen_f16_scalar(const uint16_t *in, float *y, long n) {
     for (long i = 0; i < n; i++) y[i] = moe_f16_to_f32(in[i]);
 }
 
@@ -424,6 +424,49 @@ __attribute__((target("avx512f,avx512vl,avx512vnni,avx512bw,avx2,f16c,fma"))) st
         }
     }
 }
+
+// Prefill widens every expert's weights once per prompt chunk: vector versions of the conversions.
+__attribute__((target("avx512f,avx512bw,avx512vl"))) static void dequantize_q8_512(const uint8_t *in, float *y, long cols) {
+    const int8_t *q = (const int8_t *)in;
+    const uint16_t *scales = (const uint16_t *)(in + cols);
+    for (long b = 0; b < cols / 32; b++) {
+        __m512 d = _mm512_set1_ps(_cvtsh_ss(scales[b]));
+        __m512i lo = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(q + b * 32)));
+        __m512i hi = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(q + b * 32 + 16)));
+        _mm512_storeu_ps(y + b * 32, _mm512_mul_ps(d, _mm512_cvtepi32_ps(lo)));
+        _mm512_storeu_ps(y + b * 32 + 16, _mm512_mul_ps(d, _mm512_cvtepi32_ps(hi)));
+    }
+}
+
+__attribute__((target("avx512f,avx512bw,avx512vl"))) static void dequantize_q4_512(const uint8_t *in, float *y, long cols) {
+    const uint16_t *sm = (const uint16_t *)(in + cols / 2);
+    const __m128i low = _mm_set1_epi8(15);
+    for (long g = 0; g < cols / 64; g++) {
+        __m512 s = _mm512_set1_ps(_cvtsh_ss(sm[2 * g])), m = _mm512_set1_ps(_cvtsh_ss(sm[2 * g + 1]));
+        for (int half = 0; half < 2; half++) {
+            __m128i bytes = _mm_loadu_si128((const __m128i *)(in + g * 32 + half * 16));
+            __m512i lo = _mm512_cvtepu8_epi32(_mm_and_si128(bytes, low));                     // elements j
+            __m512i hi = _mm512_cvtepu8_epi32(_mm_and_si128(_mm_srli_epi16(bytes, 4), low));  // elements j + 32
+            _mm512_storeu_ps(y + g * 64 + half * 16, _mm512_fmadd_ps(s, _mm512_cvtepi32_ps(lo), m));
+            _mm512_storeu_ps(y + g * 64 + 32 + half * 16, _mm512_fmadd_ps(s, _mm512_cvtepi32_ps(hi), m));
+        }
+    }
+}
+
+__attribute__((target("avx512f"))) static void widen_bf16_512(const uint16_t *in, float *y, long n) {
+    long i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512i v = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(in + i)));
+        _mm512_storeu_si512(y + i, _mm512_slli_epi32(v, 16));
+    }
+    for (; i < n; i++) y[i] = bf16_to_f32(in[i]);
+}
+
+__attribute__((target("avx512f,f16c"))) static void widen_f16_512(const uint16_t *in, float *y, long n) {
+    long i = 0;
+    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(in + i))));
+    for (; i < n; i++) y[i] = moe_f16_to_f32(in[i]);
+}
 #endif
 
 static int use_vnni(void) {
@@ -435,6 +478,44 @@ static int use_512(void) {
     const moe_cpu_t *c = moe_cpu();
     return c->avx512f && c->f16c;
 }
+
+static int use_512bw(void) {
+    const moe_cpu_t *c = moe_cpu();
+    return c->avx512f && c->avx512bw && c->avx512vl && c->f16c;
+}
+
+void moe_dequantize_row_q8(const uint8_t *in, float *y, long cols) {
+#if defined(__x86_64__)
+    if (use_512bw()) { dequantize_q8_512(in, y, cols); return; }
+#endif
+    dequantize_row_q8_scalar(in, y, cols);
+}
+
+void moe_dequantize_row_q4(const uint8_t *in, float *y, long cols) {
+#if defined(__x86_64__)
+    if (use_512bw()) { dequantize_q4_512(in, y, cols); return; }
+#endif
+    dequantize_row_q4_scalar(in, y, cols);
+}
+
+void moe_widen_bf16(const uint16_t *in, float *y, long n) {
+#if defined(__x86_64__)
+    if (use_512()) { widen_bf16_512(in, y, n); return; }
+#endif
+    widen_bf16_scalar(in, y, n);
+}
+
+void moe_widen_f16(const uint16_t *in, float *y, long n) {
+#if defined(__x86_64__)
+    if (use_512()) { widen_f16_512(in, y, n); return; }
+#endif
+    widen_f16_scalar(in, y, n);
+}
+
+void moe_dequantize_row_q8_portable(const uint8_t *in, float *y, long cols) { dequantize_row_q8_scalar(in, y, cols); }
+void moe_dequantize_row_q4_portable(const uint8_t *in, float *y, long cols) { dequantize_row_q4_scalar(in, y, cols); }
+void moe_widen_bf16_portable(const uint16_t *in, float *y, long n) { widen_bf16_scalar(in, y, n); }
+void moe_widen_f16_portable(const uint16_t *in, float *y, long n) { widen_f16_scalar(in, y, n); }
 
 int moe_matvec_f32(const float *w, const float *x, float *y, long rows, long cols) {
 #if defined(__x86_64__)

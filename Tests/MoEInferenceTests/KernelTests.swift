@@ -143,4 +143,29 @@ import Testing
             #expect(bound < (format == .q8 ? 0.01 : 0.15) * size, "\(format) row \(r): termwise error \(bound) of \(size)")
         }
     }
+
+    /// The vector conversions prefill uses are bit-identical to the portable ones.
+    @Test func vectorConversionsEqualThePortableOnes() {
+        let cols = 1024 + 64, w = Self.randomFloats(cols, seed: 9, scale: 0.05)
+        let bits16 = w.map { UInt16(($0.bitPattern &+ 0x8000) >> 16) }, half = w.map { moe_f32_to_f16($0) }
+        var a = [Float](repeating: 0, count: cols), b = a
+        moe_widen_bf16(bits16, &a, cols - 3)
+        moe_widen_bf16_portable(bits16, &b, cols - 3)
+        #expect(a == b)
+        moe_widen_f16(half, &a, cols - 5)
+        moe_widen_f16_portable(half, &b, cols - 5)
+        #expect(a == b)
+        for format in [BlockFormat.q8, .q4] {
+            var codes = [UInt8](repeating: 0, count: format.rowBytes(cols))
+            codes.withUnsafeMutableBytes { c in w.withUnsafeBufferPointer { format.quantize($0.baseAddress!, into: c.baseAddress!, cols: cols) } }
+            if format == .q8 {
+                moe_dequantize_row_q8(codes, &a, cols)
+                moe_dequantize_row_q8_portable(codes, &b, cols)
+            } else {
+                moe_dequantize_row_q4(codes, &a, cols)
+                moe_dequantize_row_q4_portable(codes, &b, cols)
+            }
+            #expect(a == b, "\(format)")
+        }
+    }
 }

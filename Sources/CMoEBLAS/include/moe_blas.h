@@ -191,6 +191,11 @@ void moe_dequantize_row_q8(const uint8_t *in, float *y, long cols);
 void moe_dequantize_row_q4(const uint8_t *in, float *y, long cols);
 void moe_widen_bf16(const uint16_t *in, float *y, long n);
 void moe_widen_f16(const uint16_t *in, float *y, long n);
+/// The same conversions without vector instructions (the tests' reference).
+void moe_dequantize_row_q8_portable(const uint8_t *in, float *y, long cols);
+void moe_dequantize_row_q4_portable(const uint8_t *in, float *y, long cols);
+void moe_widen_bf16_portable(const uint16_t *in, float *y, long n);
+void moe_widen_f16_portable(const uint16_t *in, float *y, long n);
 /// Per block of `block` (32 for q8 weights, 64 for q4): d[b] = max|x|/127, q = round(x/d), sums[b] = d[b] * (sum of
 /// the block's codes). n % block == 0.
 void moe_quantize_activation(const float *x, int8_t *q, float *d, float *sums, long n, long block);
