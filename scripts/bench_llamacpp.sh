@@ -28,8 +28,11 @@ if [ ! -d "$src" ]; then
   # The sdist's address from PyPI's JSON API (pip download would try to build the package).
   url=$("$work/venv/bin/python" - "$version" <<'PY'
 import json, sys, urllib.request
-d = json.load(urllib.request.urlopen(f"https://pypi.org/pypi/llama-cpp-python/{sys.argv[1]}/json"))
-u = [u["url"] for u in d["urls"] if u["packagetype"] == "sdist"][0]
+v = sys.argv[1]
+d = json.load(urllib.request.urlopen("https://pypi.org/pypi/llama-cpp-python/json"))
+files = (d.get("releases") or {}).get(v) or (d["urls"] if d["info"]["version"] == v else [])
+u = [f["url"] for f in files if f["packagetype"] == "sdist"][0]
+# A mirror may give addresses relative to its index; the file path after packages/ is the same on pypi.org.
 print(u if u.startswith("http") else "https://pypi.org/packages/" + u.split("packages/", 2)[-1])
 PY
 )
