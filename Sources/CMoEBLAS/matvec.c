@@ -465,48 +465,59 @@ __attribute__((target("avx512f,f16c"))) static void widen_f16_512(const uint16_t
 }
 #endif
 
-static int use_vnni(void) {
+// Each entry point calls the kernel chosen once at load from CPUID (as vector.c's are), or its portable version.
+static void q4_portable_entry(const uint8_t *w, const int8_t *xq, const float *xd, const float *xs, const void *packed, float *y,
+                              long rows, long cols) {
+    (void)packed;
+    q4_portable(w, xq, xd, xs, y, rows, cols);
+}
+
+#if defined(__x86_64__)
+static void q4_512_entry(const uint8_t *w, const int8_t *xq, const float *xd, const float *xs, const void *packed, float *y,
+                         long rows, long cols) {
+    long np = cols / 128;
+    const int8_t *codes = (const int8_t *)packed;
+    const float *dpair = (const float *)(codes + np * 128), *spair = dpair + np * 16;
+    q4_512(w, codes, dpair, spair, xq, xd, xs, y, rows, cols);
+}
+#endif
+
+static void (*dequantize_q8_impl)(const uint8_t *, float *, long) = dequantize_row_q8_scalar;
+static void (*dequantize_q4_impl)(const uint8_t *, float *, long) = dequantize_row_q4_scalar;
+static void (*widen_bf16_impl)(const uint16_t *, float *, long) = widen_bf16_scalar;
+static void (*widen_f16_impl)(const uint16_t *, float *, long) = widen_f16_scalar;
+static void (*f32_impl)(const float *, const float *, float *, long, long) = NULL;  // NULL: the BLAS's sgemv
+static void (*bf16_impl)(const uint16_t *, const float *, float *, long, long) = bf16_portable;
+static void (*f16_impl)(const uint16_t *, const float *, float *, long, long) = f16_portable;
+static void (*q8_impl)(const uint8_t *, const int8_t *, const float *, float *, long, long) = q8_portable;
+static void (*q4_impl)(const uint8_t *, const int8_t *, const float *, const float *, const void *, float *, long, long) =
+    q4_portable_entry;
+
+__attribute__((constructor)) static void choose_matvec_kernels(void) {
+#if defined(__x86_64__)
     const moe_cpu_t *c = moe_cpu();
-    return c->avx512f && c->avx512vl && c->avx512vnni && c->avx2 && c->f16c;
-}
-
-static int use_512(void) {
-    const moe_cpu_t *c = moe_cpu();
-    return c->avx512f && c->f16c;
-}
-
-static int use_512bw(void) {
-    const moe_cpu_t *c = moe_cpu();
-    return c->avx512f && c->avx512bw && c->avx512vl && c->f16c;
-}
-
-void moe_dequantize_row_q8(const uint8_t *in, float *y, long cols) {
-#if defined(__x86_64__)
-    if (use_512bw()) { dequantize_q8_512(in, y, cols); return; }
+    if (c->avx512f && c->f16c) {
+        widen_bf16_impl = widen_bf16_512;
+        widen_f16_impl = widen_f16_512;
+        f32_impl = f32_512;
+        bf16_impl = bf16_512;
+        f16_impl = f16_512;
+    }
+    if (c->avx512f && c->avx512bw && c->avx512vl && c->f16c) {
+        dequantize_q8_impl = dequantize_q8_512;
+        dequantize_q4_impl = dequantize_q4_512;
+    }
+    if (c->avx512f && c->avx512vl && c->avx512vnni && c->avx2 && c->f16c) {
+        q8_impl = q8_512;
+        if (c->avx512bw) q4_impl = q4_512_entry;
+    }
 #endif
-    dequantize_row_q8_scalar(in, y, cols);
 }
 
-void moe_dequantize_row_q4(const uint8_t *in, float *y, long cols) {
-#if defined(__x86_64__)
-    if (use_512bw()) { dequantize_q4_512(in, y, cols); return; }
-#endif
-    dequantize_row_q4_scalar(in, y, cols);
-}
-
-void moe_widen_bf16(const uint16_t *in, float *y, long n) {
-#if defined(__x86_64__)
-    if (use_512()) { widen_bf16_512(in, y, n); return; }
-#endif
-    widen_bf16_scalar(in, y, n);
-}
-
-void moe_widen_f16(const uint16_t *in, float *y, long n) {
-#if defined(__x86_64__)
-    if (use_512()) { widen_f16_512(in, y, n); return; }
-#endif
-    widen_f16_scalar(in, y, n);
-}
+void moe_dequantize_row_q8(const uint8_t *in, float *y, long cols) { dequantize_q8_impl(in, y, cols); }
+void moe_dequantize_row_q4(const uint8_t *in, float *y, long cols) { dequantize_q4_impl(in, y, cols); }
+void moe_widen_bf16(const uint16_t *in, float *y, long n) { widen_bf16_impl(in, y, n); }
+void moe_widen_f16(const uint16_t *in, float *y, long n) { widen_f16_impl(in, y, n); }
 
 void moe_dequantize_row_q8_portable(const uint8_t *in, float *y, long cols) { dequantize_row_q8_scalar(in, y, cols); }
 void moe_dequantize_row_q4_portable(const uint8_t *in, float *y, long cols) { dequantize_row_q4_scalar(in, y, cols); }
@@ -514,31 +525,19 @@ void moe_widen_bf16_portable(const uint16_t *in, float *y, long n) { widen_bf16_
 void moe_widen_f16_portable(const uint16_t *in, float *y, long n) { widen_f16_scalar(in, y, n); }
 
 int moe_matvec_f32(const float *w, const float *x, float *y, long rows, long cols) {
-#if defined(__x86_64__)
-    if (use_512()) { f32_512(w, x, y, rows, cols); return 1; }
-#endif
-    return 0;
+    if (!f32_impl) return 0;
+    f32_impl(w, x, y, rows, cols);
+    return 1;
 }
 
-void moe_matvec_bf16(const uint16_t *w, const float *x, float *y, long rows, long cols) {
-#if defined(__x86_64__)
-    if (use_512()) { bf16_512(w, x, y, rows, cols); return; }
-#endif
-    bf16_portable(w, x, y, rows, cols);
-}
-
-void moe_matvec_f16(const uint16_t *w, const float *x, float *y, long rows, long cols) {
-#if defined(__x86_64__)
-    if (use_512()) { f16_512(w, x, y, rows, cols); return; }
-#endif
-    f16_portable(w, x, y, rows, cols);
-}
-
+void moe_matvec_bf16(const uint16_t *w, const float *x, float *y, long rows, long cols) { bf16_impl(w, x, y, rows, cols); }
+void moe_matvec_f16(const uint16_t *w, const float *x, float *y, long rows, long cols) { f16_impl(w, x, y, rows, cols); }
 void moe_matvec_q8(const uint8_t *w, const int8_t *xq, const float *xd, float *y, long rows, long cols) {
-#if defined(__x86_64__)
-    if (use_vnni()) { q8_512(w, xq, xd, y, rows, cols); return; }
-#endif
-    q8_portable(w, xq, xd, y, rows, cols);
+    q8_impl(w, xq, xd, y, rows, cols);
+}
+void moe_matvec_q4(const uint8_t *w, const int8_t *xq, const float *xd, const float *xs, const void *packed, float *y, long rows,
+                   long cols) {
+    q4_impl(w, xq, xd, xs, packed, y, rows, cols);
 }
 
 long moe_q4_packed_bytes(long n) {
@@ -559,20 +558,6 @@ void moe_pack_activation_q4(const int8_t *xq, const float *xd, const float *xs, 
         for (int j = 0; j < 8; j++) { dpair[p * 16 + j] = xd[2 * p]; dpair[p * 16 + 8 + j] = xd[2 * p + 1]; }
         spair[p * 4] = 0; spair[p * 4 + 1] = xs[2 * p]; spair[p * 4 + 2] = 0; spair[p * 4 + 3] = xs[2 * p + 1];
     }
-}
-
-void moe_matvec_q4(const uint8_t *w, const int8_t *xq, const float *xd, const float *xs, const void *packed, float *y, long rows,
-                   long cols) {
-#if defined(__x86_64__)
-    if (use_vnni() && moe_cpu()->avx512bw) {
-        long np = cols / 128;
-        const int8_t *codes = (const int8_t *)packed;
-        const float *dpair = (const float *)(codes + np * 128), *spair = dpair + np * 16;
-        q4_512(w, codes, dpair, spair, xq, xd, xs, y, rows, cols);
-        return;
-    }
-#endif
-    q4_portable(w, xq, xd, xs, y, rows, cols);
 }
 
 void moe_matvec_bf16_portable(const uint16_t *w, const float *x, float *y, long rows, long cols) { bf16_portable(w, x, y, rows, cols); }

@@ -233,7 +233,7 @@ final class Reader {
     }
 
     func file(_ name: String) throws -> SafetensorsFile {
-        guard let f = checkpoint.files.first(where: { $0.info(name) != nil }) else {
+        guard let f = checkpoint.shard(holding: name) else {
             throw SafetensorsError(checkpoint.path, tensor: name, "is missing", hint: "the checkpoint does not match the \(family) config.json")
         }
         used.insert(name)

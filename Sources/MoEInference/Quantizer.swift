@@ -1,5 +1,6 @@
 import Foundation
 import MoEIO
+import MoEModels
 import MoETensor
 
 /// `moe quantize`: writes a checkpoint whose expert matrices (or, with `.all`, every large matrix but the
@@ -43,7 +44,7 @@ public enum Quantizer {
             throw QuantizeError("\(out): already exists; choose another --out or remove it")
         }
         let checkpoint = try SafetensorsCheckpoint(directory: dir)
-        var config = try MoEModels_readConfig(dir)
+        var config = try HuggingFace.readConfig(dir)
         if config["quantization_config"] != nil || checkpoint.files.contains(where: { !$0.quantized.isEmpty }) {
             throw QuantizeError("\(dir): is already quantized; quantize the original 16- or 32-bit checkpoint")
         }
@@ -138,13 +139,5 @@ public enum Quantizer {
             try? fm.removeItem(atPath: temp)
             throw error
         }
-    }
-
-    static func MoEModels_readConfig(_ dir: String) throws -> [String: Any] {
-        let path = dir + "/config.json"
-        guard let data = FileManager.default.contents(atPath: path),
-            let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
-        else { throw QuantizeError("\(path): missing or not valid JSON; point --model at a model directory") }
-        return json
     }
 }
