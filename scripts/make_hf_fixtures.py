@@ -65,6 +65,13 @@ FAMILIES = {
                        num_shared_experts=1, n_group=1, topk_group=1, norm_topk_prob=True, routed_scaling_factor=2.0,
                        sliding_window=4, layer_types=["sliding_attention", "full_attention", "sliding_attention"],
                        mlp_layer_types=["dense", "sparse", "sparse"], first_k_dense_replace=1),
+    # Sinks, biases, the clamped SwiGLU with a limit the tiny model's pre-activations cross, YaRN with an original
+    # context short enough that the ramp falls inside a head of 8 (untruncated, as gpt-oss ships), a window of 4;
+    # experts 32 wide, so that both expert matrices split into MXFP4 blocks of 32 (gpt_oss_mxfp4).
+    "gpt_oss": dict(num_local_experts=4, intermediate_size=32, swiglu_limit=0.5, sliding_window=4, max_position_embeddings=8192,
+                    layer_types=["sliding_attention", "full_attention"],
+                    rope_parameters=dict(rope_type="yarn", rope_theta=150000.0, factor=32.0, beta_fast=32.0, beta_slow=1.0,
+                                         original_max_position_embeddings=256, truncate=False)),
 }
 
 
@@ -74,7 +81,8 @@ def draw(model, seed):
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in model.named_parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * 0.08)
+            # gpt-oss's sinks at the scale of attention logits, so they take a real share of each row.
+            p.copy_(torch.randn(p.shape, generator=g) * (1.0 if name.endswith(".sinks") else 0.08))
         # Norm scales (by module type: DBRX's attention sits under a module named norm_attn_norm).
         for module in model.modules():
             if "Norm" in type(module).__name__ and getattr(module, "weight", None) is not None:
@@ -172,9 +180,86 @@ def make(family, root, seed=1234):
     print(f"{family}: {type(model).__name__}, attempt {attempt}, new tokens {new}")
 
 
+FP4_VALUES = [0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, -0.0, -0.5, -1.0, -1.5, -2.0, -3.0, -4.0, -6.0]
+
+
+def to_mxfp4(w):
+    """w [..., rows, cols] -> (blocks uint8 [..., rows, cols / 32, 16], scales uint8 [..., rows, cols / 32]) as the
+    released gpt-oss checkpoints store experts: blocks of 32 along the input, an E8M0 scale 2^(s - 127) each, and
+    FP4 (E2M1) codes two per byte, the even element in the low nibble. Each block's scale is the smallest power of
+    two that brings its largest magnitude within 6; codes round to the nearest FP4 value."""
+    *prefix, rows, cols = w.shape
+    x = w.reshape(*prefix, rows, cols // 32, 32).double()
+    amax = x.abs().amax(dim=-1, keepdim=True).clamp_min(2.0 ** -120)
+    e = torch.ceil(torch.log2(amax / 6.0))
+    scaled = x / torch.exp2(e)
+    lut = torch.tensor(FP4_VALUES[:8], dtype=torch.float64)
+    idx = (scaled.abs().unsqueeze(-1) - lut).abs().argmin(dim=-1)
+    codes = (idx + 8 * (scaled < 0).long()).to(torch.uint8)
+    blocks = codes[..., 0::2] | (codes[..., 1::2] << 4)
+    return blocks.contiguous(), (e.squeeze(-1) + 127).to(torch.uint8).contiguous()
+
+
+def make_mxfp4(root, source="gpt_oss", name="gpt_oss_mxfp4"):
+    """The gpt_oss fixture with its experts in MXFP4, laid out as the released checkpoints are (experts as
+    [E, out, in] blocks, gate/up rows interleaved), and transformers' outputs on it (it dequantizes MXFP4 on a
+    CPU: Mxfp4Config(dequantize=True))."""
+    from safetensors.torch import load_file, save_file
+    from transformers import Mxfp4Config
+    src, d = os.path.join(root, source), os.path.join(root, name)
+    os.makedirs(d, exist_ok=True)
+    tensors = load_file(os.path.join(src, "model.safetensors"))
+    out = {}
+    for k, v in tensors.items():
+        if k.endswith("mlp.experts.gate_up_proj") or k.endswith("mlp.experts.down_proj"):
+            out[k + "_blocks"], out[k + "_scales"] = to_mxfp4(v.transpose(1, 2))  # [E, in, out] -> [E, out, in]
+        else:
+            out[k] = v
+    with open(os.path.join(src, "config.json")) as f:
+        config = json.load(f)
+    config["quantization_config"] = {"quant_method": "mxfp4", "modules_to_not_convert": [
+        "model.layers.*.self_attn", "model.layers.*.mlp.router", "model.embed_tokens", "lm_head"]}
+    with open(os.path.join(d, "config.json"), "w") as f:
+        json.dump(config, f, indent=2)
+    save_file(out, os.path.join(d, "model.safetensors"), metadata={"format": "pt"})
+    for extra in ("generation_config.json",):
+        with open(os.path.join(src, extra)) as f, open(os.path.join(d, extra), "w") as g:
+            g.write(f.read())
+    model = AutoModelForCausalLM.from_pretrained(d, quantization_config=Mxfp4Config(dequantize=True), dtype=torch.float32).eval()
+    model.config._attn_implementation = "eager"
+    with open(os.path.join(src, "expected.json")) as f:
+        ids = torch.tensor(json.load(f)["input_ids"])
+    got, routing = run(model, ids)
+    with torch.no_grad():
+        gen = model.generate(ids[:1], max_new_tokens=6, min_new_tokens=6, do_sample=False, use_cache=True,
+                             output_scores=True, return_dict_in_generate=True)
+    if not margins_ok(got, gen.scores):
+        print(f"{name}: warning: a decision within 1e-4 of a tie")
+    expected = {
+        "fixture_set": "swift-moe", "arch": "gpt_oss", "model_class": type(model).__name__, "source": source,
+        "note": "experts quantized to MXFP4 by scripts/make_hf_fixtures.py; outputs from transformers' dequantized model",
+        "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
+        "input_ids": ids.tolist(), "logits": got.logits.tolist(),
+        "router_logits": [r.tolist() for r in (got.router_logits or [])], "routing": routing,
+        "hidden_states_seq0": [h[0].tolist() for h in got.hidden_states],
+        "generation": {"new_tokens": gen.sequences[0, ids.shape[1]:].tolist(), "max_new_tokens": 6, "greedy": True, "min_new_tokens": 6},
+        "config": config,
+    }
+    tmp = os.path.join(d, "expected.json.tmp")
+    with open(tmp, "w") as f:
+        json.dump(expected, f, allow_nan=True)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, os.path.join(d, "expected.json"))
+    print(f"{name}: new tokens {expected['generation']['new_tokens']}")
+
+
 if __name__ == "__main__":
     if len(sys.argv) < 2:
         raise SystemExit(__doc__)
     root = sys.argv[1]
-    for family in sys.argv[2:] or FAMILIES:
-        make(family, root)
+    for family in sys.argv[2:] or list(FAMILIES) + ["gpt_oss_mxfp4"]:
+        if family == "gpt_oss_mxfp4":
+            make_mxfp4(root)
+        else:
+            make(family, root)

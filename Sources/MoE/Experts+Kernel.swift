@@ -16,7 +16,7 @@ enum ExpertsKernel {
     }
 
     static func apply<T>(
-        _ inputs: [Variable<T>], hasB1: Bool, hasB2: Bool, plan: DispatchPlan, activation: ExpertActivation
+        _ inputs: [Variable<T>], hasB1: Bool, hasB2: Bool, plan: DispatchPlan, activation: ExpertBankActivation
     ) -> Variable<T> {
         let x = inputs[0].value, weights = inputs[1].value, w1 = inputs[2].value, w2 = inputs[3].value
         let b1 = hasB1 ? inputs[4].value : nil
@@ -65,7 +65,7 @@ enum ExpertsKernel {
     @_specialize(where T == Double)
     static func forward<T: TensorScalar>(
         x: Tensor<T>, weights: Tensor<T>, w1: Tensor<T>, b1: Tensor<T>?, w2: Tensor<T>, b2: Tensor<T>?,
-        plan: DispatchPlan, activation: ExpertActivation
+        plan: DispatchPlan, activation: ExpertBankActivation
     ) -> (Tensor<T>, Saved<T>) {
         let (n, d) = (x.shape[0], x.shape[1])
         let (e, p) = (w1.shape[0], w1.shape[1]), f = w2.shape[2]
@@ -108,7 +108,7 @@ enum ExpertsKernel {
     @_specialize(where T == Double)
     static func backward<T: TensorScalar>(
         upstream g: Tensor<T>, x: Tensor<T>, weights: Tensor<T>, w1: Tensor<T>, w2: Tensor<T>, hasB1: Bool,
-        hasB2: Bool, plan: DispatchPlan, activation: ExpertActivation, saved: Saved<T>
+        hasB2: Bool, plan: DispatchPlan, activation: ExpertBankActivation, saved: Saved<T>
     ) -> Gradients<T> {
         let d = x.shape[1]
         let (e, p) = (w1.shape[0], w1.shape[1]), f = w2.shape[2]
@@ -218,18 +218,29 @@ enum ExpertsKernel {
         }
     }
 
-    /// a = silu(h[:, :F]) * h[:, F:] (SwiGLU) or act(h).
+    /// a = silu(h[:, :F]) * h[:, F:] (SwiGLU), its clamped form, or act(h).
     static func activate<T: TensorScalar>(
-        _ kind: ExpertActivation, h: UnsafeMutablePointer<T>, a: UnsafeMutablePointer<T>, rows: Int, f: Int, parallel: Bool
+        _ spec: ExpertBankActivation, h: UnsafeMutablePointer<T>, a: UnsafeMutablePointer<T>, rows: Int, f: Int, parallel: Bool
     ) {
         let grain = parallel ? Swift.max(1, elementwiseGrain / Swift.max(f, 1)) : Int.max
         let elementGrain = parallel ? elementwiseGrain : Int.max
-        switch kind {
+        switch spec.kind {
         case .swiglu:
             Parallel.forRange(rows, grain: grain) { range in
                 for r in range {
                     let hg = h + r * 2 * f, hu = hg + f, ar = a + r * f
                     for j in 0..<f { ar[j] = Pointwise.Silu.apply(hg[j]) * hu[j] }
+                }
+            }
+        case .clampedSwiglu:
+            let alpha = T(spec.alpha), limit = T(spec.limit)
+            Parallel.forRange(rows, grain: grain) { range in
+                for r in range {
+                    let hg = h + r * 2 * f, hu = hg + f, ar = a + r * f
+                    for j in 0..<f {
+                        let g = Swift.min(hg[j], limit), u = Swift.min(Swift.max(hu[j], -limit), limit)
+                        ar[j] = g * Pointwise.sigmoid(alpha * g) * (u + 1)
+                    }
                 }
             }
         case .relu: pointwise(Pointwise.Relu.self, h, a, rows * f, elementGrain)
@@ -251,13 +262,13 @@ enum ExpertsKernel {
 
     /// dh from da: SwiGLU dh_gate = da * up * silu'(gate), dh_up = da * silu(gate); else da * act'(h).
     static func activateBackward<T: TensorScalar>(
-        _ kind: ExpertActivation, h: UnsafePointer<T>, da: UnsafeMutablePointer<T>, dh: UnsafeMutablePointer<T>, rows: Int, f: Int,
+        _ spec: ExpertBankActivation, h: UnsafePointer<T>, da: UnsafeMutablePointer<T>, dh: UnsafeMutablePointer<T>, rows: Int, f: Int,
         parallel: Bool
     ) {
         let grain = parallel ? Swift.max(1, elementwiseGrain / Swift.max(f, 1)) : Int.max
         let elementGrain = parallel ? elementwiseGrain : Int.max
         let hm = UnsafeMutablePointer(mutating: h)
-        switch kind {
+        switch spec.kind {
         case .swiglu:
             Parallel.forRange(rows, grain: grain) { range in
                 for r in range {
@@ -265,6 +276,20 @@ enum ExpertsKernel {
                     for j in 0..<f {
                         dg[j] = Pointwise.SiluGrad.apply(g[j] * hu[j], hg[j])
                         du[j] = g[j] * Pointwise.Silu.apply(hg[j])
+                    }
+                }
+            }
+        case .clampedSwiglu:
+            // d/dg [g s(alpha g)] = s + alpha g s (1 - s); the clamps pass no gradient where they bind.
+            let alpha = T(spec.alpha), limit = T(spec.limit)
+            Parallel.forRange(rows, grain: grain) { range in
+                for r in range {
+                    let hg = h + r * 2 * f, hu = hg + f, g = da + r * f, dg = dh + r * 2 * f, du = dg + f
+                    for j in 0..<f {
+                        let gc = Swift.min(hg[j], limit), u = Swift.min(Swift.max(hu[j], -limit), limit)
+                        let s = Pointwise.sigmoid(alpha * gc)
+                        dg[j] = hg[j] < limit ? g[j] * (u + 1) * (s + alpha * gc * s * (1 - s)) : 0
+                        du[j] = hu[j] > -limit && hu[j] < limit ? g[j] * gc * s : 0
                     }
                 }
             }

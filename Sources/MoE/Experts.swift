@@ -5,6 +5,8 @@
 /// Initialized as PyTorch's Linear: uniform in ±1/sqrt(fan_in).
 public final class ExpertBank<T: TensorScalar>: Module {
     public let activation: ExpertActivation
+    /// alpha and limit of the clamped SwiGLU (unused by the other activations).
+    public let swigluAlpha: Double, swigluLimit: Double
     public let w1: Parameter<T>
     public let b1: Parameter<T>?
     public let w2: Parameter<T>
@@ -12,11 +14,14 @@ public final class ExpertBank<T: TensorScalar>: Module {
 
     public init(
         experts e: Int, dim d: Int, hidden f: Int, activation: ExpertActivation, bias: Bool, path: String,
-        rng: inout RandomGenerator
+        swigluAlpha: Double = 1.702, swigluLimit: Double = 7, rng: inout RandomGenerator
     ) {
         self.activation = activation
-        let p = activation == .swiglu ? 2 * f : f
-        let name1 = activation == .swiglu ? "gate_up_proj" : "up_proj"
+        self.swigluAlpha = swigluAlpha
+        self.swigluLimit = swigluLimit
+        let gated = activation == .swiglu || activation == .clampedSwiglu
+        let p = gated ? 2 * f : f
+        let name1 = gated ? "gate_up_proj" : "up_proj"
         let bound1 = 1 / T(d).squareRoot(), bound2 = 1 / T(f).squareRoot()
         w1 = Parameter(joinPath(path, name1), .uniform([e, p, d], low: -bound1, high: bound1, rng: &rng))
         b1 = bias ? Parameter(joinPath(path, name1 + "_bias"), .uniform([e, p], low: -bound1, high: bound1, rng: &rng)) : nil
@@ -36,8 +41,10 @@ public final class ExpertBank<T: TensorScalar>: Module {
         var inputs = [x, weights, ctx(w1), ctx(w2)]
         if let b1 { inputs.append(ctx(b1)) }
         if let b2 { inputs.append(ctx(b2)) }
-        return ExpertsKernel.apply(inputs, hasB1: b1 != nil, hasB2: b2 != nil, plan: plan, activation: activation)
+        return ExpertsKernel.apply(inputs, hasB1: b1 != nil, hasB2: b2 != nil, plan: plan, activation: spec)
     }
+
+    var spec: ExpertBankActivation { ExpertBankActivation(kind: activation, alpha: swigluAlpha, limit: swigluLimit) }
 
     /// The naive reference: every kept assignment computed on its own, token by token, from primitives.
     /// Slow; tests pin the fused path to it (outputs and gradients).
@@ -59,6 +66,10 @@ public final class ExpertBank<T: TensorScalar>: Module {
             case .swiglu:
                 let parts = h.split(sizes: [f, f], axis: 1)
                 act = parts[0].silu() * parts[1]
+            case .clampedSwiglu:
+                let parts = h.split(sizes: [f, f], axis: 1), limit = T(swigluLimit)
+                let g = parts[0].clamped(max: limit), u = parts[1].clamped(min: -limit, max: limit)
+                act = g * (g * T(swigluAlpha)).sigmoid() * (u + 1)
             case .relu: act = h.relu()
             case .gelu: act = h.gelu()
             case .geluTanh: act = h.geluTanh()
@@ -70,4 +81,11 @@ public final class ExpertBank<T: TensorScalar>: Module {
         }
         return out
     }
+}
+
+/// An expert bank's nonlinearity with its parameters, as the fused kernel takes it.
+struct ExpertBankActivation: Sendable {
+    let kind: ExpertActivation
+    let alpha: Double
+    let limit: Double
 }

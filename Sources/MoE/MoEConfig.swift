@@ -32,7 +32,9 @@ public enum GroupScore: String, Codable, Sendable { case max, top2Sum = "top2_su
 /// probable.
 public enum DropPolicy: String, Codable, Sendable { case position, probability = "probs" }
 /// Expert network: gated SwiGLU (gate and up fused into one product) or a plain two-layer FFN.
-public enum ExpertActivation: String, Codable, Sendable { case swiglu, relu, gelu, geluTanh = "gelu_tanh", silu }
+/// The experts' nonlinearity. `clampedSwiglu` is gpt-oss's: gate clamped above at `swiglu_limit`, up clamped to
+/// +-limit, a = gate sigmoid(alpha gate) (up + 1).
+public enum ExpertActivation: String, Codable, Sendable { case swiglu, relu, gelu, geluTanh = "gelu_tanh", silu, clampedSwiglu = "swiglu_clamped" }
 
 /// Configuration of one MoE block, mirroring the Hugging Face `config.json` keys where they exist.
 ///
@@ -54,6 +56,11 @@ public struct MoEConfig: Codable, Sendable, Equatable {
     public var selectionBias = false
     public var expertActivation: ExpertActivation = .swiglu
     public var expertBias = false
+    /// alpha and limit of the clamped SwiGLU (gpt-oss's swiglu_alpha and swiglu_limit).
+    public var swigluAlpha = 1.702
+    public var swigluLimit = 7.0
+    /// A bias on the router's linear map (gpt-oss).
+    public var routerBias = false
     /// Width of the always-active shared expert(s), 0 for none (DeepSeek: n_shared * F in one network).
     public var sharedExpertHiddenSize = 0
     /// Scale the shared expert's output by sigmoid(x · w) (Qwen2-MoE).
@@ -89,6 +96,7 @@ public struct MoEConfig: Codable, Sendable, Equatable {
         case scoreFunction = "scoring_func", numGroups = "n_group", topKGroups = "topk_group"
         case groupScore = "group_score", routedScalingFactor = "routed_scaling_factor"
         case selectionBias = "selection_bias", expertActivation = "expert_activation", expertBias = "expert_bias"
+        case swigluAlpha = "swiglu_alpha", swigluLimit = "swiglu_limit", routerBias = "router_bias"
         case sharedExpertHiddenSize = "shared_expert_intermediate_size", sharedExpertGate = "shared_expert_gate"
         case capacityFactor = "capacity_factor", evalCapacityFactor = "eval_capacity_factor"
         case minCapacity = "min_capacity", dropPolicy = "drop_policy", jitterEps = "router_jitter_noise"
@@ -125,6 +133,9 @@ public struct MoEConfig: Codable, Sendable, Equatable {
         selectionBias = try opt(.selectionBias, selectionBias)
         expertActivation = try opt(.expertActivation, expertActivation)
         expertBias = try opt(.expertBias, expertBias)
+        swigluAlpha = try opt(.swigluAlpha, swigluAlpha)
+        swigluLimit = try opt(.swigluLimit, swigluLimit)
+        routerBias = try opt(.routerBias, routerBias)
         sharedExpertHiddenSize = try opt(.sharedExpertHiddenSize, sharedExpertHiddenSize)
         sharedExpertGate = try opt(.sharedExpertGate, sharedExpertGate)
         capacityFactor = try c.decodeIfPresent(Double.self, forKey: .capacityFactor)
@@ -185,6 +196,10 @@ public struct MoEConfig: Codable, Sendable, Equatable {
         }
         if router == .hash {
             try ConfigError.check(expertsPerToken == 1, "num_experts_per_tok", expertsPerToken, "the hash router sends each token to one expert: set it to 1")
+        }
+        if expertActivation == .clampedSwiglu {
+            try ConfigError.check(swigluLimit > 0 && swigluLimit.isFinite, "swiglu_limit", swigluLimit, "use a positive clamp")
+            try ConfigError.check(swigluAlpha.isFinite, "swiglu_alpha", swigluAlpha, "use a finite slope")
         }
         try ConfigError.check(numGroups >= 1, "n_group", numGroups, "use at least one group")
         try ConfigError.check(

@@ -34,7 +34,8 @@ public final class MoELayer<T: TensorScalar>: Module {
         router = Router(config: config, path: path, rng: &rng)
         experts = ExpertBank(
             experts: config.numExperts, dim: config.hiddenSize, hidden: config.expertHiddenSize,
-            activation: config.expertActivation, bias: config.expertBias, path: joinPath(path, "experts"), rng: &rng)
+            activation: config.expertActivation, bias: config.expertBias, path: joinPath(path, "experts"),
+            swigluAlpha: config.swigluAlpha, swigluLimit: config.swigluLimit, rng: &rng)
         if config.sharedExpertHiddenSize > 0 {
             shared = ExpertBank(
                 experts: 1, dim: config.hiddenSize, hidden: config.sharedExpertHiddenSize, activation: .swiglu, bias: false,

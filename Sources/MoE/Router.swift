@@ -42,7 +42,7 @@ public final class Router<T: TensorScalar>: Module {
     public init(config: MoEConfig, path: String, rng: inout RandomGenerator) {
         self.config = config
         let (d, e) = (config.hiddenSize, config.numExperts)
-        gate = config.router == .hash ? nil : Linear(d, e, bias: false, path: joinPath(path, "gate"), rng: &rng)
+        gate = config.router == .hash ? nil : Linear(d, e, bias: config.routerBias, path: joinPath(path, "gate"), rng: &rng)
         if config.router == .noisyTopK {
             // Zero-initialized noise projection, as Shazeer et al. recommend (starts with softplus(0) noise).
             let n = Linear<T>(d, e, bias: false, path: joinPath(path, "noise"), rng: &rng)

@@ -87,7 +87,8 @@ extension HuggingFace {
             (c.clipQKV != nil, "clipped q/k/v"), (c.rotaryDim != nil, "partial rotary"), (c.postNorms, "post-norms"),
             (c.interleavedRope, "interleaved RoPE"), (moe.expertActivation != .swiglu, "\(moe.expertActivation.rawValue) experts (only SwiGLU)"),
             (moe.expertBias, "expert biases"), (moe.evalCapacityFactor != nil, "a capacity limit at inference (tokens dropped)"),
-            (moe.jitterEps != 0, "router input jitter"),
+            (moe.jitterEps != 0, "router input jitter"), (c.attentionSinks, "attention sinks"), (c.ropeScaling != nil, "YaRN RoPE"),
+            (moe.routerBias, "a router bias"),
         ]
         if let (_, what) = extras.first(where: { $0.0 }) { throw refuse("the model has \(what)") }
         var j: [String: Any] = [

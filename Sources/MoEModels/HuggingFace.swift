@@ -6,7 +6,7 @@ import Foundation
 public enum HuggingFace {
     /// The `model_type`s this loader understands.
     public static let supported = [
-        "dbrx", "deepseek_v2", "deepseek_v3", "dots1", "ernie4_5_moe", "exaone_moe", "flex_olmo", "glm4_moe", "glm4_moe_lite", "granitemoe", "granitemoeshared",
+        "dbrx", "deepseek_v2", "deepseek_v3", "dots1", "ernie4_5_moe", "exaone_moe", "flex_olmo", "glm4_moe", "glm4_moe_lite", "gpt_oss", "granitemoe", "granitemoeshared",
         "hunyuan_v1_moe", "minimax_m2", "mixtral", "olmoe", "phimoe", "qwen2_moe", "qwen3_moe", "solar_open", "swift_moe",
     ]
 
@@ -25,6 +25,7 @@ public enum HuggingFace {
         case "mixtral", "phimoe": return try loadMixtral(dir, config: json, family: type)
         case "granitemoe", "granitemoeshared": return try loadGranite(dir, config: json, family: type)
         case "dbrx": return try loadDBRX(dir, config: json)
+        case "gpt_oss": return try loadGptOss(dir, config: json)
         case "ernie4_5_moe": return try loadErnie(dir, config: json)
         case "hunyuan_v1_moe": return try loadHunYuan(dir, config: json)
         case "qwen2_moe", "qwen3_moe", "olmoe", "flex_olmo": return try loadQwenLike(dir, config: json, family: type)
@@ -77,7 +78,8 @@ public enum HuggingFace {
             numHeads: heads, numKVHeads: j["num_key_value_heads"] as? Int ?? heads,
             headDim: j["head_dim"] as? Int ?? d / heads, intermediateSize: intermediate, moe: moe)
         c.modelType = modelType
-        c.ropeTheta = try ropeTheta(j, path: path)
+        c.ropeTheta = plainRopeTheta(j)
+        c.ropeScaling = try ropeScaling(j, path: path)
         c.rmsNormEps = j["rms_norm_eps"] as? Double ?? 1e-5
         c.tieWordEmbeddings = j["tie_word_embeddings"] as? Bool ?? false
         return c
@@ -117,14 +119,44 @@ public enum HuggingFace {
         return .stacked([parts.map { head + $0 + ".weight" }])
     }
 
+    /// rope_theta, refusing any rope type but the default (families whose loader does not read YaRN).
     static func ropeTheta(_ j: [String: Any], path: String) throws -> Double {
-        if let rp = j["rope_parameters"] as? [String: Any], let type = rp["rope_type"] as? String, type != "default" {
-            throw LoadError(description: "\(path): rope_type \"\(type)\" is not supported yet; only default RoPE is")
+        if let y = try ropeScaling(j, path: path) {
+            throw LoadError(description: "\(path): rope_type \"yarn\" (factor \(y.factor)) is not supported for this family yet; only default RoPE is")
         }
-        if let rs = j["rope_scaling"] as? [String: Any], let type = (rs["rope_type"] ?? rs["type"]) as? String, type != "default" {
-            throw LoadError(description: "\(path): rope_scaling \"\(type)\" is not supported yet; only default RoPE is")
+        return plainRopeTheta(j)
+    }
+
+    static func plainRopeTheta(_ j: [String: Any]) -> Double {
+        number((j["rope_parameters"] as? [String: Any])?["rope_theta"] ?? j["rope_theta"]) ?? 10000
+    }
+
+    /// The YaRN parameters of `rope_parameters` (transformers 5) or `rope_scaling` (4.x), nil for default RoPE;
+    /// other rope types are refused by name.
+    static func ropeScaling(_ j: [String: Any], path: String) throws -> RopeScaling? {
+        let dicts = [("rope_parameters", j["rope_parameters"] as? [String: Any]), ("rope_scaling", j["rope_scaling"] as? [String: Any])]
+        for (key, d) in dicts {
+            guard let d, let type = (d["rope_type"] ?? d["type"]) as? String, type != "default" else { continue }
+            guard type == "yarn" else {
+                throw LoadError(description: "\(path): \(key) type \"\(type)\" is not supported yet; only default RoPE and yarn are")
+            }
+            let maxPositions = j["max_position_embeddings"] as? Int
+            guard let original = d["original_max_position_embeddings"] as? Int ?? maxPositions else {
+                throw LoadError(description: "\(path): \(key) yarn needs original_max_position_embeddings; add it (the context the model was trained at)")
+            }
+            guard let factor = number(d["factor"]) ?? maxPositions.map({ Double($0) / Double(original) }) else {
+                throw LoadError(description: "\(path): \(key) yarn needs a factor; add it")
+            }
+            var y = RopeScaling(factor: factor, originalMaxPositions: original)
+            y.betaFast = number(d["beta_fast"]) ?? y.betaFast
+            y.betaSlow = number(d["beta_slow"]) ?? y.betaSlow
+            y.truncate = d["truncate"] as? Bool ?? true
+            y.attentionFactor = number(d["attention_factor"])
+            y.mscale = number(d["mscale"])
+            y.mscaleAllDim = number(d["mscale_all_dim"])
+            return y
         }
-        return number((j["rope_parameters"] as? [String: Any])?["rope_theta"] ?? j["rope_theta"]) ?? 10000
+        return nil
     }
 
     /// `layer_types` with "sliding_attention" entries: those layers attend over the last `sliding_window` keys.

@@ -23,7 +23,7 @@ public final class DecoderLayer<T: TensorScalar>: Module {
                 normEps: T(c.rmsNormEps), outputBias: c.attentionOutputBias, scale: c.attentionScale, clip: c.clipQKV,
                 rotaryDim: c.rotaryDim, interleavedRope: c.interleavedRope, normAfterRope: c.qkNormAfterRope,
                 window: c.slidingLayers.contains(index) ? c.slidingWindow : nil, rope: !c.nopeLayers.contains(index),
-                path: joinPath(p, "self_attn"), rng: &rng)
+                ropeScaling: c.ropeScaling, sinks: c.attentionSinks, path: joinPath(p, "self_attn"), rng: &rng)
         }
         postNorm = c.normKind.make(c.hiddenSize, eps: T(c.rmsNormEps), path: joinPath(p, c.postNorms ? "post_feedforward_layernorm" : "post_attention_layernorm"))
         if let moeConfig {

@@ -16,6 +16,10 @@ public struct TransformerConfig: Codable, Sendable, Equatable {
     /// Width of the dense SwiGLU FFN (dense layers, and the whole model when `moe` is nil).
     public var intermediateSize: Int
     public var ropeTheta = 10000.0
+    /// YaRN context extension of the rotary frequencies (nil: plain RoPE).
+    public var ropeScaling: RopeScaling? = nil
+    /// A learned logit per query head in the attention softmax (gpt-oss).
+    public var attentionSinks = false
     public var rmsNormEps = 1e-5
     public var tieWordEmbeddings = false
     public var maxPositions = 4096
@@ -71,6 +75,7 @@ public struct TransformerConfig: Codable, Sendable, Equatable {
         case postNorms = "post_norms", interleavedRope = "rope_interleave", qkNormAfterRope = "qk_norm_after_rope"
         case moeEvery = "moe_layer_freq", firstDenseLayers = "first_k_dense_replace"
         case slidingWindow = "sliding_window", slidingLayers = "sliding_layers", nopeLayers = "nope_layers"
+        case ropeScaling = "rope_scaling", attentionSinks = "attention_sinks"
     }
 
     public init(vocabSize: Int, hiddenSize: Int, numLayers: Int, numHeads: Int, numKVHeads: Int, headDim: Int, intermediateSize: Int, moe: MoEConfig?) {
@@ -120,12 +125,14 @@ public struct TransformerConfig: Codable, Sendable, Equatable {
         slidingWindow = try c.decodeIfPresent(Int.self, forKey: .slidingWindow)
         slidingLayers = try c.decodeIfPresent([Int].self, forKey: .slidingLayers) ?? []
         nopeLayers = try c.decodeIfPresent([Int].self, forKey: .nopeLayers) ?? []
+        ropeScaling = try c.decodeIfPresent(RopeScaling.self, forKey: .ropeScaling)
+        attentionSinks = try c.decodeIfPresent(Bool.self, forKey: .attentionSinks) ?? false
     }
 
     /// Architectures a TransformerConfig can describe (swift-moe's own and the Hugging Face families it loads).
     public static let modelTypes = ["swift_moe", "mixtral", "qwen2_moe", "qwen3_moe", "olmoe", "deepseek_v2", "deepseek_v3", "phimoe", "granitemoe", "granitemoeshared", "dbrx",
         "glm4_moe", "glm4_moe_lite", "dots1", "solar_open", "minimax_m2",
-        "flex_olmo", "ernie4_5_moe", "hunyuan_v1_moe", "exaone_moe",
+        "flex_olmo", "ernie4_5_moe", "hunyuan_v1_moe", "exaone_moe", "gpt_oss",
     ]
 
     public var placement: MoEPlacement { MoEPlacement(every: moeEvery, firstDense: firstDenseLayers) }
@@ -150,6 +157,12 @@ public struct TransformerConfig: Codable, Sendable, Equatable {
         try ConfigError.check(rotaryDim.map { $0 >= 2 && $0 % 2 == 0 && $0 <= headDim } ?? true, "rotary_dim", rotaryDim ?? 0, "use an even number of dims up to head_dim (\(headDim))")
         try ConfigError.check(slidingWindow.map { $0 >= 1 } ?? slidingLayers.isEmpty, "sliding_window", slidingWindow ?? 0, "use a positive window for the sliding layers")
         try ConfigError.check(clipQKV.map { $0 > 0 } ?? true, "clip_qkv", clipQKV ?? 0, "use a positive bound, or null")
+        if let y = ropeScaling {
+            try ConfigError.check(y.factor > 0 && y.factor.isFinite, "rope_scaling.factor", y.factor, "use a positive factor")
+            try ConfigError.check(y.originalMaxPositions >= 1, "rope_scaling.original_max_position_embeddings", y.originalMaxPositions, "use a positive context length")
+            try ConfigError.check(y.betaFast > 0 && y.betaSlow > 0, "rope_scaling.beta_fast", y.betaFast, "use positive beta_fast and beta_slow")
+            try ConfigError.check(mla == nil, "rope_scaling", "yarn", "YaRN with latent attention (DeepSeek's softmax mscale) is not supported yet")
+        }
         if let mla {
             try ConfigError.check(mla.kvLoraRank >= 1, "kv_lora_rank", mla.kvLoraRank, "use a positive latent rank")
             try ConfigError.check(mla.qLoraRank.map { $0 >= 1 } ?? true, "q_lora_rank", mla.qLoraRank ?? 0, "use a positive rank, or null for a full q_proj")

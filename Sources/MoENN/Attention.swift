@@ -41,6 +41,10 @@ public final class Attention<T: TensorScalar>: Module {
     public let window: Int?
     /// False for layers without position encoding (NoPE), as EXAONE's global layers.
     public let usesRope: Bool
+    /// YaRN's frequencies and cos/sin scale (nil: plain RoPE).
+    public let ropeScaling: RopeScaling?
+    /// A learned logit per query head in the softmax denominator (gpt-oss's `sinks` [Hq]).
+    public let sinks: Parameter<T>?
 
     public enum QKNorm: Sendable { case none, perHead, full }
 
@@ -48,9 +52,11 @@ public final class Attention<T: TensorScalar>: Module {
         dim: Int, heads: Int, kvHeads: Int, headDim: Int, ropeTheta: Double, bias: Bool = false, qkNorm: QKNorm = .none,
         normEps: T = 1e-6, outputBias: Bool = false, scale: Double? = nil, clip: Double? = nil, rotaryDim: Int? = nil,
         interleavedRope: Bool = false, normAfterRope: Bool = false, window: Int? = nil, rope: Bool = true,
-        path: String, rng: inout RandomGenerator
+        ropeScaling: RopeScaling? = nil, sinks: Bool = false, path: String, rng: inout RandomGenerator
     ) {
         self.window = window
+        self.ropeScaling = ropeScaling
+        self.sinks = sinks ? Parameter(joinPath(path, "sinks"), .zeros([heads])) : nil
         self.usesRope = rope
         self.normAfterRope = normAfterRope
         self.rotaryDim = rotaryDim
@@ -81,6 +87,7 @@ public final class Attention<T: TensorScalar>: Module {
 
     public var parameters: [Parameter<T>] {
         q.parameters + k.parameters + v.parameters + o.parameters + (qNorm?.parameters ?? []) + (kNorm?.parameters ?? [])
+            + (sinks.map { [$0] } ?? [])
     }
 
     /// x [B, T, D] at `positions` (T entries) -> [B, T, D]. With a cache, attends over cached + new keys.
@@ -105,8 +112,8 @@ public final class Attention<T: TensorScalar>: Module {
             qr = qr.adjacentPairsToHalves()
             kr = kr.adjacentPairsToHalves()
         }
-        var qh = usesRope ? qr.rope(positions: positions, theta: ropeTheta, rotaryDim: rotaryDim) : qr
-        var kh = usesRope ? kr.rope(positions: positions, theta: ropeTheta, rotaryDim: rotaryDim) : kr
+        var qh = usesRope ? qr.rope(positions: positions, theta: ropeTheta, rotaryDim: rotaryDim, scaling: ropeScaling) : qr
+        var kh = usesRope ? kr.rope(positions: positions, theta: ropeTheta, rotaryDim: rotaryDim, scaling: ropeScaling) : kr
         if perHeadNorm, normAfterRope, let qNorm, let kNorm {
             qh = qNorm(qh, ctx)
             kh = kNorm(kh, ctx)
@@ -118,7 +125,7 @@ public final class Attention<T: TensorScalar>: Module {
             kh = Variable(fk)
             vh = Variable(fv)
         }
-        let out = Variable.attention(q: qh, k: kh, v: vh, causal: true, scale: scale, window: window)  // [B, T, Hq, Dh]
+        let out = Variable.attention(q: qh, k: kh, v: vh, causal: true, scale: scale, window: window, sinks: sinks.map { ctx($0) })  // [B, T, Hq, Dh]
         return o(out.reshaped([b, t, heads * headDim]), ctx)
     }
 }

@@ -12,9 +12,15 @@
 /// triangle is never computed. The probabilities (B Hq T S values, as slabs per KV head and row block) are kept
 /// for the backward; in each row block only the columns up to the block's last visible key are written (the
 /// rest is never read).
+///
+/// Attention sinks (gpt-oss): a learned logit per query head joins each row's softmax denominator and takes
+/// no value, so a head can attend to nothing. The sink's probability per row is saved: its gradient is
+/// -sum over rows of p_sink rowdot(dO, O), and the other logits' gradients keep their usual form.
 public struct AttentionSaved<T: TensorScalar>: Sendable {
     public let probs: Tensor<T>
     public let out: Tensor<T>
+    /// [B, Hq, T] the sink's share of each row, when there are sinks.
+    public var sinkProbs: Tensor<T>? = nil
 }
 
 extension Tensor {
@@ -69,9 +75,13 @@ extension Tensor {
     @_specialize(where T == Float)
     @_specialize(where T == Double)
     public static func attention(
-        q: Tensor, k: Tensor, v: Tensor, causal: Bool, scale: T, window: Int? = nil
+        q: Tensor, k: Tensor, v: Tensor, causal: Bool, scale: T, window: Int? = nil, sinks: Tensor? = nil
     ) -> AttentionSaved<T> {
         let (nb, t, s, hq, hkv, dh) = attentionDims(q, k, v)
+        Shape.require(sinks.map { $0.shape == [hq] } ?? true, "attention", "sinks \(Shape.describe(sinks?.shape ?? [])) should be [\(hq)], one per query head")
+        let sinkLogits = sinks?.scalars
+        let sinkProbs = sinks == nil ? nil : Tensor(uninitializedShape: [nb, hq, t])
+        let psink = sinkProbs?.storage.base
         Shape.require(!causal || s >= t, "attention", "causal attention needs at least as many keys (\(s)) as queries (\(t))")
         Shape.require(window.map { $0 >= 1 && causal } ?? true, "attention", "a sliding window needs causal attention and at least one key")
         let out = Tensor(uninitializedShape: q.shape)
@@ -103,8 +113,15 @@ extension Tensor {
                                 let i = r0 + rr % m, row = P + rr * s
                                 let lim = visibleKeys(i, t: t, s: s, causal: causal)
                                 let lo = window.map { Swift.max(0, i + (s - t) - $0 + 1) } ?? 0
-                                let mx = VectorMath.max(row + lo, lim - lo)
-                                let inv = 1 / VectorMath.expShifted(row + lo, row + lo, lim - lo, shift: mx)
+                                var mx = VectorMath.max(row + lo, lim - lo)
+                                if let sinkLogits { mx = Swift.max(mx, sinkLogits[g * group + rr / m]) }
+                                var total = VectorMath.expShifted(row + lo, row + lo, lim - lo, shift: mx)
+                                if let sinkLogits, let psink {
+                                    let e = T.fastExp(sinkLogits[g * group + rr / m] - mx)
+                                    total += e
+                                    psink[(b * hq + g * group + rr / m) * t + i] = e / total
+                                }
+                                let inv = 1 / total
                                 for j in 0..<lo { row[j] = 0 }
                                 for j in lo..<lim { row[j] *= inv }
                                 // Past the block's last visible key nothing reads the row (the PV product and the
@@ -119,7 +136,7 @@ extension Tensor {
                 }
             }
         }
-        return AttentionSaved(probs: probs, out: out)
+        return AttentionSaved(probs: probs, out: out, sinkProbs: sinkProbs)
     }
 
     /// Gradients of attention with respect to q, k and v, given the saved probabilities and output.
@@ -131,8 +148,12 @@ extension Tensor {
     @_specialize(where T == Double)
     public static func attentionBackward(
         q: Tensor, k: Tensor, v: Tensor, saved: AttentionSaved<T>, upstream dOut: Tensor, causal: Bool, scale: T
-    ) -> (dq: Tensor, dk: Tensor, dv: Tensor) {
+    ) -> (dq: Tensor, dk: Tensor, dv: Tensor, dsinks: Tensor?) {
         let (nb, t, s, hq, hkv, dh) = attentionDims(q, k, v)
+        // Per (batch, KV head) item and query head of its group, summed over the batch at the end.
+        let sinkGrads: UnsafeMutablePointer<T>? = saved.sinkProbs == nil ? nil : .allocate(capacity: nb * hq)
+        sinkGrads?.initialize(repeating: 0, count: nb * hq)
+        defer { sinkGrads?.deallocate() }
         Shape.require(dOut.shape == q.shape, "attention.vjp", "upstream \(Shape.describe(dOut.shape)) should be \(Shape.describe(q.shape))")
         let dq = Tensor(uninitializedShape: q.shape)
         let dk = Tensor.zeros(k.shape), dv = Tensor.zeros(v.shape)
@@ -171,6 +192,10 @@ extension Tensor {
                                             let dot = VectorMath.dot(og + rr * dh, dog + rr * dh, dh)
                                             let prow = P + rr * s, srow = dS + rr * s
                                             for j in 0..<kmax { srow[j] = prow[j] * (srow[j] - dot) }
+                                            if let sinkGrads, let sp = saved.sinkProbs {
+                                                let head = b * hq + h0 + rr / m
+                                                sinkGrads[head] -= sp.storage.base[head * t + r0 + rr % m] * dot
+                                            }
                                         }
                                         T.gemm(transA: false, transB: false, m: rows, n: dh, k: kmax, alpha: scale, a: dS, lda: s, b: K, ldb: ldk,
                                                beta: 0, c: dqg, ldc: dh)
@@ -187,7 +212,13 @@ extension Tensor {
                 }
             }
         }
-        return (dq, dk, dv)
+        var dsinks: Tensor? = nil
+        if let sinkGrads {
+            var sums = [T](repeating: 0, count: hq)
+            for b in 0..<nb { for h in 0..<hq { sums[h] += sinkGrads[b * hq + h] } }
+            dsinks = Tensor(shape: [hq], sums)
+        }
+        return (dq, dk, dv, dsinks)
     }
 
     /// Useful FLOPs of the causal (or full) attention forward: QK^T and PV over the visible keys only.

@@ -135,6 +135,10 @@ struct GradientCheckTests {
         let positions = Array(3..<(3 + shape[1]))
         #expect(check([shape]) { $0[0].rope(positions: positions, theta: 10000) }.maxError < tolerance)
         #expect(check([shape]) { $0[0].rope(positions: positions, theta: 500, rotaryDim: 2) }.maxError < tolerance)
+        // YaRN (gpt-oss's parameters, shorter original context so the ramp falls inside a small head).
+        var yarn = RopeScaling(factor: 32, originalMaxPositions: 64)
+        yarn.truncate = false
+        #expect(check([shape]) { $0[0].rope(positions: positions, theta: 150000, scaling: yarn) }.maxError < tolerance)
     }
 
     struct AttentionCase: Sendable, CustomTestStringConvertible {
@@ -159,6 +163,15 @@ struct GradientCheckTests {
     func attention(_ c: AttentionCase) {
         let r = check([[c.b, c.t, c.hq, c.dh], [c.b, c.s, c.hkv, c.dh], [c.b, c.s, c.hkv, c.dh]]) {
             Variable.attention(q: $0[0], k: $0[1], v: $0[2], causal: c.causal, window: c.window)
+        }
+        #expect(r.maxError < tolerance, "\(r)")
+    }
+
+    /// With a sink logit per query head (gpt-oss), the gradient reaches the sinks too.
+    @Test(arguments: attentionCases)
+    func attentionWithSinks(_ c: AttentionCase) {
+        let r = check([[c.b, c.t, c.hq, c.dh], [c.b, c.s, c.hkv, c.dh], [c.b, c.s, c.hkv, c.dh], [c.hq]]) {
+            Variable.attention(q: $0[0], k: $0[1], v: $0[2], causal: c.causal, window: c.window, sinks: $0[3])
         }
         #expect(r.maxError < tolerance, "\(r)")
     }

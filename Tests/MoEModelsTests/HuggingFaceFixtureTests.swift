@@ -23,7 +23,7 @@ struct HuggingFaceFixtureTests {
         "mixtral", "qwen2_moe_normtopk", "qwen2_moe_nonormtopk", "qwen3_moe_normtopk", "qwen3_moe_nonormtopk",
         "olmoe_normtopk", "olmoe_nonormtopk", "deepseek_v2", "deepseek_v2_grouplimited", "deepseek_v3_normtopk",
         "deepseek_v3_nonormtopk", "phimoe", "granitemoe", "granitemoeshared", "dbrx",
-        "glm4_moe", "glm4_moe_lite", "dots1", "solar_open", "minimax_m2", "flex_olmo", "ernie4_5_moe", "hunyuan_v1_moe", "exaone_moe",
+        "glm4_moe", "glm4_moe_lite", "dots1", "solar_open", "minimax_m2", "flex_olmo", "ernie4_5_moe", "hunyuan_v1_moe", "exaone_moe", "gpt_oss",
     ]
 
     @Test(.enabled(if: families.allSatisfy(SharedFixtures.exists)), arguments: families)

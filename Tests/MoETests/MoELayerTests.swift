@@ -62,12 +62,16 @@ struct MoELayerTests {
         #expect(maxDifference(fused, reference) < 1e-12)
     }
 
-    @Test(arguments: [ExpertActivation.swiglu, .relu, .gelu, .geluTanh, .silu])
+    @Test(arguments: [ExpertActivation.swiglu, .relu, .gelu, .geluTanh, .silu, .clampedSwiglu])
     func fastPathMatchesReferenceForEveryExpertKind(_ act: ExpertActivation) {
         for bias in [false, true] {
             let layer = layerFor(.softmaxTopK) { c in
                 c.expertActivation = act
                 c.expertBias = bias
+                c.routerBias = bias
+                // A limit the pre-activations cross, so both clamps bind somewhere.
+                c.swigluLimit = 0.3
+                c.swigluAlpha = 1.702
                 c.sharedExpertHiddenSize = 3
                 c.sharedExpertGate = true
             }

@@ -1,0 +1,55 @@
+import Foundation
+
+extension HuggingFace {
+    /// gpt-oss (`GptOssForCausalLM`): Llama attention with biases on q/k/v/o, a learned sink logit per head in
+    /// the softmax, YaRN RoPE, sliding-window layers from `layer_types`; a biased router (`mlp.router`) whose top-k
+    /// logits are softmaxed; biased experts with the clamped SwiGLU (`swiglu_alpha`, `swiglu_limit`), stored
+    /// stacked and transposed for x W: `gate_up_proj` [E, D, 2F] with gate and up interleaved column by column,
+    /// `down_proj` [E, F, D]. Released checkpoints store the experts as MXFP4 (`*_blocks` and `*_scales`,
+    /// [E, rows, cols / 32, 16] and [E, rows, cols / 32], rows the output features); those are dequantized here
+    /// (the inference engine multiplies them as stored).
+    static func loadGptOss(_ dir: String, config j: [String: Any]) throws -> MoETransformer<Float> {
+        let c = try gptOssConfig(j, path: dir + "/config.json")
+        let (e, f, d) = (c.moe!.numExperts, c.moe!.expertHiddenSize, c.hiddenSize)
+        let file = try SafetensorsCheckpoint(directory: dir)
+        let model = try build(c, path: dir + "/config.json")
+        try ModelFiles.install(model.parameters, from: file, family: "gpt_oss") { name in
+            if name == "lm_head.weight" { return .tensor(name) }
+            let full = "model." + name
+            if name.hasSuffix(".mlp.gate.weight") || name.hasSuffix(".mlp.gate.bias") {
+                return .tensor(full.replacingOccurrences(of: ".mlp.gate.", with: ".mlp.router."))
+            }
+            if name.hasSuffix(".mlp.experts.gate_up_proj") {
+                // [E, D, 2F] interleaved -> [E, 2F, D] with the gate rows first.
+                return .derived([full]) { t in t[0].reshaped([e, d, f, 2]).permuted([0, 3, 2, 1]).copy().reshaped([e, 2 * f, d]) }
+            }
+            if name.hasSuffix(".mlp.experts.gate_up_proj_bias") {
+                return .derived([full]) { t in t[0].reshaped([e, f, 2]).transposed(1, 2).copy().reshaped([e, 2 * f]) }
+            }
+            if name.hasSuffix(".mlp.experts.down_proj") {
+                return .derived([full]) { t in t[0].transposed(1, 2).copy() }
+            }
+            return .tensor(full)
+        }
+        return model
+    }
+
+    static func gptOssConfig(_ j: [String: Any], path: String) throws -> TransformerConfig {
+        let f = try int(j, "intermediate_size", path)
+        var moe = MoEConfig(
+            hiddenSize: try int(j, "hidden_size", path), expertHiddenSize: f, numExperts: try int(j, "num_local_experts", path),
+            expertsPerToken: try int(j, "num_experts_per_tok", path), router: .topKSoftmax)
+        moe.routerBias = true
+        moe.expertBias = true
+        moe.expertActivation = .clampedSwiglu
+        moe.swigluAlpha = double(j, "swiglu_alpha", default: 1.702)
+        moe.swigluLimit = double(j, "swiglu_limit", default: 7)
+        moe.auxLossCoef = double(j, "router_aux_loss_coef", default: 0)
+        var c = try baseConfig(j, path: path, modelType: "gpt_oss", intermediate: f, moe: moe)
+        c.attentionBias = j["attention_bias"] as? Bool ?? true
+        c.attentionOutputBias = c.attentionBias
+        c.attentionSinks = true
+        try slidingLayers(j, path: path, into: &c, nopeOnFullLayers: false)
+        return c
+    }
+}
