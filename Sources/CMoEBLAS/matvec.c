@@ -10,6 +10,11 @@
 //       w = s q + m. The quantizer picks per group the affine or the symmetric (Q4_0-like) coding, both w = s q + m. Within a group, byte j (0..31) holds element j (low nibble) and element j + 32 (high nibble),
 //       so the low nibbles are the group's first 32 elements in order and the high ones its last 32.
 //       row bytes = cols/2 + 4 cols/64 (4.5 bits per weight, as Q4_0)
+//   mxfp4 (OCP microscaling FP4, as the released gpt-oss checkpoints store experts): blocks of 32 E2M1 codes, two
+//       per byte (element 2i in the low nibble of byte i, 2i + 1 in the high one), and a separate E8M0 scale byte
+//       per block: w = fp4(code) 2^(s - 127). Codes and scales are two tensors (cols/2 and cols/32 bytes a row).
+//       The products use the codes doubled, {0, 1, 2, 3, 4, 6, 8, 12} with a sign bit, as 8-bit integers, and
+//       scale each block by 2^(s - 128) (4.25 bits per weight).
 // Activations for the integer products are quantized per block (Q8_0-style: d = max|x|/127, q = round(x/d)) of
 // the weights' block: 32 for q8, 64 for q4, whose groups then need one scale product each; the scaled sum of a
 // block's codes is kept for q4's minimum term.
@@ -195,6 +200,43 @@ void moe_quantize_activation(const float *x, int8_t *q, float *d, float *sums, l
     }
 }
 
+// ---- MXFP4 -------------------------------------------------------------------------------------------------
+
+// The FP4 (E2M1) values doubled, so that they are integers; the sign is the code's top bit.
+static const int8_t mxfp4_doubled[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
+
+// 2^(s - 128): an E8M0 scale halved (the doubled codes' other half).
+static inline float mxfp4_scale(uint8_t s) { return ldexpf(1.0f, (int)s - 128); }
+
+void moe_dequantize_row_mxfp4(const uint8_t *blocks, const uint8_t *scales, float *y, long cols) {
+    for (long b = 0; b < cols / 32; b++) {
+        float d = mxfp4_scale(scales[b]);
+        for (int i = 0; i < 16; i++) {
+            uint8_t v = blocks[b * 16 + i];
+            y[b * 32 + 2 * i] = (float)mxfp4_doubled[v & 15] * d;
+            y[b * 32 + 2 * i + 1] = (float)mxfp4_doubled[v >> 4] * d;
+        }
+    }
+}
+
+static void mxfp4_portable(const uint8_t *blocks, const uint8_t *scales, const int8_t *xq, const float *xd, float *y, long rows,
+                           long cols) {
+    long nb = cols / 32;
+    for (long r = 0; r < rows; r++) {
+        const uint8_t *q = blocks + r * cols / 2, *sc = scales + r * nb;
+        float s = 0;
+        for (long b = 0; b < nb; b++) {
+            int dot = 0;
+            for (int i = 0; i < 16; i++) {
+                uint8_t v = q[b * 16 + i];
+                dot += (int)mxfp4_doubled[v & 15] * (int)xq[b * 32 + 2 * i] + (int)mxfp4_doubled[v >> 4] * (int)xq[b * 32 + 2 * i + 1];
+            }
+            s += (float)dot * (mxfp4_scale(sc[b]) * xd[b]);
+        }
+        y[r] = s;
+    }
+}
+
 // ---- portable products (the reference the vector kernels are tested against) -------------------------------
 
 static void bf16_portable(const uint16_t *w, const float *x, float *y, long rows, long cols) {
@@ -357,6 +399,29 @@ __attribute__((target("avx512f,avx512vl,avx512vnni,avx2,f16c,fma"))) static void
     }
 }
 
+// One block of 32 per step: the 16 code bytes split into nibbles, interleaved back into element order, looked up
+// as doubled FP4 integers with a byte shuffle, then |w| . (x sign(w)) with VNNI as for q8.
+__attribute__((target("avx512f,avx512vl,avx512vnni,avx2,fma"))) static void mxfp4_512(
+    const uint8_t *blocks, const uint8_t *scales, const int8_t *xq, const float *xd, float *y, long rows, long cols) {
+    long nb = cols / 32;
+    const __m128i lut = _mm_loadu_si128((const __m128i *)mxfp4_doubled), m4 = _mm_set1_epi8(15);
+    const __m256i lut2 = _mm256_set_m128i(lut, lut);
+    for (long r = 0; r < rows; r++) {
+        const uint8_t *q = blocks + r * cols / 2, *sc = scales + r * nb;
+        __m256 acc = _mm256_setzero_ps();
+        for (long b = 0; b < nb; b++) {
+            __m128i raw = _mm_loadu_si128((const __m128i *)(q + b * 16));
+            __m128i lo = _mm_and_si128(raw, m4), hi = _mm_and_si128(_mm_srli_epi16(raw, 4), m4);
+            __m256i codes = _mm256_set_m128i(_mm_unpackhi_epi8(lo, hi), _mm_unpacklo_epi8(lo, hi));
+            __m256i wv = _mm256_shuffle_epi8(lut2, codes);
+            __m256i xv = _mm256_loadu_si256((const __m256i *)(xq + b * 32));
+            __m256i dot = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_abs_epi8(wv), _mm256_sign_epi8(xv, wv));
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_set1_ps(mxfp4_scale(sc[b]) * xd[b]), acc);
+        }
+        y[r] = hsum256(acc);
+    }
+}
+
 // Codes 0..15 are unsigned, so VNNI multiplies them by the signed activation codes directly. Two groups (128
 // weights, 64 bytes) per step in 512-bit registers: the low nibbles against the packed activation's first halves
 // of both groups, the high nibbles against their second halves, into 16 integer lanes (8 per group); one
@@ -490,6 +555,7 @@ static void (*f32_impl)(const float *, const float *, float *, long, long) = NUL
 static void (*bf16_impl)(const uint16_t *, const float *, float *, long, long) = bf16_portable;
 static void (*f16_impl)(const uint16_t *, const float *, float *, long, long) = f16_portable;
 static void (*q8_impl)(const uint8_t *, const int8_t *, const float *, float *, long, long) = q8_portable;
+static void (*mxfp4_impl)(const uint8_t *, const uint8_t *, const int8_t *, const float *, float *, long, long) = mxfp4_portable;
 static void (*q4_impl)(const uint8_t *, const int8_t *, const float *, const float *, const void *, float *, long, long) =
     q4_portable_entry;
 
@@ -509,6 +575,7 @@ __attribute__((constructor)) static void choose_matvec_kernels(void) {
     }
     if (c->avx512f && c->avx512vl && c->avx512vnni && c->avx2 && c->f16c) {
         q8_impl = q8_512;
+        mxfp4_impl = mxfp4_512;
         if (c->avx512bw) q4_impl = q4_512_entry;
     }
 #endif
@@ -562,6 +629,13 @@ void moe_pack_activation_q4(const int8_t *xq, const float *xd, const float *xs, 
 
 void moe_matvec_bf16_portable(const uint16_t *w, const float *x, float *y, long rows, long cols) { bf16_portable(w, x, y, rows, cols); }
 void moe_matvec_f16_portable(const uint16_t *w, const float *x, float *y, long rows, long cols) { f16_portable(w, x, y, rows, cols); }
+void moe_matvec_mxfp4(const uint8_t *blocks, const uint8_t *scales, const int8_t *xq, const float *xd, float *y, long rows, long cols) {
+    mxfp4_impl(blocks, scales, xq, xd, y, rows, cols);
+}
+void moe_matvec_mxfp4_portable(const uint8_t *blocks, const uint8_t *scales, const int8_t *xq, const float *xd, float *y, long rows,
+                               long cols) {
+    mxfp4_portable(blocks, scales, xq, xd, y, rows, cols);
+}
 void moe_matvec_q8_portable(const uint8_t *w, const int8_t *xq, const float *xd, float *y, long rows, long cols) {
     q8_portable(w, xq, xd, y, rows, cols);
 }

@@ -12,6 +12,11 @@ import CMoEBLAS
 /// Block-quantized tensors (swift-moe's `moe quantize`) are U8 tensors of shape [rows, row bytes] named in the
 /// metadata key `swift_moe.quantization`: a JSON object {tensor name: {"format": "q8" | "q4", "shape": [...]}} whose
 /// shape is the tensor's logical shape (rows = all axes but the last).
+///
+/// MXFP4 tensors (the OCP microscaling format the released gpt-oss checkpoints store their experts in) are a
+/// pair: `X_blocks` U8 [..., rows, G, 16] (two FP4 E2M1 codes per byte, the even element in the low nibble) and
+/// `X_scales` U8 [..., rows, G] (an E8M0 power of two, 2^(s - 127), per block of 32). The pair is the logical
+/// tensor `X` [..., rows, 32 G] in `mxfp4`; `tensor("X")` dequantizes it.
 public final class SafetensorsFile: @unchecked Sendable {
     public static let maxHeaderBytes = SafetensorsHeader.maxHeaderBytes
     /// The metadata key that lists block-quantized tensors.
@@ -27,6 +32,8 @@ public final class SafetensorsFile: @unchecked Sendable {
     public let metadata: [String: String]
     /// Block-quantized tensors: name -> (format, logical shape; rows are all axes but the last).
     public let quantized: [String: (format: BlockFormat, shape: [Int])]
+    /// MXFP4 pairs by logical name.
+    public let mxfp4: [String: MXFP4Tensor]
     private let index: [String: Int]
     /// Identity of the file when it was mapped, to notice a file replaced or truncated under the mapping.
     private let identity: FileIdentity?
@@ -60,9 +67,14 @@ public final class SafetensorsFile: @unchecked Sendable {
         (dataStart, tensors, metadata) = try SafetensorsHeader.parse(data, path: path)
         index = Dictionary(uniqueKeysWithValues: tensors.enumerated().map { ($0.element.name, $0.offset) })
         quantized = try Self.quantizedTensors(metadata, tensors: tensors, index: index, path: path)
+        mxfp4 = try Self.mxfp4Pairs(tensors, index: index, path: path)
     }
 
     public var names: [String] { tensors.map(\.name) }
+    /// The names a model refers to: the stored names, with each MXFP4 pair as its logical name.
+    public var logicalNames: [String] {
+        names.filter { n in !mxfp4.keys.contains { n == $0 + "_blocks" || n == $0 + "_scales" } } + mxfp4.keys.sorted()
+    }
     public func info(_ name: String) -> TensorInfo? { index[name].map { tensors[$0] } }
 
     /// A tensor's stored bytes, in place in the mapping (valid while this file is alive).
@@ -84,6 +96,15 @@ public final class SafetensorsFile: @unchecked Sendable {
     /// A floating-point (or block-quantized) tensor converted to T: F16 and BF16 widen exactly, F64 -> Float
     /// rounds, q8/q4 blocks are dequantized. Large tensors convert in parallel, a vector loop per chunk.
     public func tensor<T: TensorScalar>(_ name: String, as: T.Type = T.self) throws -> Tensor<T> {
+        if let m = mxfp4[name] {
+            let out = Tensor<Float>(uninitializedShape: m.shape)
+            let cols = m.cols, dst = out.storage.base
+            let pb = bytes(of: m.blocks).assumingMemoryBound(to: UInt8.self), ps = bytes(of: m.scales).assumingMemoryBound(to: UInt8.self)
+            Parallel.forRange(m.rows, grain: max(1, (1 << 16) / max(cols, 1))) { r in
+                for i in r { moe_dequantize_row_mxfp4(pb + i * cols / 2, ps + i * cols / 32, dst + i * cols, cols) }
+            }
+            return T.self == Float.self ? out as! Tensor<T> : Tensor<T>(converting: out)
+        }
         guard let info = info(name) else {
             throw SafetensorsError(path, tensor: name, "is missing", hint: "the checkpoint does not match the model; check the config")
         }
@@ -185,6 +206,27 @@ public final class SafetensorsFile: @unchecked Sendable {
         return (values, info.shape)
     }
 
+    /// Pairs `X_blocks` with `X_scales`: both U8, blocks [..., rows, G, 16] and scales [..., rows, G]. A blocks
+    /// tensor of that form without its scales (or with scales of another shape) is a malformed file.
+    static func mxfp4Pairs(_ tensors: [TensorInfo], index: [String: Int], path: String) throws -> [String: MXFP4Tensor] {
+        var out: [String: MXFP4Tensor] = [:]
+        for b in tensors where b.name.hasSuffix("_blocks") && b.dtype == .U8 {
+            let name = String(b.name.dropLast("_blocks".count))
+            guard b.shape.count >= 3, b.shape.last == 16 else {
+                throw SafetensorsError(path, tensor: b.name, "is U8 \(b.shape), not MXFP4 blocks [..., rows, groups, 16]", hint: "the file is corrupt or not a gpt-oss MXFP4 checkpoint")
+            }
+            guard let si = index[name + "_scales"] else {
+                throw SafetensorsError(path, tensor: b.name, "has no \(name)_scales beside it: an MXFP4 tensor needs both", hint: "the file is incomplete; re-download it")
+            }
+            let sc = tensors[si]
+            guard sc.dtype == .U8, sc.shape == Array(b.shape.dropLast()) else {
+                throw SafetensorsError(path, tensor: sc.name, "holds \(sc.dtype.rawValue) \(sc.shape) but the blocks \(b.shape) need U8 \(Array(b.shape.dropLast())): a truncated or malformed MXFP4 tensor", hint: "the file is corrupt; re-download it")
+            }
+            out[name] = MXFP4Tensor(blocks: b, scales: sc, shape: Array(b.shape.dropLast(2)) + [b.shape[b.shape.count - 2] * 32])
+        }
+        return out
+    }
+
     /// Reads and checks the quantization metadata: a known format per listed tensor, stored as U8 with exactly
     /// the bytes its logical shape needs.
     static func quantizedTensors(
@@ -219,6 +261,15 @@ public final class SafetensorsFile: @unchecked Sendable {
         }
         return out
     }
+}
+
+/// An MXFP4 tensor: its two stored parts and its logical shape [..., rows, cols].
+public struct MXFP4Tensor: Sendable {
+    public let blocks: TensorInfo
+    public let scales: TensorInfo
+    public let shape: [Int]
+    public var cols: Int { shape[shape.count - 1] }
+    public var rows: Int { shape.dropLast().reduce(1, *) }
 }
 
 /// Device, inode, size and modification time of a file.
@@ -298,7 +349,9 @@ public final class SafetensorsCheckpoint: @unchecked Sendable {
 
     private init(files: [SafetensorsFile], location: [String: Int], path: String) {
         self.files = files
-        self.location = location
+        var loc = location
+        for (i, f) in files.enumerated() { for name in f.mxfp4.keys { loc[name] = i } }
+        self.location = loc
         self.path = path
     }
 
@@ -351,6 +404,8 @@ public final class SafetensorsCheckpoint: @unchecked Sendable {
     }
 
     public var names: [String] { files.flatMap(\.names) }
+    /// Stored names with MXFP4 pairs as their logical names (see `SafetensorsFile.logicalNames`).
+    public var logicalNames: [String] { files.flatMap(\.logicalNames) }
     /// The file that holds `name` (for error messages), or the checkpoint's path.
     public func file(of name: String) -> String { location[name].map { files[$0].path } ?? path }
     public func info(_ name: String) -> TensorInfo? { location[name].flatMap { files[$0].info(name) } }

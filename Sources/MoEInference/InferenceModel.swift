@@ -107,7 +107,7 @@ public final class InferenceModel: @unchecked Sendable {
         head = c.tieWordEmbeddings ? embed : try reader.matrix("lm_head.weight", c.vocabSize, d)
         finalNorm = try reader.vector("model.norm.weight", count: d)
         // The strict end: every tensor of the files is used.
-        if let unused = checkpoint.names.first(where: { !reader.used.contains($0) }) {
+        if let unused = checkpoint.logicalNames.first(where: { !reader.used.contains($0) }) {
             throw SafetensorsError(checkpoint.file(of: unused), tensor: unused, "is not used by the \(family) model built from config.json", hint: "the weights and the config disagree")
         }
     }

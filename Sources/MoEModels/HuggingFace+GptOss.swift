@@ -19,7 +19,12 @@ extension HuggingFace {
             if name.hasSuffix(".mlp.gate.weight") || name.hasSuffix(".mlp.gate.bias") {
                 return .tensor(full.replacingOccurrences(of: ".mlp.gate.", with: ".mlp.router."))
             }
+            let isMXFP4 = file.shard(holding: full)?.mxfp4[full] != nil
             if name.hasSuffix(".mlp.experts.gate_up_proj") {
+                if isMXFP4 {
+                    // Dequantized as stored, [E, 2F, D] with gate and up rows interleaved: the gate rows first.
+                    return .derived([full]) { t in t[0].reshaped([e, f, 2, d]).permuted([0, 2, 1, 3]).copy().reshaped([e, 2 * f, d]) }
+                }
                 // [E, D, 2F] interleaved -> [E, 2F, D] with the gate rows first.
                 return .derived([full]) { t in t[0].reshaped([e, d, f, 2]).permuted([0, 3, 2, 1]).copy().reshaped([e, 2 * f, d]) }
             }
@@ -27,6 +32,7 @@ extension HuggingFace {
                 return .derived([full]) { t in t[0].reshaped([e, f, 2]).transposed(1, 2).copy().reshaped([e, 2 * f]) }
             }
             if name.hasSuffix(".mlp.experts.down_proj") {
+                if isMXFP4 { return .tensor(full) }  // [E, D, F] as stored
                 return .derived([full]) { t in t[0].transposed(1, 2).copy() }
             }
             return .tensor(full)

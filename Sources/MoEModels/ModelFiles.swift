@@ -72,7 +72,7 @@ public enum ModelFiles {
     ) throws {
         let plan = targets.map { ($0, source($0.path)) }
         let used = Set(plan.flatMap { $0.1.names })
-        if let unused = file.names.first(where: { !used.contains($0) }) {
+        if let unused = file.logicalNames.first(where: { !used.contains($0) }) {
             throw SafetensorsError(file.file(of: unused), tensor: unused, "is not used by the \(family) model built from config.json", hint: "the weights and the config disagree")
         }
         var values: [Tensor<T>] = []

@@ -144,6 +144,44 @@ import Testing
         }
     }
 
+    /// MXFP4 as gpt-oss stores it: dequantization against the E2M1 table written out here (element 2i in the low
+    /// nibble of byte i, 2^(s - 127) per block of 32), and the vector product against the portable one and the
+    /// dequantized product, on random codes and scales.
+    @Test func mxfp4ProductsMatchTheirReferences() {
+        let rows = 7, cols = 1024 + 32, nb = cols / 32
+        var rng = RandomGenerator(seed: 9)
+        let blocks = (0..<(rows * cols / 2)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+        let scales = (0..<(rows * nb)).map { _ in UInt8(118 + Int(rng.next() % 12)) }
+        let e2m1: [Float] = [0, 0.5, 1, 1.5, 2, 3, 4, 6, -0.0, -0.5, -1, -1.5, -2, -3, -4, -6]
+        var deq = [Float](repeating: 0, count: rows * cols)
+        for r in 0..<rows {
+            blocks.withUnsafeBufferPointer { pb in
+                scales.withUnsafeBufferPointer { ps in
+                    deq.withUnsafeMutableBufferPointer { pd in
+                        moe_dequantize_row_mxfp4(pb.baseAddress! + r * cols / 2, ps.baseAddress! + r * nb, pd.baseAddress! + r * cols, cols)
+                    }
+                }
+            }
+            for j in 0..<cols {
+                let byte = blocks[r * cols / 2 + j / 2], code = Int(j % 2 == 0 ? byte & 15 : byte >> 4)
+                let expected = e2m1[code] * Float(sign: .plus, exponent: Int(scales[r * nb + j / 32]) - 127, significand: 1)
+                #expect(deq[r * cols + j] == expected, "row \(r) element \(j)")
+            }
+        }
+        let x = Self.randomFloats(cols, seed: 10)
+        var xq = [Int8](repeating: 0, count: cols), xd = [Float](repeating: 0, count: nb), xs = xd
+        moe_quantize_activation(x, &xq, &xd, &xs, cols, 32)
+        var fast = [Float](repeating: 0, count: rows), slow = fast
+        moe_matvec_mxfp4(blocks, scales, xq, xd, &fast, rows, cols)
+        moe_matvec_mxfp4_portable(blocks, scales, xq, xd, &slow, rows, cols)
+        for r in 0..<rows {
+            let reference = (0..<cols).reduce(0.0) { $0 + Double(deq[r * cols + $1]) * Double(Float(xq[$1]) * xd[$1 / 32]) }
+            let size = (0..<cols).reduce(0.0) { $0 + abs(Double(deq[r * cols + $1]) * Double(x[$1])) }
+            #expect(abs(Double(fast[r]) - Double(slow[r])) <= 1e-5 * size, "row \(r): vector \(fast[r]) vs portable \(slow[r])")
+            #expect(abs(Double(fast[r]) - reference) <= 1e-5 * size, "row \(r): \(fast[r]) vs dequantized \(reference)")
+        }
+    }
+
     /// The vector conversions prefill uses are bit-identical to the portable ones.
     @Test func vectorConversionsEqualThePortableOnes() {
         let cols = 1024 + 64, w = Self.randomFloats(cols, seed: 9, scale: 0.05)

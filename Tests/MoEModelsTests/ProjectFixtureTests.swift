@@ -13,7 +13,7 @@ struct ProjectFixtureTests {
     static let families = [
         "mixtral", "qwen2_moe", "qwen3_moe", "olmoe", "deepseek_v2", "deepseek_v3", "glm4_moe_lite", "phimoe", "granitemoe",
         "granitemoeshared", "dbrx", "glm4_moe", "dots1", "solar_open", "minimax_m2", "flex_olmo", "ernie4_5_moe", "hunyuan_v1_moe", "exaone_moe",
-        "gpt_oss",
+        "gpt_oss", "gpt_oss_mxfp4",
     ]
 
     @Test(arguments: families)

@@ -217,6 +217,12 @@ void moe_pack_activation_q4(const int8_t *xq, const float *xd, const float *xs, 
 void moe_matvec_bf16_portable(const uint16_t *w, const float *x, float *y, long rows, long cols);
 void moe_matvec_f16_portable(const uint16_t *w, const float *x, float *y, long rows, long cols);
 void moe_matvec_q8_portable(const uint8_t *w, const int8_t *xq, const float *xd, float *y, long rows, long cols);
+/// MXFP4 (gpt-oss's experts): `blocks` [rows, cols/2] codes and `scales` [rows, cols/32] E8M0 bytes; x quantized in
+/// blocks of 32 as for q8. Dequantization is exact: y[j] = fp4(code j) 2^(s - 127).
+void moe_dequantize_row_mxfp4(const uint8_t *blocks, const uint8_t *scales, float *y, long cols);
+void moe_matvec_mxfp4(const uint8_t *blocks, const uint8_t *scales, const int8_t *xq, const float *xd, float *y, long rows, long cols);
+void moe_matvec_mxfp4_portable(const uint8_t *blocks, const uint8_t *scales, const int8_t *xq, const float *xd, float *y, long rows,
+                               long cols);
 void moe_matvec_q4_portable(const uint8_t *w, const int8_t *xq, const float *xd, const float *xs, float *y, long rows, long cols);
 
 #ifdef __cplusplus
