@@ -31,7 +31,7 @@ static void axpy_portable(float *y, const float *x, float a, long n) {
 }
 
 void moe_attention_decode(const float *q, const float *k, const float *v, float *out, long s, long hq, long hkv, long dh,
-                          float scale, long h0, long h1, float *scratch) {
+                          float scale, const float *sinks, long h0, long h1, float *scratch) {
     long group = hq / hkv, ld = hkv * dh;
     int wide = 0;
 #if defined(__x86_64__)
@@ -49,7 +49,10 @@ void moe_attention_decode(const float *q, const float *k, const float *v, float 
             scratch[j] = d * scale;
             if (scratch[j] > m) m = scratch[j];
         }
+        // A sink (gpt-oss) joins the denominator only.
+        if (sinks && sinks[h] > m) m = sinks[h];
         float sum = moe_exp_shifted_f32(scratch, scratch, s, m);
+        if (sinks) sum += expf(sinks[h] - m);
         float *o = out + h * dh;
         for (long i = 0; i < dh; i++) o[i] = 0;
         for (long j = 0; j < s; j++) {

@@ -23,10 +23,18 @@ public final class InferenceModel: @unchecked Sendable {
     public let directory: String
     let checkpoint: SafetensorsCheckpoint
 
+    /// A SwiGLU network: the first products are [gate, up] (each [F, D]) or one [2F, D] whose rows alternate gate
+    /// and up (gpt-oss's interleaved layout), then the down product [D, F]; biases optional.
     struct MLP {
-        let gate: WeightMatrix  // [F, D]
-        let up: WeightMatrix  // [F, D]
-        let down: WeightMatrix  // [D, F]
+        let first: [WeightMatrix]
+        let down: WeightMatrix
+        let firstBias: [Float]?  // [2F] in the first products' row order
+        let downBias: [Float]?  // [D]
+        var interleaved: Bool { first.count == 1 }
+        var width: Int { down.cols }
+        var matrices: [WeightMatrix] { first + [down] }
+        var bytes: Int { matrices.reduce(0) { $0 + $1.bytes } + 4 * ((firstBias?.count ?? 0) + (downBias?.count ?? 0)) }
+        var macs: Int { matrices.reduce(0) { $0 + $1.rows * $1.cols } }
     }
 
     struct Layer {
@@ -34,6 +42,8 @@ public final class InferenceModel: @unchecked Sendable {
         let q: WeightMatrix, k: WeightMatrix, v: WeightMatrix, o: WeightMatrix
         let qBias: [Float]?, kBias: [Float]?, vBias: [Float]?, oBias: [Float]?
         let qNorm: Tensor<Float>?, kNorm: Tensor<Float>?  // [Dh] per head, or [H Dh] / [KV Dh] whole
+        let sinks: [Float]?  // [H]
+        let window: Int?  // sliding-window attention over the last `window` positions
         let router: Router<Float>?
         let experts: [MLP]
         let shared: MLP?
@@ -69,15 +79,21 @@ public final class InferenceModel: @unchecked Sendable {
                 moe.auxLossCoef = 0
                 let block = family == "mixtral" ? "block_sparse_moe." : "mlp."
                 let r = Router<Float>(config: moe, path: "", rng: &rng)
-                r.gate?.weight.value = try reader.vector(p + block + "gate.weight", count: moe.numExperts * d).reshaped([moe.numExperts, d])
+                let gate = p + block + (family == "gpt_oss" ? "router." : "gate.")
+                r.gate?.weight.value = try reader.vector(gate + "weight", count: moe.numExperts * d).reshaped([moe.numExperts, d])
+                if moe.routerBias { r.gate?.bias?.value = try reader.vector(gate + "bias", count: moe.numExperts) }
                 router = r
                 let f = moe.expertHiddenSize
-                let names = family == "mixtral" ? ("w1", "w3", "w2") : ("gate_proj", "up_proj", "down_proj")
-                for e in 0..<moe.numExperts {
-                    let q = p + block + "experts.\(e)."
-                    experts.append(try reader.mlp(q + names.0 + ".weight", q + names.1 + ".weight", q + names.2 + ".weight", d: d, f: f))
+                if family == "gpt_oss" {
+                    experts = try reader.stackedExperts(p + "mlp.experts.", count: moe.numExperts, d: d, f: f)
+                } else {
+                    let names = family == "mixtral" ? ("w1", "w3", "w2") : ("gate_proj", "up_proj", "down_proj")
+                    for e in 0..<moe.numExperts {
+                        let q = p + block + "experts.\(e)."
+                        experts.append(try reader.mlp(q + names.0 + ".weight", q + names.1 + ".weight", q + names.2 + ".weight", d: d, f: f))
+                    }
                 }
-                guard Set(experts.flatMap { [$0.gate.format, $0.up.format] }).count == 1 else {
+                guard Set(experts.flatMap { $0.first.map(\.format) }).count == 1 else {
                     throw SafetensorsError(checkpoint.path, tensor: p + block + "experts", "mixes storage formats across the experts' gate and up matrices", hint: "store them alike (moe quantize does)")
                 }
                 if moe.sharedExpertHiddenSize > 0 {
@@ -100,6 +116,8 @@ public final class InferenceModel: @unchecked Sendable {
                 oBias: c.attentionOutputBias ? try reader.vector(a + "o_proj.bias", count: d).scalars : nil,
                 qNorm: c.qkNorm == nil ? nil : try reader.vector(a + "q_norm.weight", count: perHead ? dh : h * dh),
                 kNorm: c.qkNorm == nil ? nil : try reader.vector(a + "k_norm.weight", count: perHead ? dh : kv * dh),
+                sinks: c.attentionSinks ? try reader.vector(a + "sinks", count: h).scalars : nil,
+                window: c.slidingLayers.contains(i) ? c.slidingWindow : nil,
                 router: router, experts: experts, shared: shared, sharedGate: sharedGate, dense: dense))
         }
         layers = built
@@ -128,10 +146,11 @@ public final class InferenceModel: @unchecked Sendable {
         if c.clipQKV != nil { missing.append("clip_qkv") }
         if c.interleavedRope { missing.append("interleaved RoPE") }
         if c.qkNormAfterRope { missing.append("q/k norm after RoPE") }
-        if c.slidingWindow != nil || !c.nopeLayers.isEmpty { missing.append("sliding-window or NoPE layers") }
+        if !c.nopeLayers.isEmpty { missing.append("NoPE layers") }
         if c.embeddingMultiplier != 1 || c.residualMultiplier != 1 || c.logitsScaling != 1 { missing.append("Granite multipliers") }
         if c.lmHeadBias { missing.append("a head bias") }
-        if let m = c.moe, m.expertActivation != .swiglu || m.expertBias { missing.append("non-SwiGLU or biased experts") }
+        if let m = c.moe, m.expertActivation != .swiglu && m.expertActivation != .clampedSwiglu { missing.append("\(m.expertActivation.rawValue) experts") }
+        if let m = c.moe, m.expertBias && c.modelType != "gpt_oss" { missing.append("biased experts outside gpt_oss") }
         if let m = c.moe, [.noisyTopK, .gshard, .hash, .expertChoice].contains(m.router) { missing.append("the \(m.router) router") }
         guard missing.isEmpty else {
             throw HuggingFace.LoadError(description: "\(path): the inference engine does not run \(missing.joined(separator: ", ")) yet; use the reference path (moe logits, moe generate --reference)")
@@ -146,8 +165,10 @@ public final class InferenceModel: @unchecked Sendable {
             n += l.inputNorm.count + l.postNorm.count + mats([l.q, l.k, l.v, l.o])
             n += (l.qBias?.count ?? 0) + (l.kBias?.count ?? 0) + (l.vBias?.count ?? 0) + (l.oBias?.count ?? 0)
             n += (l.qNorm?.count ?? 0) + (l.kNorm?.count ?? 0) + (l.router?.gate?.weight.value.count ?? 0) + (l.sharedGate?.count ?? 0)
-            n += l.experts.reduce(0) { $0 + mats([$1.gate, $1.up, $1.down]) }
-            for m in [l.shared, l.dense].compactMap({ $0 }) { n += mats([m.gate, m.up, m.down]) }
+            n += (l.router?.gate?.bias?.value.count ?? 0) + (l.sinks?.count ?? 0)
+            for m in l.experts + [l.shared, l.dense].compactMap({ $0 }) {
+                n += mats(m.matrices) + (m.firstBias?.count ?? 0) + (m.downBias?.count ?? 0)
+            }
         }
         return n
     }
@@ -157,8 +178,7 @@ public final class InferenceModel: @unchecked Sendable {
         var f: [WeightMatrix.Format: Int] = [:]
         var all = [embed] + (config.tieWordEmbeddings ? [] : [head])
         for l in layers {
-            all += [l.q, l.k, l.v, l.o] + l.experts.flatMap { [$0.gate, $0.up, $0.down] }
-            for m in [l.shared, l.dense].compactMap({ $0 }) { all += [m.gate, m.up, m.down] }
+            all += [l.q, l.k, l.v, l.o] + (l.experts + [l.shared, l.dense].compactMap { $0 }).flatMap(\.matrices)
         }
         for m in all { f[m.format, default: 0] += 1 }
         return f
@@ -171,7 +191,7 @@ public final class InferenceModel: @unchecked Sendable {
 
     /// The storage format of the expert matrices (the first layer's first expert, or its dense MLP).
     public var expertFormat: WeightMatrix.Format {
-        layers.first.flatMap { $0.experts.first?.gate ?? $0.dense?.gate }?.format ?? embed.format
+        layers.first.flatMap { ($0.experts.first ?? $0.dense)?.first[0] }?.format ?? embed.format
     }
 
     /// Bytes one decoded token reads: attention, norms, router, the k selected experts of each MoE layer, the
@@ -183,12 +203,13 @@ public final class InferenceModel: @unchecked Sendable {
             total += (l.inputNorm.count + l.postNorm.count) * 4 + l.q.bytes + l.k.bytes + l.v.bytes + l.o.bytes
             total += 4 * ((l.qBias?.count ?? 0) + (l.kBias?.count ?? 0) + (l.vBias?.count ?? 0) + (l.oBias?.count ?? 0))
             total += 4 * ((l.qNorm?.count ?? 0) + (l.kNorm?.count ?? 0))
+            total += 4 * (l.sinks?.count ?? 0)
             if let moe = l.router?.config {
-                total += moe.numExperts * moe.hiddenSize * 4
-                if let e = l.experts.first { total += moe.expertsPerToken * (e.gate.bytes + e.up.bytes + e.down.bytes) }
+                total += moe.numExperts * (moe.hiddenSize + (moe.routerBias ? 1 : 0)) * 4
+                if let e = l.experts.first { total += moe.expertsPerToken * e.bytes }
             }
-            if let s = l.shared { total += s.gate.bytes + s.up.bytes + s.down.bytes + 4 * (l.sharedGate?.count ?? 0) }
-            if let m = l.dense { total += m.gate.bytes + m.up.bytes + m.down.bytes }
+            if let s = l.shared { total += s.bytes + 4 * (l.sharedGate?.count ?? 0) }
+            if let m = l.dense { total += m.bytes }
         }
         return total
     }
@@ -200,10 +221,10 @@ public final class InferenceModel: @unchecked Sendable {
             macs += Double(l.q.rows * l.q.cols + l.k.rows * l.k.cols + l.v.rows * l.v.cols + l.o.rows * l.o.cols)
             if let r = l.router {
                 macs += Double(r.config.numExperts * r.config.hiddenSize)
-                if let e = l.experts.first { macs += Double(r.config.expertsPerToken * 3 * e.gate.rows * e.gate.cols) }
+                if let e = l.experts.first { macs += Double(r.config.expertsPerToken * e.macs) }
             }
-            if let s = l.shared { macs += Double(3 * s.gate.rows * s.gate.cols) }
-            if let m = l.dense { macs += Double(3 * m.gate.rows * m.gate.cols) }
+            if let s = l.shared { macs += Double(s.macs) }
+            if let m = l.dense { macs += Double(m.macs) }
         }
         return 2 * macs
     }
@@ -245,7 +266,23 @@ final class Reader {
     }
 
     func mlp(_ gate: String, _ up: String, _ down: String, d: Int, f: Int) throws -> InferenceModel.MLP {
-        InferenceModel.MLP(gate: try matrix(gate, f, d), up: try matrix(up, f, d), down: try matrix(down, d, f))
+        InferenceModel.MLP(first: [try matrix(gate, f, d), try matrix(up, f, d)], down: try matrix(down, d, f), firstBias: nil, downBias: nil)
+    }
+
+    /// gpt-oss's stacked experts under `prefix`: `gate_up_proj` (gate and up interleaved) and `down_proj` with their
+    /// biases, MXFP4 ([E, out, in], used in place) or f32/bf16 ([E, in, out], transposed once per expert).
+    func stackedExperts(_ prefix: String, count: Int, d: Int, f: Int) throws -> [InferenceModel.MLP] {
+        let gu = prefix + "gate_up_proj", down = prefix + "down_proj"
+        let fg = try file(gu), fd = try file(down)
+        let gb = try vector(gu + "_bias", count: count * 2 * f).scalars, db = try vector(down + "_bias", count: count * d).scalars
+        var out: [InferenceModel.MLP] = []
+        for e in 0..<count {
+            out.append(InferenceModel.MLP(
+                first: [try WeightMatrix.expert(fg, gu, e, of: count, rows: 2 * f, cols: d, transposed: fg.mxfp4[gu] == nil)],
+                down: try WeightMatrix.expert(fd, down, e, of: count, rows: d, cols: f, transposed: fd.mxfp4[down] == nil),
+                firstBias: Array(gb[(e * 2 * f)..<((e + 1) * 2 * f)]), downBias: Array(db[(e * d)..<((e + 1) * d)])))
+        }
+        return out
     }
 
     /// A small tensor (norm weight, bias, router) as f32, checked to hold `count` elements.

@@ -23,6 +23,8 @@ public final class InferenceSession {
     var values: [Tensor<Float>]
     /// Quantized forms of decode's inputs: [0] the layer input, [1...] one per selected expert.
     let buffers: [ActivationBuffer]
+    /// gpt-oss's clamped SwiGLU (alpha, limit); nil for plain SwiGLU.
+    let clamp: (alpha: Float, limit: Float)?
 
     public init(model: InferenceModel, capacity: Int) {
         self.model = model
@@ -33,6 +35,7 @@ public final class InferenceSession {
         values = keys.map { _ in Tensor<Float>(uninitializedShape: [capacity, width]) }
         let widest = Swift.max(c.hiddenSize, c.numHeads * c.headDim, c.intermediateSize, c.moe?.expertHiddenSize ?? 0, c.moe?.sharedExpertHiddenSize ?? 0)
         buffers = (0..<((c.moe?.expertsPerToken ?? 1) + 2)).map { _ in ActivationBuffer(capacity: widest) }
+        clamp = c.moe.flatMap { $0.expertActivation == .clampedSwiglu ? (Float($0.swigluAlpha), Float($0.swigluLimit)) : nil }
     }
 
     public func reset() { length = 0 }
@@ -126,11 +129,21 @@ public final class InferenceSession {
         }
     }
 
-    /// silu(g) * u, elementwise.
-    static func swiglu(_ g: UnsafePointer<Float>, _ u: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, _ n: Int) {
-        for j in 0..<n {
-            let v = g[j]
-            out[j] = v / (1 + Float.fastExp(-v)) * u[j]
+    /// The SwiGLU of `f` gate/up pairs read from `h` (gate then up halves, or alternating rows when `interleaved`),
+    /// after adding `bias` (in h's order): silu(g) u, or gpt-oss's clamped form.
+    func activate(_ h: UnsafeMutablePointer<Float>, bias: [Float]?, interleaved: Bool, into out: UnsafeMutablePointer<Float>, _ f: Int) {
+        if let bias { for j in 0..<(2 * f) { h[j] += bias[j] } }
+        let (gs, us, step) = interleaved ? (0, 1, 2) : (0, f, 1)
+        if let clamp {
+            for j in 0..<f {
+                let g = Swift.min(h[gs + step * j], clamp.limit), u = Swift.min(Swift.max(h[us + step * j], -clamp.limit), clamp.limit)
+                out[j] = g / (1 + Float.fastExp(-clamp.alpha * g)) * (u + 1)
+            }
+        } else {
+            for j in 0..<f {
+                let g = h[gs + step * j]
+                out[j] = g / (1 + Float.fastExp(-g)) * h[us + step * j]
+            }
         }
     }
 
@@ -176,8 +189,8 @@ public final class InferenceSession {
                 k = Tensor.rmsNorm(k, weight: kn, eps: eps).y
             }
         }
-        q = Tensor.rope(q.reshaped([1, t, hq, dh]), positions: positions, theta: c.ropeTheta, rotaryDim: c.rotaryDim)
-        k = Tensor.rope(k.reshaped([1, t, hkv, dh]), positions: positions, theta: c.ropeTheta, rotaryDim: c.rotaryDim)
+        q = Tensor.rope(q.reshaped([1, t, hq, dh]), positions: positions, theta: c.ropeTheta, rotaryDim: c.rotaryDim, scaling: c.ropeScaling)
+        k = Tensor.rope(k.reshaped([1, t, hkv, dh]), positions: positions, theta: c.ropeTheta, rotaryDim: c.rotaryDim, scaling: c.ropeScaling)
         let start = positions[0], s = start + t, width = hkv * dh
         k.withUnsafePointer { pk in
             keys[index].withUnsafeMutablePointer { dst in (dst + start * width).update(from: pk, count: t * width) }
@@ -189,15 +202,21 @@ public final class InferenceSession {
         let out: Tensor<Float>
         if t == 1 {
             // One query: a loop over the cached positions per head, heads split across the cores.
+            // A sliding window sees the last `window` positions: the cache from `first` on.
             out = Tensor<Float>(uninitializedShape: [1, 1, hq, dh])
             let po = out.storage.base
+            let first = l.window.map { Swift.max(0, s - $0) } ?? 0, n = s - first
             q.withUnsafePointer { pq in
                 keys[index].withUnsafePointer { pk in
                     values[index].withUnsafePointer { pv in
-                        Parallel.forRange(hq, grain: s * dh >= 16384 ? 1 : hq) { r in
-                            let scratch = UnsafeMutablePointer<Float>.allocate(capacity: s)
+                        Parallel.forRange(hq, grain: n * dh >= 16384 ? 1 : hq) { r in
+                            let scratch = UnsafeMutablePointer<Float>.allocate(capacity: n)
                             defer { scratch.deallocate() }
-                            moe_attention_decode(pq, pk, pv, po, s, hq, hkv, dh, scale, r.lowerBound, r.upperBound, scratch)
+                            if let sinks = l.sinks {
+                                moe_attention_decode(pq, pk + first * width, pv + first * width, po, n, hq, hkv, dh, scale, sinks, r.lowerBound, r.upperBound, scratch)
+                            } else {
+                                moe_attention_decode(pq, pk + first * width, pv + first * width, po, n, hq, hkv, dh, scale, nil, r.lowerBound, r.upperBound, scratch)
+                            }
                         }
                     }
                 }
@@ -205,7 +224,7 @@ public final class InferenceSession {
         } else {
             out = Tensor.attention(
                 q: q, k: keys[index].rows(0..<s).reshaped([1, s, hkv, dh]), v: values[index].rows(0..<s).reshaped([1, s, hkv, dh]),
-                causal: true, scale: scale
+                causal: true, scale: scale, window: l.window, sinks: l.sinks.map { Tensor(shape: [hq], $0) }
             ).out
         }
         var o = project(l.o, out.reshaped([t, hq * dh]))
@@ -213,13 +232,17 @@ public final class InferenceSession {
         return o
     }
 
-    /// A dense SwiGLU MLP over all T rows.
+    /// A SwiGLU MLP over all T rows.
     func mlp(_ m: InferenceModel.MLP, _ x: Tensor<Float>) -> Tensor<Float> {
-        let t = x.shape[0], f = m.gate.rows
-        let g = project(m.gate, x), u = project(m.up, x)
+        let t = x.shape[0], f = m.width
+        // [T, 2F]: each row's gate and up values, in the first products' order.
+        let h = m.interleaved ? project(m.first[0], x) : Tensor.concat([project(m.first[0], x), project(m.first[1], x)], axis: 1)
         let a = Tensor<Float>(uninitializedShape: [t, f])
-        g.withUnsafePointer { pg in u.withUnsafePointer { pu in Self.swiglu(pg, pu, a.storage.base, t * f) } }
-        return project(m.down, a)
+        let ph = h.storage.base, pa = a.storage.base
+        for r in 0..<t { activate(ph + r * 2 * f, bias: m.firstBias, interleaved: m.interleaved, into: pa + r * f, f) }
+        var y = project(m.down, a)
+        Self.addBias(&y, m.downBias)
+        return y
     }
 
     /// The MoE block: the shared router picks the experts; one token runs its k experts' gate and up in one
@@ -232,32 +255,34 @@ public final class InferenceSession {
         let po = out.storage.base
         let kept = (0..<routing.assignmentCount).filter { routing.kept[$0] }
         if t == 1 {
-            let f = l.experts[0].gate.rows
-            let gu = Tensor<Float>(uninitializedShape: [kept.count, 2, f])  // gate then up per selected expert
+            let f = l.experts[0].width
+            let gu = Tensor<Float>(uninitializedShape: [kept.count, 2 * f])  // gate and up values per selected expert
             let act = Tensor<Float>(uninitializedShape: [kept.count, f])
             let ys = Tensor<Float>(uninitializedShape: [kept.count, d])
             let pgu = gu.storage.base, pa = act.storage.base, py = ys.storage.base
             h.withUnsafePointer { ph in
-                // Every expert's gate and up of a file share one format (moe quantize treats them alike).
-                let x = buffers[0].activation(ph, count: d, for: l.experts[0].gate.format)
+                // Every expert's first products of a file share one format (moe quantize treats them alike).
+                let x = buffers[0].activation(ph, count: d, for: l.experts[0].first[0].format)
                 var jobs: [MatVec.Job] = []
                 for (i, a) in kept.enumerated() {
-                    let e = l.experts[routing.experts[a]]
-                    jobs.append(MatVec.Job(w: e.gate, x: x, y: pgu + 2 * i * f))
-                    jobs.append(MatVec.Job(w: e.up, x: x, y: pgu + (2 * i + 1) * f))
+                    var offset = 2 * i * f
+                    for w in l.experts[routing.experts[a]].first {
+                        jobs.append(MatVec.Job(w: w, x: x, y: pgu + offset))
+                        offset += w.rows
+                    }
                 }
                 MatVec.run(jobs)
                 jobs.removeAll(keepingCapacity: true)
                 for (i, a) in kept.enumerated() {
                     let e = l.experts[routing.experts[a]]
-                    Self.swiglu(pgu + 2 * i * f, pgu + (2 * i + 1) * f, pa + i * f, f)
+                    activate(pgu + 2 * i * f, bias: e.firstBias, interleaved: e.interleaved, into: pa + i * f, f)
                     jobs.append(MatVec.Job(w: e.down, x: buffers[1 + i].activation(pa + i * f, count: f, for: e.down.format), y: py + i * d))
                 }
                 MatVec.run(jobs)
             }
             for (i, a) in kept.enumerated() {
-                let w = weights[a]
-                for j in 0..<d { po[j] += w * py[i * d + j] }
+                let w = weights[a], bias = l.experts[routing.experts[a]].downBias
+                for j in 0..<d { po[j] += w * (py[i * d + j] + (bias?[j] ?? 0)) }
             }
         } else {
             // Permute: the kept assignments grouped by expert, in token order within each.

@@ -45,8 +45,11 @@ public enum Quantizer {
         }
         let checkpoint = try SafetensorsCheckpoint(directory: dir)
         var config = try HuggingFace.readConfig(dir)
-        if config["quantization_config"] != nil || checkpoint.files.contains(where: { !$0.quantized.isEmpty }) {
+        if config["quantization_config"] != nil || checkpoint.files.contains(where: { !$0.quantized.isEmpty || !$0.mxfp4.isEmpty }) {
             throw QuantizeError("\(dir): is already quantized; quantize the original 16- or 32-bit checkpoint")
+        }
+        if config["model_type"] as? String == "gpt_oss" {
+            throw QuantizeError("\(dir): gpt_oss stores its experts transposed ([in, out]), which q8/q4 rows cannot represent yet; run the released MXFP4 checkpoint, or this one as it is")
         }
         // Plan every tensor first, so a matrix that cannot be represented stops the run before anything is written.
         struct Item { let file: SafetensorsFile; let info: TensorInfo; let quantize: Bool }

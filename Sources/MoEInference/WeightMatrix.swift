@@ -11,21 +11,25 @@ import CMoEBLAS
 /// dequantize on the fly (decode) or a block of rows at a time (prefill).
 public struct WeightMatrix: @unchecked Sendable {
     public enum Format: String, Sendable {
-        case f32, bf16, f16, q8, q4
+        case f32, bf16, f16, q8, q4, mxfp4
     }
 
     public let rows: Int
     public let cols: Int
     public let format: Format
+    /// The rows (for mxfp4, the code bytes: cols / 2 a row).
     let base: UnsafeRawPointer
-    /// Keeps a copied matrix alive (only when the stored bytes were not aligned for their type).
+    /// mxfp4's scale bytes, cols / 32 a row (nil for the other formats).
+    let scales: UnsafeRawPointer?
+    /// Keeps a copied matrix alive (only when the stored bytes were not aligned for their type, or were transposed).
     let owner: AnyObject?
 
-    init(rows: Int, cols: Int, format: Format, base: UnsafeRawPointer, owner: AnyObject? = nil) {
+    init(rows: Int, cols: Int, format: Format, base: UnsafeRawPointer, scales: UnsafeRawPointer? = nil, owner: AnyObject? = nil) {
         self.rows = rows
         self.cols = cols
         self.format = format
         self.base = base
+        self.scales = scales
         self.owner = owner
     }
 
@@ -39,11 +43,60 @@ public struct WeightMatrix: @unchecked Sendable {
         case .bf16, .f16: return 2 * cols
         case .q8: return BlockFormat.q8.rowBytes(cols)
         case .q4: return BlockFormat.q4.rowBytes(cols)
+        case .mxfp4: return cols / 2 + cols / 32
         }
     }
 
     public var bytes: Int { rows * rowBytes }
-    var isQuantized: Bool { format == .q8 || format == .q4 }
+    var isQuantized: Bool { format == .q8 || format == .q4 || format == .mxfp4 }
+
+    /// Expert `e` of a stacked tensor `name` [E, rows, cols] (or, `transposed`, stored [E, cols, rows] as gpt-oss's
+    /// f32/bf16 files store x W): MXFP4 and row-major slices are views; a transposed slice is transposed once
+    /// into memory of its own, in its stored precision.
+    static func expert(_ file: SafetensorsFile, _ name: String, _ e: Int, of count: Int, rows: Int, cols: Int, transposed: Bool) throws -> WeightMatrix {
+        if let m = file.mxfp4[name] {
+            guard m.shape == [count, rows, cols] else {
+                throw SafetensorsError(file.path, tensor: name, "is MXFP4 \(Shape.describe(m.shape)) but config.json needs [\(count), \(rows), \(cols)]", hint: "the weights and the config disagree")
+            }
+            let b = file.bytes(of: m.blocks) + e * rows * cols / 2, sc = file.bytes(of: m.scales) + e * rows * cols / 32
+            return WeightMatrix(rows: rows, cols: cols, format: .mxfp4, base: b, scales: sc)
+        }
+        guard let info = file.info(name) else {
+            throw SafetensorsError(file.path, tensor: name, "is missing", hint: "the checkpoint does not match its config.json")
+        }
+        let stored = transposed ? [count, cols, rows] : [count, rows, cols]
+        guard info.shape == stored else {
+            throw SafetensorsError(file.path, tensor: name, "has shape \(Shape.describe(info.shape)) but config.json needs \(Shape.describe(stored))", hint: "the weights and the config disagree")
+        }
+        let format: Format
+        switch info.dtype {
+        case .F32: format = .f32
+        case .BF16: format = .bf16
+        case .F16: format = .f16
+        default:
+            throw SafetensorsError(file.path, tensor: name, "has dtype \(info.dtype.rawValue)", hint: "the inference engine reads F32, BF16, F16, MXFP4 and swift-moe's q8/q4; convert the file")
+        }
+        let size = format == .f32 ? 4 : 2
+        let src = file.bytes(of: info) + e * rows * cols * size
+        if !transposed && Int(bitPattern: src) % size == 0 { return WeightMatrix(rows: rows, cols: cols, format: format, base: src) }
+        let copy = AlignedBuffer(bytes: rows * cols * size)
+        let dst = copy.pointer
+        if transposed {
+            // dst[r, c] = src[c, r], in tiles of 32 x 32 so both sides stay in cache.
+            for r0 in stride(from: 0, to: rows, by: 32) {
+                for c0 in stride(from: 0, to: cols, by: 32) {
+                    for r in r0..<Swift.min(rows, r0 + 32) {
+                        for c in c0..<Swift.min(cols, c0 + 32) {
+                            (dst + (r * cols + c) * size).copyMemory(from: src + (c * rows + r) * size, byteCount: size)
+                        }
+                    }
+                }
+            }
+        } else {
+            dst.copyMemory(from: src, byteCount: rows * cols * size)
+        }
+        return WeightMatrix(rows: rows, cols: cols, format: format, base: UnsafeRawPointer(dst), owner: copy)
+    }
 
     /// The matrix `name` of `file` in place. F32, BF16, F16 and q8/q4 are used as stored; F64 is refused.
     static func mapped(_ file: SafetensorsFile, _ name: String, rows: Int, cols: Int) throws -> WeightMatrix {
@@ -93,13 +146,16 @@ public struct WeightMatrix: @unchecked Sendable {
         case .q8, .q4:
             let f: BlockFormat = format == .q8 ? .q8 : .q4
             for (i, row) in r.enumerated() { f.dequantize(base + row * rb, into: dst + i * cols, cols: cols) }
+        case .mxfp4:
+            let codes = base.assumingMemoryBound(to: UInt8.self), sc = scales!.assumingMemoryBound(to: UInt8.self)
+            for (i, row) in r.enumerated() { moe_dequantize_row_mxfp4(codes + row * cols / 2, sc + row * cols / 32, dst + i * cols, cols) }
         }
     }
 
     /// y[i] = W[r.lowerBound + i, :] . x for the rows `r`, on the calling thread.
     func matvec(rows r: Range<Int>, _ x: Activation, _ y: UnsafeMutablePointer<Float>) {
         guard !r.isEmpty else { return }
-        let p = base + r.lowerBound * rowBytes, n = r.count
+        let p = base + r.lowerBound * (format == .mxfp4 ? cols / 2 : rowBytes), n = r.count
         switch format {
         case .f32:
             let w = p.assumingMemoryBound(to: Float.self)
@@ -114,6 +170,10 @@ public struct WeightMatrix: @unchecked Sendable {
         case .q4:
             precondition(x.block == 64, "[matvec] q4 weights need activations quantized in blocks of 64, got \(x.block)")
             moe_matvec_q4(p.assumingMemoryBound(to: UInt8.self), x.codes, x.scales, x.sums, x.packed, y, n, cols)
+        case .mxfp4:
+            precondition(x.block == 32, "[matvec] mxfp4 weights need activations quantized in blocks of 32, got \(x.block)")
+            let sc = scales!.assumingMemoryBound(to: UInt8.self) + r.lowerBound * cols / 32
+            moe_matvec_mxfp4(p.assumingMemoryBound(to: UInt8.self), sc, x.codes, x.scales, y, n, cols)
         }
     }
 }
@@ -135,7 +195,7 @@ final class AlignedBuffer: @unchecked Sendable {
 /// One input vector of a matrix-vector product: its f32 values and, for block-quantized weights, its codes
 /// per block of the weights' block size (scale and scaled code sum per block).
 struct Activation {
-    /// Elements per quantization block: 32 for q8 weights, 64 for q4, 0 when not quantized.
+    /// Elements per quantization block: 32 for q8 and mxfp4 weights, 64 for q4, 0 when not quantized.
     let block: Int
     let values: UnsafePointer<Float>
     let codes: UnsafePointer<Int8>
@@ -170,7 +230,7 @@ final class ActivationBuffer {
 
     /// x [n] as the input of products with weights of `format`: quantized in the block the format needs.
     func activation(_ x: UnsafePointer<Float>, count n: Int, for format: WeightMatrix.Format) -> Activation {
-        let block = format == .q8 ? 32 : format == .q4 ? 64 : 0
+        let block = format == .q8 || format == .mxfp4 ? 32 : format == .q4 ? 64 : 0
         if block > 0 {
             precondition(n <= capacity && n % block == 0, "[matvec] \(n) activations for a \(format) product (capacity \(capacity), blocks of \(block))")
             moe_quantize_activation(x, codes, scales, sums, n, block)

@@ -50,7 +50,7 @@ public enum HuggingFace {
 
     /// The families whose config maps to a `TransformerConfig` without building the model (the inference
     /// engine's families).
-    public static let configOnlyFamilies = ["mixtral", "olmoe", "qwen2_moe", "qwen3_moe"]
+    public static let configOnlyFamilies = ["gpt_oss", "mixtral", "olmoe", "qwen2_moe", "qwen3_moe"]
 
     /// The `TransformerConfig` of a checkpoint of one of `configOnlyFamilies`, without building the model.
     public static func config(_ dir: String) throws -> TransformerConfig {
@@ -60,6 +60,7 @@ public enum HuggingFace {
         switch type {
         case "mixtral": return try mixtralConfig(j, path: path, family: type)
         case "olmoe", "qwen2_moe", "qwen3_moe": return try qwenConfig(j, path: path, family: type)
+        case "gpt_oss": return try gptOssConfig(j, path: path)
         default:
             throw LoadError(description: "\(path): model_type \"\(type)\" is not supported by the inference engine yet; supported: \(configOnlyFamilies.joined(separator: ", "))")
         }

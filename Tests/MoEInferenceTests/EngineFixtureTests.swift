@@ -13,9 +13,9 @@ struct EngineFixtureTests {
     static let shared = testsRoot.deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("shared/fixtures/hf")
     static let sharedFamilies = [
         "mixtral", "qwen2_moe_normtopk", "qwen2_moe_nonormtopk", "qwen3_moe_normtopk", "qwen3_moe_nonormtopk",
-        "olmoe_normtopk", "olmoe_nonormtopk",
+        "olmoe_normtopk", "olmoe_nonormtopk", "gpt_oss",
     ]
-    static let ownFamilies = ["mixtral", "qwen2_moe", "qwen3_moe", "olmoe"]
+    static let ownFamilies = ["mixtral", "qwen2_moe", "qwen3_moe", "olmoe", "gpt_oss", "gpt_oss_mxfp4"]
     static var fixtures: [String] {
         sharedFamilies.map { shared.appendingPathComponent($0).path } + ownFamilies.map { testsRoot.appendingPathComponent("Fixtures/hf/" + $0).path }
     }
@@ -45,8 +45,11 @@ struct EngineFixtureTests {
                     worstDecode = max(worstDecode, abs(Double(step[0, v]) - want))
                 }
             }
-            #expect(worst < 1e-4, "\(dir) sequence \(s): prefill logits differ by \(worst)")
-            #expect(worstDecode < 1e-4, "\(dir) sequence \(s): decode logits differ by \(worstDecode)")
+            // MXFP4 experts multiply 8-bit activations (as llama.cpp's do) whenever an expert has one token, so
+            // against transformers' dequantized f32 products they agree to the activations' rounding, not to f32's.
+            let tolerance = dir.hasSuffix("mxfp4") ? 2e-2 : 1e-4
+            #expect(worst < tolerance, "\(dir) sequence \(s): prefill logits differ by \(worst)")
+            #expect(worstDecode < tolerance, "\(dir) sequence \(s): decode logits differ by \(worstDecode)")
         }
         if let g = e["generation"] as? [String: Any], let want = g["new_tokens"] as? [Int] {
             let eos = Set(((e["config"] as? [String: Any])?["eos_token_id"]).map { ($0 as? [Int]) ?? [$0 as? Int ?? -1] } ?? [])

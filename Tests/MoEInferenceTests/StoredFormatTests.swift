@@ -14,7 +14,7 @@ import Testing
         "mixtral", "qwen2_moe_normtopk", "qwen2_moe_nonormtopk", "qwen3_moe_normtopk", "qwen3_moe_nonormtopk",
         "olmoe_normtopk", "olmoe_nonormtopk", "deepseek_v2", "deepseek_v2_grouplimited", "deepseek_v3_normtopk",
         "deepseek_v3_nonormtopk", "phimoe", "granitemoe", "granitemoeshared", "dbrx",
-        "glm4_moe", "glm4_moe_lite", "dots1", "solar_open", "minimax_m2", "flex_olmo", "ernie4_5_moe", "hunyuan_v1_moe", "exaone_moe",
+        "glm4_moe", "glm4_moe_lite", "dots1", "solar_open", "minimax_m2", "flex_olmo", "ernie4_5_moe", "hunyuan_v1_moe", "exaone_moe", "gpt_oss",
     ]
     static var available: Bool { FileManager.default.fileExists(atPath: shared.path) }
 
@@ -219,5 +219,43 @@ import Testing
         try AtomicFile.write(original, to: path)
         #expect(Self.message { try engine.checkFilesUnchanged() }
             == "\(path): changed on disk while it was mapped (replaced, truncated or rewritten); do not modify a model while it is in use; load it again")
+    }
+
+    /// MXFP4 pairs that do not fit: blocks without their scales, scales of another shape, and a gpt_oss model asked
+    /// of moe quantize. Each is one line naming the file and tensor.
+    @Test func badMXFP4FilesSayWhatToFix() throws {
+        let src = EngineFixtureTests.testsRoot.appendingPathComponent("Fixtures/hf/gpt_oss_mxfp4")
+        let file = try SafetensorsFile(path: src.appendingPathComponent("model.safetensors").path)
+        let tmp = TestSupport.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: tmp) }
+        func write(_ name: String, dropping drop: String?, reshaping: String? = nil) throws -> String {
+            let dir = tmp.appendingPathComponent(name)
+            try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+            try FileManager.default.copyItem(at: src.appendingPathComponent("config.json"), to: dir.appendingPathComponent("config.json"))
+            var payloads: [(String, SafetensorsWriter.Payload)] = []
+            for t in file.tensors where t.name != drop {
+                let p = file.bytes(of: t)
+                var shape = t.shape
+                if t.name == reshaping { shape = [shape[0], shape[1] * shape[2]] }
+                payloads.append((t.name, .stream(dtype: t.dtype.rawValue, shape: shape, byteCount: t.end - t.begin) { emit in
+                    try emit(UnsafeRawBufferPointer(start: p, count: t.end - t.begin))
+                }))
+            }
+            let path = dir.appendingPathComponent("model.safetensors").path
+            try SafetensorsWriter.write(payloads, metadata: ["format": "pt"], to: path)
+            return dir.path
+        }
+        let scales = "model.layers.0.mlp.experts.down_proj_scales", blocks = "model.layers.0.mlp.experts.down_proj_blocks"
+        let noScales = try write("noscales", dropping: scales)
+        #expect(Self.message { _ = try InferenceModel(directory: noScales) }
+            == "\(noScales)/model.safetensors: tensor '\(blocks)': has no model.layers.0.mlp.experts.down_proj_scales beside it: an MXFP4 tensor needs both; the file is incomplete; re-download it")
+        #expect(Self.message { _ = try HuggingFace.load(noScales) }.contains("an MXFP4 tensor needs both"))
+        let reshaped = try write("reshaped", dropping: nil, reshaping: scales)
+        #expect(Self.message { _ = try InferenceModel(directory: reshaped) }.contains("'\(scales)': holds U8 [4, 32] but the blocks [4, 32, 1, 16] need U8 [4, 32, 1]: a truncated or malformed MXFP4 tensor; the file is corrupt; re-download it"))
+        #expect(Self.message { _ = try Quantizer.quantize(model: src.path, to: .q8, scope: .experts, out: tmp.appendingPathComponent("q").path) }
+            == "\(src.path): is already quantized; quantize the original 16- or 32-bit checkpoint")
+        let plain = EngineFixtureTests.testsRoot.appendingPathComponent("Fixtures/hf/gpt_oss").path
+        #expect(Self.message { _ = try Quantizer.quantize(model: plain, to: .q8, scope: .experts, out: tmp.appendingPathComponent("q").path) }
+            .hasSuffix("gpt_oss stores its experts transposed ([in, out]), which q8/q4 rows cannot represent yet; run the released MXFP4 checkpoint, or this one as it is"))
     }
 }

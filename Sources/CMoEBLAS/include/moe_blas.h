@@ -168,9 +168,11 @@ void moe_adamw_f32_portable(float *p, float *m, float *v, const float *g, long n
 double moe_fma_probe(long iterations);
 
 /// Decode attention for one query position: out[h] = softmax(scale q[h] . K_g) V_g for query heads h in [h0, h1),
-/// g = h / (hq / hkv); q and out [hq, dh], k and v the cache rows [s, hkv dh]; scratch holds s floats.
+/// g = h / (hq / hkv); q and out [hq, dh], k and v the cache rows [s, hkv dh]; scratch holds s floats. `sinks` [hq]
+/// (or NULL): a logit per head in the softmax's denominator only (gpt-oss). A sliding window is the caller's k and
+/// v pointers advanced to the first visible row.
 void moe_attention_decode(const float *q, const float *k, const float *v, float *out, long s, long hq, long hkv, long dh,
-                          float scale, long h0, long h1, float *scratch);
+                          float scale, const float *sinks, long h0, long h1, float *scratch);
 
 /// Makes SIGBUS (a read of a memory-mapped file that was truncated under the mapping) print `text` as one line
 /// on stderr and exit with status 1 instead of dying silently.
