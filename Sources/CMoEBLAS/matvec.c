@@ -205,8 +205,17 @@ void moe_quantize_activation(const float *x, int8_t *q, float *d, float *sums, l
 // The FP4 (E2M1) values doubled, so that they are integers; the sign is the code's top bit.
 static const int8_t mxfp4_doubled[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
 
-// 2^(s - 128): an E8M0 scale halved (the doubled codes' other half).
-static inline float mxfp4_scale(uint8_t s) { return ldexpf(1.0f, (int)s - 128); }
+// The same plus 12: unsigned, for VNNI's u8 x s8 product.
+static const int8_t mxfp4_offset[16] = {12, 13, 14, 15, 16, 18, 20, 24, 12, 11, 10, 9, 8, 6, 4, 0};
+
+// 2^(s - 128): an E8M0 scale halved (the doubled codes' other half), built from its bits (ldexpf is a library
+// call per block: it made the product 10x slower). s = 0 gives the subnormal 2^-128.
+static inline float mxfp4_scale(uint8_t s) {
+    uint32_t bits = s >= 1 ? (uint32_t)(s - 1) << 23 : 1u << 21;
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
 
 void moe_dequantize_row_mxfp4(const uint8_t *blocks, const uint8_t *scales, float *y, long cols) {
     for (long b = 0; b < cols / 32; b++) {
@@ -366,59 +375,106 @@ __attribute__((target("avx2"))) static inline float hsum128(__m128 s4) {
     return _mm_cvtss_f32(s4);
 }
 
-// Signed x signed 8-bit products with VNNI's unsigned x signed instruction: |w| . (x sign(w)), as ggml does.
-__attribute__((target("avx512f,avx512vl,avx512vnni,avx2,f16c,fma"))) static void q8_512(
-    const uint8_t *w, const int8_t *xq, const float *xd, float *y, long rows, long cols) {
+// q8 with the weights offset to unsigned (w + 128, one xor): VNNI's u8 x s8 product then needs no sign trick, and
+// the offset's term, 128 d_w sum(x) per block, comes off once per row from the activation's block sums. Two blocks
+// per 512-bit step, sixteen blocks' scales converted at once: in cache 1.6x the sign-trick kernel (32 against 20
+// GB/s, one thread), from memory 1.3x. The row MV_AHEAD rows ahead is prefetched (rows of about a kilobyte end
+// before the hardware prefetcher ramps up). Blocks past the last sixteen run one at a time in 256-bit registers.
+#ifndef MV_AHEAD
+#define MV_AHEAD 4
+#endif
+__attribute__((target("avx512f,avx512vl,avx512vnni,avx512bw,avx2,f16c,fma"))) static void q8_512(
+    const uint8_t *w, const int8_t *xq, const float *xd, const float *xs, float *y, long rows, long cols) {
     long rb = moe_q8_row_bytes(cols), nb = cols / 32;
+    const __m512i flip = _mm512_set1_epi8((char)0x80), two = _mm512_set1_epi32(2);
+    const __m256i flip256 = _mm256_set1_epi8((char)0x80);
+    const __m512i first = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
     for (long r = 0; r < rows; r++) {
         const uint8_t *q = w + r * rb;
         const uint16_t *scales = (const uint16_t *)(w + r * rb + cols);
-        __m256 acc = _mm256_setzero_ps();
+        for (long off = 0; off < rb; off += 64) _mm_prefetch((const char *)(q + MV_AHEAD * rb + off), _MM_HINT_T0);
+        __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps(), corr = _mm512_setzero_ps();
         long b = 0;
-        for (; b + 8 <= nb; b += 8) {
-            __m256 ds = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(scales + b))), _mm256_loadu_ps(xd + b));
-            float dv[8];
-            _mm256_storeu_ps(dv, ds);
-            for (int k = 0; k < 8; k++) {
-                __m256i wv = _mm256_loadu_si256((const __m256i *)(q + (b + k) * 32));
-                __m256i xv = _mm256_loadu_si256((const __m256i *)(xq + (b + k) * 32));
-                __m256i dot = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_abs_epi8(wv), _mm256_sign_epi8(xv, wv));
-                acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_set1_ps(dv[k]), acc);
+        for (; b + 16 <= nb; b += 16) {
+            __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(scales + b)));
+            __m512 ds = _mm512_mul_ps(dw, _mm512_loadu_ps(xd + b));
+            corr = _mm512_fmadd_ps(dw, _mm512_loadu_ps(xs + b), corr);
+            __m512i idx = first;  // lanes 0-7 take block k's scale, 8-15 block k + 1's
+            for (int k = 0; k < 16; k += 4) {
+                __m512i w0 = _mm512_xor_si512(_mm512_loadu_si512(q + (b + k) * 32), flip);
+                __m512i w1 = _mm512_xor_si512(_mm512_loadu_si512(q + (b + k + 2) * 32), flip);
+                __m512i d0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w0, _mm512_loadu_si512(xq + (b + k) * 32));
+                __m512i d1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w1, _mm512_loadu_si512(xq + (b + k + 2) * 32));
+                a0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d0), _mm512_permutexvar_ps(idx, ds), a0);
+                idx = _mm512_add_epi32(idx, two);
+                a1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d1), _mm512_permutexvar_ps(idx, ds), a1);
+                idx = _mm512_add_epi32(idx, two);
             }
         }
-        __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
-        s4 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
-        s4 = _mm_add_ss(s4, _mm_movehdup_ps(s4));
-        float s = _mm_cvtss_f32(s4);
+        __m256 tail = _mm256_setzero_ps();
+        float tcorr = 0;
         for (; b < nb; b++) {
-            int dot = 0;
-            for (int j = 0; j < 32; j++) dot += (int)(int8_t)q[b * 32 + j] * (int)xq[b * 32 + j];
-            s += (float)dot * (moe_f16_to_f32(scales[b]) * xd[b]);
+            float dw = _cvtsh_ss(scales[b]);
+            __m256i wv = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(q + b * 32)), flip256);
+            __m256i dot = _mm256_dpbusd_epi32(_mm256_setzero_si256(), wv, _mm256_loadu_si256((const __m256i *)(xq + b * 32)));
+            tail = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_set1_ps(dw * xd[b]), tail);
+            tcorr += dw * xs[b];
         }
-        y[r] = s;
+        y[r] = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1)) + hsum256(tail) - 128.0f * (_mm512_reduce_add_ps(corr) + tcorr);
     }
 }
 
-// One block of 32 per step: the 16 code bytes split into nibbles, interleaved back into element order, looked up
-// as doubled FP4 integers with a byte shuffle, then |w| . (x sign(w)) with VNNI as for q8.
+// Two blocks per step: their 32 code bytes split into low and high nibbles (the even and the odd elements of
+// both), looked up as doubled FP4 values offset by 12 to be unsigned (0..24), and multiplied with VNNI against
+// the activation packed the same way (moe_pack_activation_mxfp4); the offset's term, 12 d_w sum(x) per block,
+// comes off once per row. Eight blocks' scales are built from their exponent bytes at once. A last odd block runs
+// in the portable loop.
 __attribute__((target("avx512f,avx512vl,avx512vnni,avx2,fma"))) static void mxfp4_512(
-    const uint8_t *blocks, const uint8_t *scales, const int8_t *xq, const float *xd, float *y, long rows, long cols) {
-    long nb = cols / 32;
-    const __m128i lut = _mm_loadu_si128((const __m128i *)mxfp4_doubled), m4 = _mm_set1_epi8(15);
-    const __m256i lut2 = _mm256_set_m128i(lut, lut);
+    const uint8_t *blocks, const uint8_t *scales, const int8_t *xq, const float *xd, const float *xs, const int8_t *packed,
+    float *y, long rows, long cols) {
+    long nb = cols / 32, rb = cols / 2;
+    const __m256i lut = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)mxfp4_offset));
+    const __m256i m4 = _mm256_set1_epi8(15), one = _mm256_set1_epi32(1), tiny = _mm256_set1_epi32(1 << 21);
+    const __m256i firstPair = _mm256_set_epi32(1, 1, 1, 1, 0, 0, 0, 0), two = _mm256_set1_epi32(2);
     for (long r = 0; r < rows; r++) {
-        const uint8_t *q = blocks + r * cols / 2, *sc = scales + r * nb;
-        __m256 acc = _mm256_setzero_ps();
-        for (long b = 0; b < nb; b++) {
-            __m128i raw = _mm_loadu_si128((const __m128i *)(q + b * 16));
-            __m128i lo = _mm_and_si128(raw, m4), hi = _mm_and_si128(_mm_srli_epi16(raw, 4), m4);
-            __m256i codes = _mm256_set_m128i(_mm_unpackhi_epi8(lo, hi), _mm_unpacklo_epi8(lo, hi));
-            __m256i wv = _mm256_shuffle_epi8(lut2, codes);
-            __m256i xv = _mm256_loadu_si256((const __m256i *)(xq + b * 32));
-            __m256i dot = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_abs_epi8(wv), _mm256_sign_epi8(xv, wv));
-            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_set1_ps(mxfp4_scale(sc[b]) * xd[b]), acc);
+        const uint8_t *q = blocks + r * rb, *sc = scales + r * nb;
+        for (long off = 0; off < rb; off += 64) _mm_prefetch((const char *)(q + MV_AHEAD * rb + off), _MM_HINT_T0);
+        _mm_prefetch((const char *)(sc + MV_AHEAD * nb), _MM_HINT_T0);
+        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), corr = _mm256_setzero_ps();
+        long b = 0;
+        for (; b + 8 <= nb; b += 8) {
+            // 2^(s - 128) as float bits (s - 1) << 23; s = 0 is the subnormal 2^-128.
+            __m256i e = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(sc + b)));
+            __m256 dw = _mm256_castsi256_ps(
+                _mm256_blendv_epi8(_mm256_slli_epi32(_mm256_sub_epi32(e, one), 23), tiny, _mm256_cmpeq_epi32(e, _mm256_setzero_si256())));
+            __m256 ds = _mm256_mul_ps(dw, _mm256_loadu_ps(xd + b));
+            corr = _mm256_fmadd_ps(dw, _mm256_loadu_ps(xs + b), corr);
+            __m256i idx = firstPair;
+            for (int k = 0; k < 8; k += 4) {
+                __m256i r0 = _mm256_loadu_si256((const __m256i *)(q + (b + k) * 16));
+                __m256i r1 = _mm256_loadu_si256((const __m256i *)(q + (b + k + 2) * 16));
+                const int8_t *x0 = packed + (b + k) * 32, *x1 = packed + (b + k + 2) * 32;
+                __m256i d0 = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_shuffle_epi8(lut, _mm256_and_si256(r0, m4)),
+                                                 _mm256_loadu_si256((const __m256i *)x0));
+                d0 = _mm256_dpbusd_epi32(d0, _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16(r0, 4), m4)),
+                                         _mm256_loadu_si256((const __m256i *)(x0 + 32)));
+                __m256i d1 = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_shuffle_epi8(lut, _mm256_and_si256(r1, m4)),
+                                                 _mm256_loadu_si256((const __m256i *)x1));
+                d1 = _mm256_dpbusd_epi32(d1, _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16(r1, 4), m4)),
+                                         _mm256_loadu_si256((const __m256i *)(x1 + 32)));
+                a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d0), _mm256_permutevar8x32_ps(ds, idx), a0);
+                idx = _mm256_add_epi32(idx, two);
+                a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d1), _mm256_permutevar8x32_ps(ds, idx), a1);
+                idx = _mm256_add_epi32(idx, two);
+            }
         }
-        y[r] = hsum256(acc);
+        float total = hsum256(_mm256_add_ps(a0, a1)) - 12.0f * hsum256(corr);
+        if (b < nb) {
+            float rest;
+            mxfp4_portable(q + b * 16, sc + b, xq + b * 32, xd + b, &rest, 1, cols - b * 32);
+            total += rest;
+        }
+        y[r] = total;
     }
 }
 
@@ -554,8 +610,19 @@ static void (*widen_f16_impl)(const uint16_t *, float *, long) = widen_f16_scala
 static void (*f32_impl)(const float *, const float *, float *, long, long) = NULL;  // NULL: the BLAS's sgemv
 static void (*bf16_impl)(const uint16_t *, const float *, float *, long, long) = bf16_portable;
 static void (*f16_impl)(const uint16_t *, const float *, float *, long, long) = f16_portable;
-static void (*q8_impl)(const uint8_t *, const int8_t *, const float *, float *, long, long) = q8_portable;
-static void (*mxfp4_impl)(const uint8_t *, const uint8_t *, const int8_t *, const float *, float *, long, long) = mxfp4_portable;
+static void q8_portable_entry(const uint8_t *w, const int8_t *xq, const float *xd, const float *xs, float *y, long rows, long cols) {
+    (void)xs;
+    q8_portable(w, xq, xd, y, rows, cols);
+}
+static void mxfp4_portable_entry(const uint8_t *blocks, const uint8_t *scales, const int8_t *xq, const float *xd, const float *xs,
+                                 const int8_t *packed, float *y, long rows, long cols) {
+    (void)xs;
+    (void)packed;
+    mxfp4_portable(blocks, scales, xq, xd, y, rows, cols);
+}
+static void (*q8_impl)(const uint8_t *, const int8_t *, const float *, const float *, float *, long, long) = q8_portable_entry;
+static void (*mxfp4_impl)(const uint8_t *, const uint8_t *, const int8_t *, const float *, const float *, const int8_t *, float *, long,
+                          long) = mxfp4_portable_entry;
 static void (*q4_impl)(const uint8_t *, const int8_t *, const float *, const float *, const void *, float *, long, long) =
     q4_portable_entry;
 
@@ -574,9 +641,11 @@ __attribute__((constructor)) static void choose_matvec_kernels(void) {
         dequantize_q4_impl = dequantize_q4_512;
     }
     if (c->avx512f && c->avx512vl && c->avx512vnni && c->avx2 && c->f16c) {
-        q8_impl = q8_512;
         mxfp4_impl = mxfp4_512;
-        if (c->avx512bw) q4_impl = q4_512_entry;
+        if (c->avx512bw) {
+            q8_impl = q8_512;
+            q4_impl = q4_512_entry;
+        }
     }
 #endif
 }
@@ -599,8 +668,8 @@ int moe_matvec_f32(const float *w, const float *x, float *y, long rows, long col
 
 void moe_matvec_bf16(const uint16_t *w, const float *x, float *y, long rows, long cols) { bf16_impl(w, x, y, rows, cols); }
 void moe_matvec_f16(const uint16_t *w, const float *x, float *y, long rows, long cols) { f16_impl(w, x, y, rows, cols); }
-void moe_matvec_q8(const uint8_t *w, const int8_t *xq, const float *xd, float *y, long rows, long cols) {
-    q8_impl(w, xq, xd, y, rows, cols);
+void moe_matvec_q8(const uint8_t *w, const int8_t *xq, const float *xd, const float *xs, float *y, long rows, long cols) {
+    q8_impl(w, xq, xd, xs, y, rows, cols);
 }
 void moe_matvec_q4(const uint8_t *w, const int8_t *xq, const float *xd, const float *xs, const void *packed, float *y, long rows,
                    long cols) {
@@ -629,8 +698,22 @@ void moe_pack_activation_q4(const int8_t *xq, const float *xd, const float *xs, 
 
 void moe_matvec_bf16_portable(const uint16_t *w, const float *x, float *y, long rows, long cols) { bf16_portable(w, x, y, rows, cols); }
 void moe_matvec_f16_portable(const uint16_t *w, const float *x, float *y, long rows, long cols) { f16_portable(w, x, y, rows, cols); }
-void moe_matvec_mxfp4(const uint8_t *blocks, const uint8_t *scales, const int8_t *xq, const float *xd, float *y, long rows, long cols) {
-    mxfp4_impl(blocks, scales, xq, xd, y, rows, cols);
+void moe_matvec_mxfp4(const uint8_t *blocks, const uint8_t *scales, const int8_t *xq, const float *xd, const float *xs,
+                      const void *packed, float *y, long rows, long cols) {
+    mxfp4_impl(blocks, scales, xq, xd, xs, (const int8_t *)packed, y, rows, cols);
+}
+void moe_pack_activation_mxfp4(const int8_t *xq, long n, void *out) {
+    int8_t *o = (int8_t *)out;
+    long nb = n / 32;
+    for (long b = 0; b + 2 <= nb; b += 2) {
+        // Blocks b and b + 1: their even elements (16 + 16), then their odd ones, as the codes' nibbles split.
+        for (int h = 0; h < 2; h++) {
+            for (int i = 0; i < 16; i++) {
+                o[b * 32 + h * 16 + i] = xq[(b + h) * 32 + 2 * i];
+                o[b * 32 + 32 + h * 16 + i] = xq[(b + h) * 32 + 2 * i + 1];
+            }
+        }
+    }
 }
 void moe_matvec_mxfp4_portable(const uint8_t *blocks, const uint8_t *scales, const int8_t *xq, const float *xd, float *y, long rows,
                                long cols) {

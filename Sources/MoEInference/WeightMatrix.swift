@@ -166,14 +166,14 @@ public struct WeightMatrix: @unchecked Sendable {
         case .f16: moe_matvec_f16(p.assumingMemoryBound(to: UInt16.self), x.values, y, n, cols)
         case .q8:
             precondition(x.block == 32, "[matvec] q8 weights need activations quantized in blocks of 32, got \(x.block)")
-            moe_matvec_q8(p.assumingMemoryBound(to: UInt8.self), x.codes, x.scales, y, n, cols)
+            moe_matvec_q8(p.assumingMemoryBound(to: UInt8.self), x.codes, x.scales, x.sums, y, n, cols)
         case .q4:
             precondition(x.block == 64, "[matvec] q4 weights need activations quantized in blocks of 64, got \(x.block)")
             moe_matvec_q4(p.assumingMemoryBound(to: UInt8.self), x.codes, x.scales, x.sums, x.packed, y, n, cols)
         case .mxfp4:
             precondition(x.block == 32, "[matvec] mxfp4 weights need activations quantized in blocks of 32, got \(x.block)")
             let sc = scales!.assumingMemoryBound(to: UInt8.self) + r.lowerBound * cols / 32
-            moe_matvec_mxfp4(p.assumingMemoryBound(to: UInt8.self), sc, x.codes, x.scales, y, n, cols)
+            moe_matvec_mxfp4(p.assumingMemoryBound(to: UInt8.self), sc, x.codes, x.scales, x.sums, x.packed, y, n, cols)
         }
     }
 }
@@ -215,7 +215,7 @@ final class ActivationBuffer {
 
     init(capacity: Int) {
         self.capacity = capacity
-        packed = .allocate(byteCount: moe_q4_packed_bytes(capacity), alignment: 64)
+        packed = .allocate(byteCount: Swift.max(moe_q4_packed_bytes(capacity), capacity), alignment: 64)
         codes = .allocate(capacity: Swift.max(capacity, 32))
         scales = .allocate(capacity: Swift.max(capacity / 32, 1))
         sums = .allocate(capacity: Swift.max(capacity / 32, 1))
@@ -235,6 +235,7 @@ final class ActivationBuffer {
             precondition(n <= capacity && n % block == 0, "[matvec] \(n) activations for a \(format) product (capacity \(capacity), blocks of \(block))")
             moe_quantize_activation(x, codes, scales, sums, n, block)
             if format == .q4 { moe_pack_activation_q4(codes, scales, sums, n, packed) }
+            if format == .mxfp4 { moe_pack_activation_mxfp4(codes, n, packed) }
         }
         return Activation(block: block, values: x, codes: codes, scales: scales, sums: sums, packed: packed)
     }

@@ -115,7 +115,7 @@ import Testing
         var fast = [Float](repeating: 0, count: rows), slow = fast
         codes.withUnsafeBufferPointer { c in
             if format == .q8 {
-                moe_matvec_q8(c.baseAddress!, xq, xd, &fast, rows, cols)
+                moe_matvec_q8(c.baseAddress!, xq, xd, xs, &fast, rows, cols)
                 moe_matvec_q8_portable(c.baseAddress!, xq, xd, &slow, rows, cols)
             } else {
                 var packed = [UInt8](repeating: 0, count: moe_q4_packed_bytes(cols))
@@ -172,7 +172,9 @@ import Testing
         var xq = [Int8](repeating: 0, count: cols), xd = [Float](repeating: 0, count: nb), xs = xd
         moe_quantize_activation(x, &xq, &xd, &xs, cols, 32)
         var fast = [Float](repeating: 0, count: rows), slow = fast
-        moe_matvec_mxfp4(blocks, scales, xq, xd, &fast, rows, cols)
+        var packed = [Int8](repeating: 0, count: cols)
+        moe_pack_activation_mxfp4(xq, cols, &packed)
+        moe_matvec_mxfp4(blocks, scales, xq, xd, xs, packed, &fast, rows, cols)
         moe_matvec_mxfp4_portable(blocks, scales, xq, xd, &slow, rows, cols)
         for r in 0..<rows {
             let reference = (0..<cols).reduce(0.0) { $0 + Double(deq[r * cols + $1]) * Double(Float(xq[$1]) * xd[$1 / 32]) }

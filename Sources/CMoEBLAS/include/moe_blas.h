@@ -206,7 +206,8 @@ void moe_quantize_activation(const float *x, int8_t *q, float *d, float *sums, l
 int moe_matvec_f32(const float *w, const float *x, float *y, long rows, long cols);
 void moe_matvec_bf16(const uint16_t *w, const float *x, float *y, long rows, long cols);
 void moe_matvec_f16(const uint16_t *w, const float *x, float *y, long rows, long cols);
-void moe_matvec_q8(const uint8_t *w, const int8_t *xq, const float *xd, float *y, long rows, long cols);
+/// q8 also takes the activation's scaled block sums xs (the vector kernel offsets the weights to unsigned).
+void moe_matvec_q8(const uint8_t *w, const int8_t *xq, const float *xd, const float *xs, float *y, long rows, long cols);
 /// q4 also takes the activation packed for its 512-bit kernel by moe_pack_activation_q4 (a buffer of
 /// moe_q4_packed_bytes(cols) bytes).
 void moe_matvec_q4(const uint8_t *w, const int8_t *xq, const float *xd, const float *xs, const void *packed, float *y, long rows,
@@ -222,7 +223,10 @@ void moe_matvec_q8_portable(const uint8_t *w, const int8_t *xq, const float *xd,
 /// MXFP4 (gpt-oss's experts): `blocks` [rows, cols/2] codes and `scales` [rows, cols/32] E8M0 bytes; x quantized in
 /// blocks of 32 as for q8. Dequantization is exact: y[j] = fp4(code j) 2^(s - 127).
 void moe_dequantize_row_mxfp4(const uint8_t *blocks, const uint8_t *scales, float *y, long cols);
-void moe_matvec_mxfp4(const uint8_t *blocks, const uint8_t *scales, const int8_t *xq, const float *xd, float *y, long rows, long cols);
+/// The vector kernel takes the block sums xs and the activation packed by moe_pack_activation_mxfp4 (n bytes).
+void moe_matvec_mxfp4(const uint8_t *blocks, const uint8_t *scales, const int8_t *xq, const float *xd, const float *xs,
+                      const void *packed, float *y, long rows, long cols);
+void moe_pack_activation_mxfp4(const int8_t *xq, long n, void *out);
 void moe_matvec_mxfp4_portable(const uint8_t *blocks, const uint8_t *scales, const int8_t *xq, const float *xd, float *y, long rows,
                                long cols);
 void moe_matvec_q4_portable(const uint8_t *w, const int8_t *xq, const float *xd, const float *xs, float *y, long rows, long cols);
