@@ -213,8 +213,8 @@ void moe_matvec_q8(const uint8_t *w, const int8_t *xq, const float *xd, const fl
 void moe_matvec_q4(const uint8_t *w, const int8_t *xq, const float *xd, const float *xs, const void *packed, float *y, long rows,
                    long cols);
 long moe_q4_packed_bytes(long n);
-/// Per pair of groups of 64: the codes as [first halves of both | second halves of both], the scales as 16
-/// lanes (8 per group), the scaled code sums as [0, s0, 0, s1].
+/// Per pair of groups of 64: the codes as [first halves of both | second halves of both] (xd and xs are not
+/// needed; the kernel reads them as they are).
 void moe_pack_activation_q4(const int8_t *xq, const float *xd, const float *xs, long n, void *out);
 /// The same products without vector instructions (the tests' reference).
 void moe_matvec_bf16_portable(const uint16_t *w, const float *x, float *y, long rows, long cols);
