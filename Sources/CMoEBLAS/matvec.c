@@ -200,6 +200,14 @@ void moe_quantize_activation(const float *x, int8_t *q, float *d, float *sums, l
     }
 }
 
+void moe_narrow_bf16(const float *x, uint16_t *y, long n) {
+    for (long i = 0; i < n; i++) {
+        uint32_t b;
+        memcpy(&b, x + i, 4);
+        y[i] = (b & 0x7fffffff) > 0x7f800000 ? (uint16_t)((b >> 16) | 0x40) : (uint16_t)((b + 0x7fff + ((b >> 16) & 1)) >> 16);
+    }
+}
+
 // ---- MXFP4 -------------------------------------------------------------------------------------------------
 
 // The FP4 (E2M1) values doubled, so that they are integers; the sign is the code's top bit.

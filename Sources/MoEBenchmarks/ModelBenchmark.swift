@@ -98,7 +98,10 @@ public enum ModelBenchmark {
             Figure.Pending(name: "prefill \(promptTokens) tokens", shape: shape, unit: "tok/s", value: prefillRate),
             Figure.Pending(name: "prefill \(promptTokens) tokens", shape: shape, unit: "GFLOP/s",
                            value: Measure.rate(prefillFLOPs / 1e9, prefill), ceiling: "sgemm",
-                           note: String(format: "%.1f GFLOP per prompt (2 per multiply-add of the products each token runs + causal attention)", prefillFLOPs / 1e9)),
+                           note: String(format: "%.1f GFLOP per prompt (2 per multiply-add of the products each token runs + causal attention); ", prefillFLOPs / 1e9)
+                               + (model.expertFormat != .f32 && InferenceSession.PrefillArithmetic.automatic == .bf16
+                                   ? "the non-f32 weights' products in BF16 through oneDNN (AVX512_BF16, f32 accumulation), the rest on sgemm"
+                                   : "every product on sgemm (f32)")),
             Figure.Pending(name: "decode, depth 0", shape: shape, unit: "tok/s", value: shallowRate, ceiling: "decode bound", note: bytesNote),
             Figure.Pending(name: "decode, depth \(promptTokens)", shape: shape, unit: "tok/s", value: deepRate, ceiling: "decode bound",
                            note: "after the \(promptTokens)-token prompt"),

@@ -26,9 +26,21 @@ public final class InferenceSession {
     /// gpt-oss's clamped SwiGLU (alpha, limit); nil for plain SwiGLU.
     let clamp: (alpha: Float, limit: Float)?
 
-    public init(model: InferenceModel, capacity: Int) {
+    /// How a prompt multiplies weights that are not f32: widened to f32 for sgemm (exact), or in BF16 through
+    /// oneDNN (activations rounded to BF16, f32 accumulation: about 2.3x sgemm's rate where the CPU has
+    /// AVX512_BF16 and libdnnl.so.2 is installed). f32 weights always take sgemm; decode is unaffected.
+    public enum PrefillArithmetic: String, Sendable {
+        case f32, bf16
+        /// BF16 when oneDNN and the CPU allow it and MOE_PREFILL is not f32.
+        public static var automatic: PrefillArithmetic { moe_bf16_gemm_available() != 0 ? .bf16 : .f32 }
+    }
+
+    public let prefill: PrefillArithmetic
+
+    public init(model: InferenceModel, capacity: Int, prefill: PrefillArithmetic = .automatic) {
         self.model = model
         self.capacity = capacity
+        self.prefill = prefill == .bf16 && moe_bf16_gemm_available() == 0 ? .f32 : prefill
         let c = model.config
         let width = c.numKVHeads * c.headDim
         keys = c.numLayers == 0 ? [] : (0..<c.numLayers).map { _ in Tensor<Float>(uninitializedShape: [capacity, width]) }
@@ -57,7 +69,7 @@ public final class InferenceSession {
     }
 
     /// Tokens per prefill pass (at least the experts' blocks stay large enough for sgemm's rate).
-    static let prefillChunk = 256
+    static let prefillChunk = 512
 
     func forwardChunk(_ ids: [Int], allLogits: Bool) -> Tensor<Float> {
         let c = model.config
@@ -104,6 +116,8 @@ public final class InferenceSession {
             } else if w.format == .f32 {
                 Float.gemm(transA: false, transB: true, m: t, n: w.rows, k: w.cols, alpha: 1, a: px, lda: w.cols,
                            b: w.base.assumingMemoryBound(to: Float.self), ldb: w.cols, beta: 0, c: py, ldc: w.rows)
+            } else if prefill == .bf16 {
+                projectBF16(w, px, t: t, into: py)
             } else {
                 let block = Swift.min(w.rows, Swift.max(64, (1 << 20) / Swift.max(w.cols, 1)))
                 let scratch = Tensor<Float>(uninitializedShape: [block, w.cols])
@@ -119,6 +133,43 @@ public final class InferenceSession {
             }
         }
         return y
+    }
+
+    /// x [t, cols] W^T in BF16 through oneDNN: x rounded to BF16 once; W's rows in blocks handed to the cores, each
+    /// block used in place when stored as BF16, else widened and rounded to BF16 in scratch; one single-threaded
+    /// oneDNN product per block. A block oneDNN refuses falls back to sgemm.
+    func projectBF16(_ w: WeightMatrix, _ px: UnsafePointer<Float>, t: Int, into py: UnsafeMutablePointer<Float>) {
+        let cols = w.cols
+        let xb = UnsafeMutablePointer<UInt16>.allocate(capacity: t * cols)
+        defer { xb.deallocate() }
+        moe_narrow_bf16(px, xb, t * cols)
+        let per = Swift.min((w.rows + 2 * Parallel.cores - 1) / (2 * Parallel.cores), Swift.max(16, (1 << 20) / Swift.max(cols, 1)))
+        let block = Swift.max(16, (per + 15) / 16 * 16)
+        let blocks = (w.rows + block - 1) / block
+        Parallel.forEachDynamic(blocks) { b in
+            let r0 = b * block, n = Swift.min(w.rows, r0 + block) - r0
+            var scratch: UnsafeMutablePointer<Float>? = nil, narrow: UnsafeMutablePointer<UInt16>? = nil
+            defer {
+                scratch?.deallocate()
+                narrow?.deallocate()
+            }
+            let rows: UnsafePointer<UInt16>
+            if w.format == .bf16 {
+                rows = (w.base + r0 * w.rowBytes).assumingMemoryBound(to: UInt16.self)
+            } else {
+                let f = UnsafeMutablePointer<Float>.allocate(capacity: n * cols), h = UnsafeMutablePointer<UInt16>.allocate(capacity: n * cols)
+                (scratch, narrow) = (f, h)
+                w.widen(rows: r0..<(r0 + n), into: f)
+                moe_narrow_bf16(f, h, n * cols)
+                rows = UnsafePointer(h)
+            }
+            if moe_bf16_gemm(t, n, cols, xb, cols, rows, cols, py + r0, w.rows) == 0 {
+                let f = scratch ?? UnsafeMutablePointer<Float>.allocate(capacity: n * cols)
+                scratch = f
+                w.widen(rows: r0..<(r0 + n), into: f)
+                Float.gemm(transA: false, transB: true, m: t, n: n, k: cols, alpha: 1, a: px, lda: cols, b: f, ldb: cols, beta: 0, c: py + r0, ldc: w.rows)
+            }
+        }
     }
 
     static func addBias(_ y: inout Tensor<Float>, _ b: [Float]?) {

@@ -184,6 +184,34 @@ import Testing
         }
     }
 
+    /// BF16 rounding to nearest even, and oneDNN's BF16 product (where it is installed and the CPU has AVX512_BF16)
+    /// against the f32 product of the same rounded values, with row strides as prefill passes them.
+    @Test func bf16ProductsMatchTheF32ProductOfTheRoundedValues() {
+        let values: [Float] = [1, 1 + 1.0 / 256, 1 + 3.0 / 256, -2.5, 3e38, .infinity, 1e-40]
+        var out = [UInt16](repeating: 0, count: values.count)
+        moe_narrow_bf16(values, &out, values.count)
+        #expect(out == [0x3F80, 0x3F80, 0x3F82, 0xC020, 0x7F62, 0x7F80, 0x0001])
+        var nan = [UInt16](repeating: 0, count: 1)
+        moe_narrow_bf16([Float.nan], &nan, 1)
+        #expect(nan[0] & 0x7F80 == 0x7F80 && nan[0] & 0x7F != 0)
+        guard moe_bf16_gemm_available() != 0 else { return }
+        let m = 37, n = 70, k = 96, ldc = n + 5
+        let a = Self.randomFloats(m * k, seed: 21), b = Self.randomFloats(n * k, seed: 22)
+        var ab = [UInt16](repeating: 0, count: m * k), bb = [UInt16](repeating: 0, count: n * k)
+        moe_narrow_bf16(a, &ab, m * k)
+        moe_narrow_bf16(b, &bb, n * k)
+        var c = [Float](repeating: -7, count: m * ldc)
+        #expect(moe_bf16_gemm(m, n, k, ab, k, bb, k, &c, ldc) == 1)
+        for i in 0..<m {
+            for j in 0..<n {
+                var exact = 0.0
+                for p in 0..<k { exact += Double(Float(bitPattern: UInt32(ab[i * k + p]) << 16)) * Double(Float(bitPattern: UInt32(bb[j * k + p]) << 16)) }
+                #expect(abs(Double(c[i * ldc + j]) - exact) < 1e-4, "c[\(i), \(j)] = \(c[i * ldc + j]) vs \(exact)")
+            }
+            for j in n..<ldc { #expect(c[i * ldc + j] == -7, "row \(i): the product wrote past its columns") }
+        }
+    }
+
     /// The vector conversions prefill uses are bit-identical to the portable ones.
     @Test func vectorConversionsEqualThePortableOnes() {
         let cols = 1024 + 64, w = Self.randomFloats(cols, seed: 9, scale: 0.05)

@@ -220,6 +220,15 @@ void moe_pack_activation_q4(const int8_t *xq, const float *xd, const float *xs, 
 void moe_matvec_bf16_portable(const uint16_t *w, const float *x, float *y, long rows, long cols);
 void moe_matvec_f16_portable(const uint16_t *w, const float *x, float *y, long rows, long cols);
 void moe_matvec_q8_portable(const uint8_t *w, const int8_t *xq, const float *xd, float *y, long rows, long cols);
+/// BF16 products through oneDNN (libdnnl.so.2, opened at first use; bf16gemm.c): c[m, n] (row stride ldc, f32) =
+/// a[m, k] (row stride lda) b[n, k]^T (row stride ldb), bf16 inputs, f32 accumulation, on the calling thread.
+/// Returns 0 (and writes nothing) when oneDNN, the CPU's AVX512_BF16, or the product is unavailable, or when
+/// MOE_PREFILL=f32.
+int moe_bf16_gemm_available(void);
+int moe_bf16_gemm(long m, long n, long k, const uint16_t *a, long lda, const uint16_t *b, long ldb, float *c, long ldc);
+/// f32 -> bf16, rounding to nearest even (NaN stays NaN).
+void moe_narrow_bf16(const float *x, uint16_t *y, long n);
+
 /// MXFP4 (gpt-oss's experts): `blocks` [rows, cols/2] codes and `scales` [rows, cols/32] E8M0 bytes; x quantized in
 /// blocks of 32 as for q8. Dequantization is exact: y[j] = fp4(code j) 2^(s - 127).
 void moe_dequantize_row_mxfp4(const uint8_t *blocks, const uint8_t *scales, float *y, long cols);
