@@ -260,7 +260,7 @@ public final class InferenceSession {
             q.withUnsafePointer { pq in
                 keys[index].withUnsafePointer { pk in
                     values[index].withUnsafePointer { pv in
-                        Parallel.forRange(hq, grain: n * dh >= 16384 ? 1 : hq) { r in
+                        Parallel.forRange(hq, grain: n * dh >= 2048 ? Swift.max(1, hq / Parallel.cores) : hq) { r in
                             let scratch = UnsafeMutablePointer<Float>.allocate(capacity: n)
                             defer { scratch.deallocate() }
                             if let sinks = l.sinks {
@@ -324,11 +324,19 @@ public final class InferenceSession {
                 }
                 MatVec.run(jobs)
                 jobs.removeAll(keepingCapacity: true)
-                for (i, a) in kept.enumerated() {
-                    let e = l.experts[routing.experts[a]]
-                    activate(pgu + 2 * i * f, bias: e.firstBias, interleaved: e.interleaved, into: pa + i * f, f)
-                    jobs.append(MatVec.Job(w: e.down, x: buffers[1 + i].activation(pa + i * f, count: f, for: e.down.format), y: py + i * d))
+                // Each selected expert's activation and its quantized form, one expert per core.
+                let chosen = kept.map { l.experts[routing.experts[$0]] }
+                var inputs = [Activation?](repeating: nil, count: chosen.count)
+                inputs.withUnsafeMutableBufferPointer { slots in
+                    Parallel.forRange(chosen.count, grain: 1) { r in
+                        for i in r {
+                            let e = chosen[i]
+                            activate(pgu + 2 * i * f, bias: e.firstBias, interleaved: e.interleaved, into: pa + i * f, f)
+                            slots[i] = buffers[1 + i].activation(pa + i * f, count: f, for: e.down.format)
+                        }
+                    }
                 }
+                for (i, e) in chosen.enumerated() { jobs.append(MatVec.Job(w: e.down, x: inputs[i]!, y: py + i * d)) }
                 MatVec.run(jobs)
             }
             for (i, a) in kept.enumerated() {
@@ -387,7 +395,7 @@ enum MatVec {
         let total = jobs.reduce(0) { $0 + $1.w.rows }
         let bytes = jobs.reduce(0) { $0 + $1.w.bytes }
         // Below about 256 KB a second core costs more to wake than it saves.
-        let pieces = bytes < (256 << 10) ? 1 : Parallel.cores * 4
+        let pieces = bytes < (256 << 10) ? 1 : Parallel.cores * 8
         let unit = 16
         let units = (total + unit - 1) / unit
         Parallel.forEachDynamic(Swift.min(pieces, units)) { p in

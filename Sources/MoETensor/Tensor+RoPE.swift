@@ -88,13 +88,17 @@ enum RopeTables {
         _: T.Type, positions: [Int], theta: Double, rotaryDim rdim: Int, scaling: RopeScaling? = nil, inverse: Bool
     ) -> ([T], [T]) {
         let half = rdim / 2, t = positions.count
-        let freqs = scaling?.inverseFrequencies(theta: theta, rotaryDim: rdim) ?? (0..<half).map { RopeScaling.plainFrequency(theta: theta, pair: $0, rotaryDim: rdim) }
+        // The frequencies are needed only where the table grows (or for positions it does not hold).
+        func frequencies() -> [Double] {
+            scaling?.inverseFrequencies(theta: theta, rotaryDim: rdim) ?? (0..<half).map { RopeScaling.plainFrequency(theta: theta, pair: $0, rotaryDim: rdim) }
+        }
         let amplitude = scaling?.cosSinScale ?? 1
         var cosT = [T](repeating: 0, count: t * half), sinT = [T](repeating: 0, count: t * half)
         let sign: T = inverse ? -1 : 1
         // Cached for non-negative positions below a bound (anything else is computed directly).
         let maxPosition = positions.max() ?? 0
         if (positions.min() ?? 0) < 0 || maxPosition >= 1 << 20 {
+            let freqs = frequencies()
             for (ti, p) in positions.enumerated() {
                 for i in 0..<half {
                     let (c, s) = angle(T.self, position: p, inverseFrequency: freqs[i], amplitude: amplitude)
@@ -110,6 +114,7 @@ enum RopeTables {
         let table = cache[key] ?? Table()
         cache[key] = table
         if table.positions <= maxPosition {
+            let freqs = frequencies()
             let grown = Swift.max(maxPosition + 1, 2 * table.positions, 256)
             table.cos.reserveCapacity(grown * half)
             table.sin.reserveCapacity(grown * half)

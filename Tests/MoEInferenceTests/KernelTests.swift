@@ -212,6 +212,35 @@ import Testing
         }
     }
 
+    /// Decode attention against the softmax written out in Double: head dims 64 (the AVX-512 register path) and
+    /// 24 (the general loop), grouped heads, with and without sink logits.
+    @Test(arguments: [64, 24])
+    func decodeAttentionMatchesTheSoftmax(dh: Int) {
+        let s = 77, hq = 4, hkv = 2, group = hq / hkv, ld = hkv * dh
+        let q = Self.randomFloats(hq * dh, seed: 31), k = Self.randomFloats(s * ld, seed: 32), v = Self.randomFloats(s * ld, seed: 33)
+        let sinks: [Float] = [0.5, -1, 2, 0]
+        let scale = 1 / Float(dh).squareRoot()
+        for withSinks in [false, true] {
+            var out = [Float](repeating: 0, count: hq * dh), scratch = [Float](repeating: 0, count: s)
+            if withSinks {
+                moe_attention_decode(q, k, v, &out, s, hq, hkv, dh, scale, sinks, 0, hq, &scratch)
+            } else {
+                moe_attention_decode(q, k, v, &out, s, hq, hkv, dh, scale, nil, 0, hq, &scratch)
+            }
+            for h in 0..<hq {
+                let g = h / group
+                let scores = (0..<s).map { j in (0..<dh).reduce(0.0) { $0 + Double(q[h * dh + $1]) * Double(k[j * ld + g * dh + $1]) } * Double(scale) }
+                let top = max(scores.max()!, withSinks ? Double(sinks[h]) : -.infinity)
+                let e = scores.map { Foundation.exp($0 - top) }
+                let total = e.reduce(0, +) + (withSinks ? Foundation.exp(Double(sinks[h]) - top) : 0)
+                for i in 0..<dh {
+                    let want = (0..<s).reduce(0.0) { $0 + e[$1] * Double(v[$1 * ld + g * dh + i]) } / total
+                    #expect(abs(Double(out[h * dh + i]) - want) < 1e-5, "dh \(dh) sinks \(withSinks) head \(h) dim \(i): \(out[h * dh + i]) vs \(want)")
+                }
+            }
+        }
+    }
+
     /// The vector conversions prefill uses are bit-identical to the portable ones.
     @Test func vectorConversionsEqualThePortableOnes() {
         let cols = 1024 + 64, w = Self.randomFloats(cols, seed: 9, scale: 0.05)
