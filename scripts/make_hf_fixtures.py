@@ -132,6 +132,16 @@ def well_conditioned(model, ids, logits32, limit=2e-5):
     return (logits64 - logits32.double()).abs().max().item() < limit
 
 
+def write_expected(d, expected):
+    """expected.json, atomically (temp file, fsync, rename)."""
+    tmp = os.path.join(d, "expected.json.tmp")
+    with open(tmp, "w") as f:
+        json.dump(expected, f, allow_nan=True)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, os.path.join(d, "expected.json"))
+
+
 def make(family, root, seed=1234):
     overrides = dict(COMMON)
     if family == "dbrx":
@@ -171,12 +181,7 @@ def make(family, root, seed=1234):
         "generation": {"new_tokens": new, "max_new_tokens": 6, "greedy": True, "min_new_tokens": 6},
         "config": config.to_dict(),
     }
-    tmp = os.path.join(d, "expected.json.tmp")
-    with open(tmp, "w") as f:
-        json.dump(expected, f, allow_nan=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, os.path.join(d, "expected.json"))
+    write_expected(d, expected)
     print(f"{family}: {type(model).__name__}, attempt {attempt}, new tokens {new}")
 
 
@@ -245,12 +250,7 @@ def make_mxfp4(root, source="gpt_oss", name="gpt_oss_mxfp4"):
         "generation": {"new_tokens": gen.sequences[0, ids.shape[1]:].tolist(), "max_new_tokens": 6, "greedy": True, "min_new_tokens": 6},
         "config": config,
     }
-    tmp = os.path.join(d, "expected.json.tmp")
-    with open(tmp, "w") as f:
-        json.dump(expected, f, allow_nan=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, os.path.join(d, "expected.json"))
+    write_expected(d, expected)
     print(f"{name}: new tokens {expected['generation']['new_tokens']}")
 
 

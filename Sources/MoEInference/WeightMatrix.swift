@@ -50,6 +50,17 @@ public struct WeightMatrix: @unchecked Sendable {
     public var bytes: Int { rows * rowBytes }
     var isQuantized: Bool { format == .q8 || format == .q4 || format == .mxfp4 }
 
+    /// The format of a floating-point tensor the engine uses as stored; F64 and integer tensors are refused.
+    static func floatFormat(_ info: TensorInfo, _ file: SafetensorsFile, _ name: String) throws -> Format {
+        switch info.dtype {
+        case .F32: return .f32
+        case .BF16: return .bf16
+        case .F16: return .f16
+        default:
+            throw SafetensorsError(file.path, tensor: name, "has dtype \(info.dtype.rawValue)", hint: "the inference engine reads F32, BF16, F16, MXFP4 and swift-moe's q8/q4; convert the file")
+        }
+    }
+
     /// Expert `e` of a stacked tensor `name` [E, rows, cols] (or, `transposed`, stored [E, cols, rows] as gpt-oss's
     /// f32/bf16 files store x W): MXFP4 and row-major slices are views; a transposed slice is transposed once
     /// into memory of its own, in its stored precision.
@@ -68,14 +79,7 @@ public struct WeightMatrix: @unchecked Sendable {
         guard info.shape == stored else {
             throw SafetensorsError(file.path, tensor: name, "has shape \(Shape.describe(info.shape)) but config.json needs \(Shape.describe(stored))", hint: "the weights and the config disagree")
         }
-        let format: Format
-        switch info.dtype {
-        case .F32: format = .f32
-        case .BF16: format = .bf16
-        case .F16: format = .f16
-        default:
-            throw SafetensorsError(file.path, tensor: name, "has dtype \(info.dtype.rawValue)", hint: "the inference engine reads F32, BF16, F16, MXFP4 and swift-moe's q8/q4; convert the file")
-        }
+        let format = try floatFormat(info, file, name)
         let size = format == .f32 ? 4 : 2
         let src = file.bytes(of: info) + e * rows * cols * size
         if !transposed && Int(bitPattern: src) % size == 0 { return WeightMatrix(rows: rows, cols: cols, format: format, base: src) }
@@ -113,13 +117,7 @@ public struct WeightMatrix: @unchecked Sendable {
             guard info.shape == [rows, cols] || (info.shape.count == 1 && rows == 1 && info.shape[0] == cols) else {
                 throw SafetensorsError(file.path, tensor: name, "has shape \(Shape.describe(info.shape)) but config.json needs [\(rows), \(cols)]", hint: "the weights and the config disagree")
             }
-            switch info.dtype {
-            case .F32: format = .f32
-            case .BF16: format = .bf16
-            case .F16: format = .f16
-            default:
-                throw SafetensorsError(file.path, tensor: name, "has dtype \(info.dtype.rawValue)", hint: "the inference engine reads F32, BF16, F16 and swift-moe's q8/q4; convert the file")
-            }
+            format = try floatFormat(info, file, name)
         }
         let p = file.bytes(of: info)
         let align = format == .f32 ? 4 : format == .q8 || format == .q4 ? 1 : 2
