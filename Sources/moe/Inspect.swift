@@ -20,7 +20,7 @@ struct Inspect: ParsableCommand {
             let c = m.config
             print("checkpoint: \(dir)")
             print("model_type: \(c.modelType)")
-            print("layers \(c.numLayers), hidden \(c.hiddenSize), heads \(c.numHeads) (kv \(c.numKVHeads), head dim \(c.headDim)), vocab \(c.vocabSize), rope theta \(c.ropeTheta), tied head \(c.tieWordEmbeddings)")
+            print("layers \(c.numLayers), hidden \(c.hiddenSize), heads \(c.numHeads) (kv \(c.numKVHeads), head dim \(c.headDim)), vocab \(c.vocabSize), rope theta \(c.ropeTheta)\(Self.attentionExtras(c)), tied head \(c.tieWordEmbeddings)")
             print("parameters: \(m.parameterCount)")
             print("active per token: \(c.activeParameterCount(total: m.parameterCount))")
             let formats = m.formats.sorted { $0.key.rawValue < $1.key.rawValue }.map { "\($0.value) \($0.key.rawValue)" }.joined(separator: ", ")
@@ -42,7 +42,7 @@ struct Inspect: ParsableCommand {
         let c = model.config
         print("checkpoint: \(dir)")
         print("model_type: \(c.modelType)")
-        print("layers \(c.numLayers), hidden \(c.hiddenSize), heads \(c.numHeads) (kv \(c.numKVHeads), head dim \(c.headDim)), vocab \(c.vocabSize), rope theta \(c.ropeTheta), tied head \(c.tieWordEmbeddings)")
+        print("layers \(c.numLayers), hidden \(c.hiddenSize), heads \(c.numHeads) (kv \(c.numKVHeads), head dim \(c.headDim)), vocab \(c.vocabSize), rope theta \(c.ropeTheta)\(Self.attentionExtras(c)), tied head \(c.tieWordEmbeddings)")
         print("parameters: \(model.parameterCount)")
         print("active per token: \(model.activeParameterCount)")
         print("layer  feed-forward")
@@ -57,5 +57,14 @@ struct Inspect: ParsableCommand {
                 print(String(format: "%5d  ", i) + "dense SwiGLU \(c.intermediateSize) (\(dense.parameterCount) parameters)")
             }
         }
+    }
+
+    /// YaRN, sinks and sliding windows, when the config has them.
+    static func attentionExtras(_ c: TransformerConfig) -> String {
+        var parts: [String] = []
+        if let y = c.ropeScaling { parts.append("YaRN factor \(y.factor) over \(y.originalMaxPositions)") }
+        if c.attentionSinks { parts.append("attention sinks") }
+        if let w = c.slidingWindow, !c.slidingLayers.isEmpty { parts.append("sliding window \(w) on layers \(c.slidingLayers.map(String.init).joined(separator: ","))") }
+        return parts.isEmpty ? "" : " (" + parts.joined(separator: "; ") + ")"
     }
 }
