@@ -40,7 +40,7 @@ extension HuggingFace {
                         tensors.append((name, .float(Tensor(shape: [rows, cols], Array(s[start..<(start + rows * cols)])))))
                     }
                 }
-            case .derived:
+            case .derived, .misshapen:
                 throw ExportError(description: "\(p.path) has no plain \(family) tensor; this model cannot be exported")
             }
         }

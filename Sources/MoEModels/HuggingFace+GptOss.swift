@@ -20,7 +20,12 @@ extension HuggingFace {
                 return .tensor(full.replacingOccurrences(of: ".mlp.gate.", with: ".mlp.router."))
             }
             let isMXFP4 = file.shard(holding: full)?.mxfp4[full] != nil
+            // A stored shape other than the layout's is refused by name (the rearrangements below would trap on it,
+            // or, where the sizes happen to agree, silently scramble it).
+            let stored = file.shard(holding: full)?.mxfp4[full]?.shape ?? file.info(full)?.shape
             if name.hasSuffix(".mlp.experts.gate_up_proj") {
+                let needed = isMXFP4 ? [e, 2 * f, d] : [e, d, 2 * f]
+                guard stored == needed else { return .misshapen(full, needed: needed) }
                 if isMXFP4 {
                     // Dequantized as stored, [E, 2F, D] with gate and up rows interleaved: the gate rows first.
                     return .derived([full]) { t in t[0].reshaped([e, f, 2, d]).permuted([0, 2, 1, 3]).copy().reshaped([e, 2 * f, d]) }
@@ -29,10 +34,12 @@ extension HuggingFace {
                 return .derived([full]) { t in t[0].reshaped([e, d, f, 2]).permuted([0, 3, 2, 1]).copy().reshaped([e, 2 * f, d]) }
             }
             if name.hasSuffix(".mlp.experts.gate_up_proj_bias") {
+                guard stored == [e, 2 * f] else { return .misshapen(full, needed: [e, 2 * f]) }
                 return .derived([full]) { t in t[0].reshaped([e, f, 2]).transposed(1, 2).copy().reshaped([e, 2 * f]) }
             }
             if name.hasSuffix(".mlp.experts.down_proj") {
                 if isMXFP4 { return .tensor(full) }  // [E, D, F] as stored
+                guard stored == [e, f, d] else { return .misshapen(full, needed: [e, f, d]) }
                 return .derived([full]) { t in t[0].transposed(1, 2).copy() }
             }
             return .tensor(full)

@@ -54,12 +54,15 @@ public enum ModelFiles {
         case stacked([[String]])
         /// Built from the named tensors by a function (a slice of a fused projection, a transpose...).
         case derived([String], ([Tensor<Float>]) -> Tensor<Float>)
+        /// A file tensor whose stored shape is not the family's layout (`needed`): refused by name.
+        case misshapen(String, needed: [Int])
 
         var names: [String] {
             switch self {
             case .tensor(let n): return [n]
             case .stacked(let groups): return groups.flatMap { $0 }
             case .derived(let names, _): return names
+            case .misshapen(let name, _): return [name]
             }
         }
     }
@@ -84,6 +87,9 @@ public enum ModelFiles {
             case .derived(let names, let build):
                 let built = build(try names.map { try file.tensor($0, as: Float.self) })
                 v = Tensor<T>(converting: built)
+            case .misshapen(let name, let needed):
+                let stored = file.shard(holding: name)?.mxfp4[name]?.shape ?? file.info(name)?.shape ?? []
+                throw SafetensorsError(file.file(of: name), tensor: name, "has shape \(Shape.describe(stored)) but the \(family) layout stores it as \(Shape.describe(needed))", hint: "the weights and the config disagree")
             case .stacked(let experts):
                 v = Tensor.concat(try experts.map { parts in
                     let t = try Tensor.concat(parts.map { try file.tensor($0, as: T.self) }, axis: 0)

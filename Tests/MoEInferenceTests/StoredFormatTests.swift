@@ -265,6 +265,21 @@ import Testing
         #expect(Self.message { _ = try InferenceModel(directory: reshaped) }.contains("'\(scales)': holds U8 [4, 32] but the blocks [4, 32, 1, 16] need U8 [4, 32, 1]: a truncated or malformed MXFP4 tensor; the file is corrupt; re-download it"))
         #expect(Self.message { _ = try Quantizer.quantize(model: src.path, to: .q8, scope: .experts, out: tmp.appendingPathComponent("q").path) }
             == "\(src.path): is already quantized; quantize the original 16- or 32-bit checkpoint")
+        // A gpt_oss file whose stacked experts have another shape: one line from both paths, no trap.
+        let plainFile = try SafetensorsFile(path: EngineFixtureTests.testsRoot.appendingPathComponent("Fixtures/hf/gpt_oss/model.safetensors").path)
+        let odd = tmp.appendingPathComponent("odd")
+        try FileManager.default.createDirectory(at: odd, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(at: EngineFixtureTests.testsRoot.appendingPathComponent("Fixtures/hf/gpt_oss/config.json"), to: odd.appendingPathComponent("config.json"))
+        var oddPayloads: [(String, SafetensorsWriter.Payload)] = []
+        for t in plainFile.tensors {
+            var v: Tensor<Float> = try plainFile.tensor(t.name)
+            if t.name == "model.layers.1.mlp.experts.gate_up_proj" { v = v.reshaped([t.shape[0], t.shape[2], t.shape[1]]) }
+            oddPayloads.append((t.name, .float(v)))
+        }
+        try SafetensorsWriter.write(oddPayloads, metadata: ["format": "pt"], to: odd.appendingPathComponent("model.safetensors").path)
+        let reference = Self.message { _ = try HuggingFace.load(odd.path) }
+        #expect(reference.hasSuffix("tensor 'model.layers.1.mlp.experts.gate_up_proj': has shape [4, 64, 32] but the gpt_oss layout stores it as [4, 32, 64]; the weights and the config disagree"), "\(reference)")
+        #expect(Self.message { _ = try InferenceModel(directory: odd.path) }.contains("'model.layers.1.mlp.experts.gate_up_proj': has shape [4, 64, 32] but config.json needs [4, 32, 64]"))
         let plain = EngineFixtureTests.testsRoot.appendingPathComponent("Fixtures/hf/gpt_oss").path
         #expect(Self.message { _ = try Quantizer.quantize(model: plain, to: .q8, scope: .experts, out: tmp.appendingPathComponent("q").path) }
             .hasSuffix("gpt_oss stores its experts transposed ([in, out]), which q8/q4 rows cannot represent yet; run the released MXFP4 checkpoint, or this one as it is"))
