@@ -94,28 +94,20 @@ public final class SafetensorsFile: @unchecked Sendable {
     }
 
     /// A floating-point (or block-quantized) tensor converted to T: F16 and BF16 widen exactly, F64 -> Float
-    /// rounds, q8/q4 blocks are dequantized. Large tensors convert in parallel, a vector loop per chunk.
+    /// rounds, q8/q4 blocks and MXFP4 pairs are dequantized. Large tensors convert in parallel, a vector loop per
+    /// chunk.
     public func tensor<T: TensorScalar>(_ name: String, as: T.Type = T.self) throws -> Tensor<T> {
         if let m = mxfp4[name] {
-            let out = Tensor<Float>(uninitializedShape: m.shape)
-            let cols = m.cols, dst = out.storage.base
             let pb = bytes(of: m.blocks).assumingMemoryBound(to: UInt8.self), ps = bytes(of: m.scales).assumingMemoryBound(to: UInt8.self)
-            Parallel.forRange(m.rows, grain: max(1, (1 << 16) / max(cols, 1))) { r in
-                for i in r { moe_dequantize_row_mxfp4(pb + i * cols / 2, ps + i * cols / 32, dst + i * cols, cols) }
-            }
-            return T.self == Float.self ? out as! Tensor<T> : Tensor<T>(converting: out)
+            let cols = m.cols
+            return Self.dequantized(m.shape) { i, dst in moe_dequantize_row_mxfp4(pb + i * cols / 2, ps + i * cols / 32, dst, cols) }
         }
         guard let info = info(name) else {
             throw SafetensorsError(path, tensor: name, "is missing", hint: "the checkpoint does not match the model; check the config")
         }
         if let q = quantized[name] {
-            let out = Tensor<Float>(uninitializedShape: q.shape)
-            let cols = q.shape[q.shape.count - 1], rows = q.shape.dropLast().reduce(1, *), rowBytes = q.format.rowBytes(cols)
-            let src = bytes(of: info), dst = out.storage.base
-            Parallel.forRange(rows, grain: max(1, (1 << 16) / max(cols, 1))) { r in
-                for i in r { q.format.dequantize(src + i * rowBytes, into: dst + i * cols, cols: cols) }
-            }
-            return T.self == Float.self ? out as! Tensor<T> : Tensor<T>(converting: out)
+            let cols = q.shape[q.shape.count - 1], rowBytes = q.format.rowBytes(cols), src = bytes(of: info)
+            return Self.dequantized(q.shape) { i, dst in q.format.dequantize(src + i * rowBytes, into: dst, cols: cols) }
         }
         guard info.dtype.isFloatingPoint else {
             throw SafetensorsError(path, tensor: name, "has dtype \(info.dtype.rawValue), not a floating-point type", hint: "expected F32, F16, BF16 or F64")
@@ -127,6 +119,16 @@ public final class SafetensorsFile: @unchecked Sendable {
             Self.convert(src, info.dtype, r, into: dst)
         }
         return out
+    }
+
+    /// A [..., rows, cols] tensor built one row at a time by `row(i, dst)` (dequantizing into f32), rows in parallel.
+    static func dequantized<T: TensorScalar>(_ shape: [Int], row: (Int, UnsafeMutablePointer<Float>) -> Void) -> Tensor<T> {
+        let out = Tensor<Float>(uninitializedShape: shape)
+        let cols = shape[shape.count - 1], rows = shape.dropLast().reduce(1, *), dst = out.storage.base
+        Parallel.forRange(rows, grain: max(1, (1 << 16) / max(cols, 1))) { r in
+            for i in r { row(i, dst + i * cols) }
+        }
+        return T.self == Float.self ? out as! Tensor<T> : Tensor<T>(converting: out)
     }
 
     /// Elements `r` of a stored tensor at `src` as T (the mapping's bytes may be unaligned for a type: a

@@ -167,9 +167,13 @@ public final class InferenceSession {
                 rows = UnsafePointer(h)
             }
             if moe_bf16_gemm(t, n, cols, xb, cols, rows, cols, py + r0, w.rows) == 0 {
-                let f = scratch ?? UnsafeMutablePointer<Float>.allocate(capacity: n * cols)
+                // The scratch already holds the widened rows unless the weights were used in place.
+                let f = scratch ?? {
+                    let f = UnsafeMutablePointer<Float>.allocate(capacity: n * cols)
+                    w.widen(rows: r0..<(r0 + n), into: f)
+                    return f
+                }()
                 scratch = f
-                w.widen(rows: r0..<(r0 + n), into: f)
                 Float.gemm(transA: false, transB: true, m: t, n: n, k: cols, alpha: 1, a: px, lda: cols, b: f, ldb: cols, beta: 0, c: py + r0, ldc: w.rows)
             }
         }
@@ -305,7 +309,7 @@ public final class InferenceSession {
         let t = h.shape[0], d = h.shape[1]
         let routing = router.route(Variable(h), .inference, .inference)
         let weights = routing.weights.value.scalars
-        var out = Tensor<Float>.zeros([t, d])
+        let out = Tensor<Float>.zeros([t, d])
         let po = out.storage.base
         let kept = (0..<routing.assignmentCount).filter { routing.kept[$0] }
         if t == 1 {

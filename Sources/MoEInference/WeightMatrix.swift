@@ -48,7 +48,18 @@ public struct WeightMatrix: @unchecked Sendable {
     }
 
     public var bytes: Int { rows * rowBytes }
-    var isQuantized: Bool { format == .q8 || format == .q4 || format == .mxfp4 }
+    /// The alignment the stored elements need: 4 for f32, 2 for 16-bit, 1 for the block formats.
+    var alignment: Int { format == .f32 ? 4 : format == .bf16 || format == .f16 ? 2 : 1 }
+
+    /// The matrix at `p` in place, or copied once when its bytes are not aligned for its type (a header whose
+    /// length is not a multiple of 8 leaves the data unaligned).
+    static func inPlace(_ p: UnsafeRawPointer, rows: Int, cols: Int, format: Format) -> WeightMatrix {
+        let m = WeightMatrix(rows: rows, cols: cols, format: format, base: p)
+        if Int(bitPattern: p) % m.alignment == 0 { return m }
+        let copy = AlignedBuffer(bytes: m.bytes)
+        copy.pointer.copyMemory(from: p, byteCount: m.bytes)
+        return WeightMatrix(rows: rows, cols: cols, format: format, base: UnsafeRawPointer(copy.pointer), owner: copy)
+    }
 
     /// The format of a floating-point tensor the engine uses as stored; F64 and integer tensors are refused.
     static func floatFormat(_ info: TensorInfo, _ file: SafetensorsFile, _ name: String) throws -> Format {
@@ -82,22 +93,18 @@ public struct WeightMatrix: @unchecked Sendable {
         let format = try floatFormat(info, file, name)
         let size = format == .f32 ? 4 : 2
         let src = file.bytes(of: info) + e * rows * cols * size
-        if !transposed && Int(bitPattern: src) % size == 0 { return WeightMatrix(rows: rows, cols: cols, format: format, base: src) }
+        if !transposed { return inPlace(src, rows: rows, cols: cols, format: format) }
         let copy = AlignedBuffer(bytes: rows * cols * size)
         let dst = copy.pointer
-        if transposed {
-            // dst[r, c] = src[c, r], in tiles of 32 x 32 so both sides stay in cache.
-            for r0 in stride(from: 0, to: rows, by: 32) {
-                for c0 in stride(from: 0, to: cols, by: 32) {
-                    for r in r0..<Swift.min(rows, r0 + 32) {
-                        for c in c0..<Swift.min(cols, c0 + 32) {
-                            (dst + (r * cols + c) * size).copyMemory(from: src + (c * rows + r) * size, byteCount: size)
-                        }
+        // dst[r, c] = src[c, r], in tiles of 32 x 32 so both sides stay in cache.
+        for r0 in stride(from: 0, to: rows, by: 32) {
+            for c0 in stride(from: 0, to: cols, by: 32) {
+                for r in r0..<Swift.min(rows, r0 + 32) {
+                    for c in c0..<Swift.min(cols, c0 + 32) {
+                        (dst + (r * cols + c) * size).copyMemory(from: src + (c * rows + r) * size, byteCount: size)
                     }
                 }
             }
-        } else {
-            dst.copyMemory(from: src, byteCount: rows * cols * size)
         }
         return WeightMatrix(rows: rows, cols: cols, format: format, base: UnsafeRawPointer(dst), owner: copy)
     }
@@ -119,16 +126,7 @@ public struct WeightMatrix: @unchecked Sendable {
             }
             format = try floatFormat(info, file, name)
         }
-        let p = file.bytes(of: info)
-        let align = format == .f32 ? 4 : format == .q8 || format == .q4 ? 1 : 2
-        if Int(bitPattern: p) % align == 0 {
-            return WeightMatrix(rows: rows, cols: cols, format: format, base: p)
-        }
-        // A header whose length is not a multiple of 8 leaves the data unaligned: copy this matrix once.
-        let m = WeightMatrix(rows: rows, cols: cols, format: format, base: p)
-        let copy = AlignedBuffer(bytes: m.bytes)
-        copy.pointer.copyMemory(from: p, byteCount: m.bytes)
-        return WeightMatrix(rows: rows, cols: cols, format: format, base: UnsafeRawPointer(copy.pointer), owner: copy)
+        return inPlace(file.bytes(of: info), rows: rows, cols: cols, format: format)
     }
 
     /// Rows `r` widened to f32 into `dst` [r.count, cols] (row-major).

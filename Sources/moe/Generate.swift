@@ -20,7 +20,7 @@ struct Generate: ParsableCommand {
     @Option(help: "Tokens to generate at most.") var maxNewTokens = 200
     @Option(help: "Stop when the text ends with this string (repeatable). Escapes \\n and \\t are understood.") var stop: [String] = []
     @Flag(help: "Recompute the whole context each step instead of using the KV cache (runs the reference model).") var noCache = false
-    @Flag(help: "Run the reference model (weights widened to f32) instead of the inference engine, which runs mixtral, qwen2_moe, qwen3_moe and olmoe checkpoints on their weights as stored.")
+    @Flag(help: "Run the reference model (weights widened to f32) instead of the inference engine, which runs mixtral, qwen2_moe, qwen3_moe, olmoe and gpt_oss checkpoints on their weights as stored.")
     var reference = false
     @Flag(name: .customLong("ignore-eos"), help: "Keep generating past the end-of-sequence tokens of generation_config.json.") var ignoreEOS = false
 

@@ -56,6 +56,22 @@ import Testing
 
     static let ids = [1, 5, 9, 2, 200, 31, 77, 4, 18, 300, 6, 111]
 
+    /// The engine on `ids` against the reference logits `want`: f32 prefill within `prefill`, BF16 prefill (where
+    /// oneDNN and the CPU allow it) within 1% of the logit scale, and token-by-token decode within `decode`.
+    static func checkEngine(_ engine: InferenceModel, against want: Tensor<Float>, prefill: Double, decode: Double, _ label: String) {
+        let scale = Double(want.scalars.map { abs($0) }.max()!)
+        let exact = InferenceSession(model: engine, capacity: ids.count, prefill: .f32).forward(ids, allLogits: true)
+        #expect(maxDiff(exact, want) < prefill, "\(label) prefill: \(maxDiff(exact, want))")
+        if InferenceSession.PrefillArithmetic.automatic == .bf16 {
+            let bf = InferenceSession(model: engine, capacity: ids.count, prefill: .bf16).forward(ids, allLogits: true)
+            #expect(maxDiff(bf, want) < 1e-2 * scale, "\(label) BF16 prefill: \(maxDiff(bf, want)) of \(scale)")
+        }
+        let s = InferenceSession(model: engine, capacity: ids.count)
+        var worst = 0.0
+        for (p, id) in ids.enumerated() { worst = max(worst, maxDiff(s.forward([id]), want.rows(p..<(p + 1)))) }
+        #expect(worst < decode, "\(label) decode: \(worst) of logit scale \(scale)")
+    }
+
     /// The reference model reads a bf16 file exactly: the same logits as from f32 holding the same values.
     @Test(.enabled(if: available), arguments: referenceFamilies)
     func everyFamilyLoadsFromBF16Files(_ family: String) throws {
@@ -82,19 +98,8 @@ import Testing
             try Self.copy(Self.shared.appendingPathComponent(family).path, dtype: dtype, to: tmp)
             let engine = try InferenceModel(directory: tmp.path)
             #expect(engine.expertFormat == (dtype == "BF16" ? .bf16 : .f16))
-            let reference = try HuggingFace.load(tmp.path)
-            let want = reference(ids: Self.ids, batch: 1, .inference).logits.value
-            let scale = Double(want.scalars.map { abs($0) }.max()!)
-            let prefill = InferenceSession(model: engine, capacity: Self.ids.count, prefill: .f32).forward(Self.ids, allLogits: true)
-            #expect(Self.maxDiff(prefill, want) < 1e-4, "\(family) \(dtype) prefill: \(Self.maxDiff(prefill, want))")
-            if InferenceSession.PrefillArithmetic.automatic == .bf16 {
-                let bf = InferenceSession(model: engine, capacity: Self.ids.count, prefill: .bf16).forward(Self.ids, allLogits: true)
-                #expect(Self.maxDiff(bf, want) < 1e-2 * scale, "\(family) \(dtype) BF16 prefill: \(Self.maxDiff(bf, want)) of \(scale)")
-            }
-            let s = InferenceSession(model: engine, capacity: Self.ids.count)
-            var worst = 0.0
-            for (p, id) in Self.ids.enumerated() { worst = max(worst, Self.maxDiff(s.forward([id]), want.rows(p..<(p + 1)))) }
-            #expect(worst < 1e-4, "\(family) \(dtype) decode: \(worst)")
+            let want = try HuggingFace.load(tmp.path)(ids: Self.ids, batch: 1, .inference).logits.value
+            Self.checkEngine(engine, against: want, prefill: 1e-4, decode: 1e-4, "\(family) \(dtype)")
         }
     }
 
@@ -142,19 +147,9 @@ import Testing
         #expect(summary.outputBytes < summary.inputBytes / 2)
         let engine = try InferenceModel(directory: out.path)
         #expect(engine.expertFormat == (format == .q8 ? .q8 : .q4))
-        let reference = try HuggingFace.load(out.path)
-        let want = reference(ids: Self.ids, batch: 1, .inference).logits.value
+        let want = try HuggingFace.load(out.path)(ids: Self.ids, batch: 1, .inference).logits.value
         let scale = Double(want.scalars.map { abs($0) }.max()!)
-        let prefill = InferenceSession(model: engine, capacity: Self.ids.count, prefill: .f32).forward(Self.ids, allLogits: true)
-        #expect(Self.maxDiff(prefill, want) < 1e-4 * scale, "\(format) prefill: \(Self.maxDiff(prefill, want))")
-        if InferenceSession.PrefillArithmetic.automatic == .bf16 {
-            let bf = InferenceSession(model: engine, capacity: Self.ids.count, prefill: .bf16).forward(Self.ids, allLogits: true)
-            #expect(Self.maxDiff(bf, want) < 1e-2 * scale, "\(format) BF16 prefill: \(Self.maxDiff(bf, want)) of \(scale)")
-        }
-        let s = InferenceSession(model: engine, capacity: Self.ids.count)
-        var worst = 0.0
-        for (p, id) in Self.ids.enumerated() { worst = max(worst, Self.maxDiff(s.forward([id]), want.rows(p..<(p + 1)))) }
-        #expect(worst < 0.03 * scale, "\(format) decode: \(worst) of logit scale \(scale)")
+        Self.checkEngine(engine, against: want, prefill: 1e-4 * scale, decode: 0.03 * scale, "\(format)")
         // And the quantized model is close to the f32 one it came from.
         let original = try HuggingFace.load(source.path)(ids: Self.ids, batch: 1, .inference).logits.value
         #expect(Self.maxDiff(want, original) < (format == .q8 ? 0.02 : 0.2) * scale, "\(format) vs f32: \(Self.maxDiff(want, original))")
