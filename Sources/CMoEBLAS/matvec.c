@@ -200,7 +200,7 @@ void moe_quantize_activation(const float *x, int8_t *q, float *d, float *sums, l
     }
 }
 
-void moe_narrow_bf16(const float *x, uint16_t *y, long n) {
+static void narrow_bf16_scalar(const float *x, uint16_t *y, long n) {
     for (long i = 0; i < n; i++) {
         uint32_t b;
         memcpy(&b, x + i, 4);
@@ -552,6 +552,23 @@ __attribute__((target("avx512f,avx512vl,avx512vnni,avx512bw,avx2,f16c,fma"))) st
     }
 }
 
+// The same rounding in integer lanes (AVX512_BF16's vcvtneps2bf16 would be one instruction, but it flushes
+// subnormal inputs to zero, so it would not match the scalar rounding the tests pin this to).
+__attribute__((target("avx512f"))) static void narrow_bf16_512(const float *x, uint16_t *y, long n) {
+    const __m512i bias = _mm512_set1_epi32(0x7fff), one = _mm512_set1_epi32(1), quiet = _mm512_set1_epi32(0x40),
+                  abs = _mm512_set1_epi32(0x7fffffff), inf = _mm512_set1_epi32(0x7f800000);
+    long i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512i b = _mm512_loadu_si512(x + i);
+        __m512i hi = _mm512_srli_epi32(b, 16);
+        __m512i rounded = _mm512_srli_epi32(_mm512_add_epi32(_mm512_add_epi32(b, bias), _mm512_and_si512(hi, one)), 16);
+        __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(b, abs), inf);
+        __m512i r = _mm512_mask_or_epi32(rounded, nan, hi, quiet);
+        _mm256_storeu_si256((__m256i *)(y + i), _mm512_cvtepi32_epi16(r));
+    }
+    narrow_bf16_scalar(x + i, y + i, n - i);
+}
+
 // Prefill widens every expert's weights once per prompt chunk: vector versions of the conversions.
 __attribute__((target("avx512f,avx512bw,avx512vl,f16c,fma"))) static void dequantize_q8_512(const uint8_t *in, float *y, long cols) {
     const int8_t *q = (const int8_t *)in;
@@ -613,6 +630,7 @@ static void q4_512_entry(const uint8_t *w, const int8_t *xq, const float *xd, co
 static void (*dequantize_q8_impl)(const uint8_t *, float *, long) = dequantize_row_q8_scalar;
 static void (*dequantize_q4_impl)(const uint8_t *, float *, long) = dequantize_row_q4_scalar;
 static void (*widen_bf16_impl)(const uint16_t *, float *, long) = widen_bf16_scalar;
+static void (*narrow_bf16_impl)(const float *, uint16_t *, long) = narrow_bf16_scalar;
 static void (*widen_f16_impl)(const uint16_t *, float *, long) = widen_f16_scalar;
 static void (*f32_impl)(const float *, const float *, float *, long, long) = NULL;  // NULL: the BLAS's sgemv
 static void (*bf16_impl)(const uint16_t *, const float *, float *, long, long) = bf16_portable;
@@ -638,6 +656,7 @@ __attribute__((constructor)) static void choose_matvec_kernels(void) {
     const moe_cpu_t *c = moe_cpu();
     if (c->avx512f && c->f16c) {
         widen_bf16_impl = widen_bf16_512;
+        narrow_bf16_impl = narrow_bf16_512;
         widen_f16_impl = widen_f16_512;
         f32_impl = f32_512;
         bf16_impl = bf16_512;
@@ -660,6 +679,8 @@ __attribute__((constructor)) static void choose_matvec_kernels(void) {
 void moe_dequantize_row_q8(const uint8_t *in, float *y, long cols) { dequantize_q8_impl(in, y, cols); }
 void moe_dequantize_row_q4(const uint8_t *in, float *y, long cols) { dequantize_q4_impl(in, y, cols); }
 void moe_widen_bf16(const uint16_t *in, float *y, long n) { widen_bf16_impl(in, y, n); }
+void moe_narrow_bf16(const float *x, uint16_t *y, long n) { narrow_bf16_impl(x, y, n); }
+void moe_narrow_bf16_portable(const float *x, uint16_t *y, long n) { narrow_bf16_scalar(x, y, n); }
 void moe_widen_f16(const uint16_t *in, float *y, long n) { widen_f16_impl(in, y, n); }
 
 void moe_dequantize_row_q8_portable(const uint8_t *in, float *y, long cols) { dequantize_row_q8_scalar(in, y, cols); }

@@ -144,7 +144,23 @@ __attribute__((target("avx2"))) static float exp_shift256(const float *x, float 
     for (; i < n; i++) { y[i] = exp_scalar(x[i] - shift); s += y[i]; }
     return s;
 }
+
+__attribute__((target("avx512f"))) static void swiglu512(const float *g, const float *u, float *out, long n) {
+    const __m512 one = _mm512_set1_ps(1.0f);
+    const __m512i sign = _mm512_set1_epi32((int)0x80000000u);
+    long i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 x = _mm512_loadu_ps(g + i);
+        __m512 e = exp512(_mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(x), sign)));
+        _mm512_storeu_ps(out + i, _mm512_mul_ps(_mm512_div_ps(x, _mm512_add_ps(one, e)), _mm512_loadu_ps(u + i)));
+    }
+    for (; i < n; i++) out[i] = g[i] / (1 + exp_scalar(-g[i])) * u[i];
+}
 #endif
+
+static void swiglu_portable(const float *g, const float *u, float *out, long n) {
+    for (long i = 0; i < n; i++) out[i] = g[i] / (1 + exp_scalar(-g[i])) * u[i];
+}
 
 // ---- AdamW ------------------------------------------------------------------------------------------------
 // p = p decay; m = b1 m + (1 - b1) g; v = b2 v + ((1 - b2) g) g; p = p - (lr (m / c1)) / (sqrt(v / c2) + eps),
@@ -227,6 +243,7 @@ static void (*scale_stream_impl)(const float *, float *, long, float) = scale_po
 
 static float (*max_impl)(const float *, long) = max_portable;
 static float (*exp_impl)(const float *, float *, long, float) = exp_portable;
+static void (*swiglu_impl)(const float *, const float *, float *, long) = swiglu_portable;
 
 __attribute__((constructor)) static void choose_vector_kernels(void) {
 #if defined(__x86_64__)
@@ -234,6 +251,7 @@ __attribute__((constructor)) static void choose_vector_kernels(void) {
     if (cpu->isa >= MOE_ISA_AVX512) {
         max_impl = max512;
         exp_impl = exp_shift512;
+        swiglu_impl = swiglu512;
         adamw_impl = adamw512;
         scale_stream_impl = scale_stream512;
     } else if (cpu->isa >= MOE_ISA_AVX2) {
@@ -260,3 +278,5 @@ void moe_adamw_f32_portable(float *p, float *m, float *v, const float *g, long n
     adamw_portable(p, m, v, g, n, k);
 }
 void moe_scale_stream_f32(const float *x, float *y, long n, float s) { scale_stream_impl(x, y, n, s); }
+void moe_swiglu_f32(const float *g, const float *u, float *out, long n) { swiglu_impl(g, u, out, n); }
+void moe_swiglu_f32_portable(const float *g, const float *u, float *out, long n) { swiglu_portable(g, u, out, n); }

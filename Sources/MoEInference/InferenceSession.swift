@@ -139,7 +139,7 @@ public final class InferenceSession {
     }
 
     /// x [t, cols] W^T in BF16 through oneDNN: x rounded to BF16 once; W's rows in blocks handed to the cores, each
-    /// block used in place when stored as BF16, else widened and rounded to BF16 in scratch; one single-threaded
+    /// block used in place when stored as BF16, else rounded to BF16 in scratch a row at a time; one single-threaded
     /// oneDNN product per block. A block oneDNN refuses falls back to sgemm.
     func projectBF16(_ w: WeightMatrix, _ px: UnsafePointer<Float>, t: Int, into py: UnsafeMutablePointer<Float>) {
         let cols = w.cols
@@ -160,20 +160,16 @@ public final class InferenceSession {
             if w.format == .bf16 {
                 rows = (w.base + r0 * w.rowBytes).assumingMemoryBound(to: UInt16.self)
             } else {
-                let f = UnsafeMutablePointer<Float>.allocate(capacity: n * cols), h = UnsafeMutablePointer<UInt16>.allocate(capacity: n * cols)
+                let f = UnsafeMutablePointer<Float>.allocate(capacity: cols), h = UnsafeMutablePointer<UInt16>.allocate(capacity: n * cols)
                 (scratch, narrow) = (f, h)
-                w.widen(rows: r0..<(r0 + n), into: f)
-                moe_narrow_bf16(f, h, n * cols)
+                w.narrowBF16(rows: r0..<(r0 + n), into: h, row: f)
                 rows = UnsafePointer(h)
             }
             if moe_bf16_gemm(t, n, cols, xb, cols, rows, cols, py + r0, w.rows) == 0 {
-                // The scratch already holds the widened rows unless the weights were used in place.
-                let f = scratch ?? {
-                    let f = UnsafeMutablePointer<Float>.allocate(capacity: n * cols)
-                    w.widen(rows: r0..<(r0 + n), into: f)
-                    return f
-                }()
+                scratch?.deallocate()
+                let f = UnsafeMutablePointer<Float>.allocate(capacity: n * cols)
                 scratch = f
+                w.widen(rows: r0..<(r0 + n), into: f)
                 Float.gemm(transA: false, transB: true, m: t, n: n, k: cols, alpha: 1, a: px, lda: cols, b: f, ldb: cols, beta: 0, c: py + r0, ldc: w.rows)
             }
         }
@@ -197,6 +193,8 @@ public final class InferenceSession {
                 let g = Swift.min(h[gs + step * j], clamp.limit), u = Swift.min(Swift.max(h[us + step * j], -clamp.limit), clamp.limit)
                 out[j] = g / (1 + Float.fastExp(-clamp.alpha * g)) * (u + 1)
             }
+        } else if !interleaved {
+            moe_swiglu_f32(h, h + f, out, f)
         } else {
             for j in 0..<f {
                 let g = h[gs + step * j]
@@ -297,7 +295,9 @@ public final class InferenceSession {
         let h = m.interleaved ? project(m.first[0], x) : Tensor.concat([project(m.first[0], x), project(m.first[1], x)], axis: 1)
         let a = Tensor<Float>(uninitializedShape: [t, f])
         let ph = h.storage.base, pa = a.storage.base
-        for r in 0..<t { activate(ph + r * 2 * f, bias: m.firstBias, interleaved: m.interleaved, into: pa + r * f, f) }
+        Parallel.forRange(t, grain: Swift.max(1, 8192 / Swift.max(f, 1))) { rs in
+            for r in rs { activate(ph + r * 2 * f, bias: m.firstBias, interleaved: m.interleaved, into: pa + r * f, f) }
+        }
         var y = project(m.down, a)
         Self.addBias(&y, m.downBias)
         return y

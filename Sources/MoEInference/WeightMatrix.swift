@@ -148,6 +148,24 @@ public struct WeightMatrix: @unchecked Sendable {
         }
     }
 
+    /// Rows `r` rounded to BF16 (to nearest even) into `dst` [r.count, cols]: the values of `widen` then
+    /// `moe_narrow_bf16`, but a row at a time through `row` (cols floats), so the f32 values stay in cache
+    /// instead of making a full-width pass through memory. BF16 rows are copied as stored.
+    func narrowBF16(rows r: Range<Int>, into dst: UnsafeMutablePointer<UInt16>, row: UnsafeMutablePointer<Float>) {
+        let rb = rowBytes
+        switch format {
+        case .bf16:
+            UnsafeMutableRawPointer(dst).copyMemory(from: base + r.lowerBound * rb, byteCount: r.count * rb)
+        case .f32:
+            moe_narrow_bf16((base + r.lowerBound * rb).assumingMemoryBound(to: Float.self), dst, r.count * cols)
+        default:
+            for (i, k) in r.enumerated() {
+                widen(rows: k..<(k + 1), into: row)
+                moe_narrow_bf16(row, dst + i * cols, cols)
+            }
+        }
+    }
+
     /// y[i] = W[r.lowerBound + i, :] . x for the rows `r`, on the calling thread.
     func matvec(rows r: Range<Int>, _ x: Activation, _ y: UnsafeMutablePointer<Float>) {
         guard !r.isEmpty else { return }

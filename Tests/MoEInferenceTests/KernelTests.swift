@@ -241,6 +241,20 @@ import Testing
         }
     }
 
+    /// The vector BF16 rounding is the portable one bit for bit: ties to even, NaNs kept quiet, subnormals rounded
+    /// (not flushed), values that round up to infinity, and every tail length.
+    @Test(arguments: [1, 15, 16, 17, 1000])
+    func vectorBF16RoundingEqualsThePortableOne(n: Int) {
+        var x = Self.randomFloats(n, seed: UInt64(n), scale: 3)
+        let special: [Float] = [.nan, -.infinity, .infinity, 3.4e38, -0.0, Float(bitPattern: 0x0001_16C2), Float(bitPattern: 0x0000_8000),
+                                Float(bitPattern: 0x3F80_8000), Float(bitPattern: 0x3F81_8000), Float(bitPattern: 0x7F7F_FFFF), Float(bitPattern: 0xFFC0_0001)]
+        for (i, v) in special.enumerated() where i < n { x[(i * 5) % n] = v }
+        var fast = [UInt16](repeating: 0, count: n), portable = [UInt16](repeating: 1, count: n)
+        moe_narrow_bf16(x, &fast, n)
+        moe_narrow_bf16_portable(x, &portable, n)
+        #expect(fast == portable)
+    }
+
     /// The vector conversions prefill uses are bit-identical to the portable ones.
     @Test func vectorConversionsEqualThePortableOnes() {
         let cols = 1024 + 64, w = Self.randomFloats(cols, seed: 9, scale: 0.05)

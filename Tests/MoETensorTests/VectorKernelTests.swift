@@ -47,6 +47,21 @@ struct VectorKernelTests {
         #expect(y[0] == Float.fastExp(1))
     }
 
+    /// SwiGLU's vector kernel is Swift's `g / (1 + Float.fastExp(-g)) * u` bit for bit, tails and the exponential's
+    /// edges included.
+    @Test(arguments: [1, 15, 16, 17, 1000])
+    func swigluIsTheScalarFormulaExactly(n: Int) {
+        let g = Self.inputs(n, seed: UInt64(n) + 90), u = Self.inputs(n, seed: UInt64(n) + 91).map { $0 / 30 }
+        var out = [Float](repeating: .nan, count: n), portable = out
+        moe_swiglu_f32(g, u, &out, n)
+        moe_swiglu_f32_portable(g, u, &portable, n)
+        for j in 0..<n {
+            let want = g[j] / (1 + Float.fastExp(-g[j])) * u[j]
+            #expect(out[j].bitPattern == want.bitPattern || (out[j].isNaN && want.isNaN), "g \(g[j]) u \(u[j]): \(out[j]) vs \(want)")
+            #expect(portable[j].bitPattern == want.bitPattern || (portable[j].isNaN && want.isNaN))
+        }
+    }
+
     /// The row maximum equals the portable one and skips NaNs; an empty row gives -infinity.
     @Test(arguments: [0, 1, 15, 16, 17, 100, 1024])
     func rowMaximumMatches(n: Int) {

@@ -150,6 +150,10 @@ float moe_exp_shifted_f32(const float *x, float *y, long n, float shift);
 /// The same, without vector instructions (the reference the tests hold the vector kernels to).
 float moe_max_f32_portable(const float *x, long n);
 float moe_exp_shifted_f32_portable(const float *x, float *y, long n, float shift);
+/// out[j] = g[j] / (1 + exp(-g[j])) u[j] (SwiGLU), with the exponential of moe_exp_shifted_f32: bit-identical to
+/// the portable version and to Swift's `g / (1 + Float.fastExp(-g)) * u`.
+void moe_swiglu_f32(const float *g, const float *u, float *out, long n);
+void moe_swiglu_f32_portable(const float *g, const float *u, float *out, long n);
 
 /// y[i] = x[i] s with non-temporal (streaming) stores where y is aligned: for outputs larger than the caches.
 void moe_scale_stream_f32(const float *x, float *y, long n, float s);
@@ -228,6 +232,7 @@ int moe_bf16_gemm_available(void);
 int moe_bf16_gemm(long m, long n, long k, const uint16_t *a, long lda, const uint16_t *b, long ldb, float *c, long ldc);
 /// f32 -> bf16, rounding to nearest even (NaN stays NaN).
 void moe_narrow_bf16(const float *x, uint16_t *y, long n);
+void moe_narrow_bf16_portable(const float *x, uint16_t *y, long n);
 
 /// MXFP4 (gpt-oss's experts): `blocks` [rows, cols/2] codes and `scales` [rows, cols/32] E8M0 bytes; x quantized in
 /// blocks of 32 as for q8. Dequantization is exact: y[j] = fp4(code j) 2^(s - 127).
