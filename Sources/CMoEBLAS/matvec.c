@@ -22,6 +22,7 @@
 
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 // ---- f16 <-> f32 (exact widening; round-to-nearest-even narrowing) ----------------------------------------
@@ -182,7 +183,7 @@ static void widen_f16_scalar(const uint16_t *in, float *y, long n) {
 
 // ---- activation quantization ------------------------------------------------------------------------------
 
-void moe_quantize_activation(const float *x, int8_t *q, float *d, float *sums, long n, long block) {
+static void quantize_activation_scalar(const float *x, int8_t *q, float *d, float *sums, long n, long block) {
     for (long b = 0; b < n / block; b++) {
         const float *xb = x + b * block;
         float amax = 0;
@@ -386,21 +387,28 @@ __attribute__((target("avx2"))) static inline float hsum128(__m128 s4) {
 // q8 with the weights offset to unsigned (w + 128, one xor): VNNI's u8 x s8 product then needs no sign trick, and
 // the offset's term, 128 d_w sum(x) per block, comes off once per row from the activation's block sums. Two blocks
 // per 512-bit step, sixteen blocks' scales converted at once: in cache 1.6x the sign-trick kernel (32 against 20
-// GB/s, one thread), from memory 1.3x. The row MV_AHEAD rows ahead is prefetched (rows of about a kilobyte end
-// before the hardware prefetcher ramps up). Blocks past the last sixteen run one at a time in 256-bit registers.
-#ifndef MV_AHEAD
-#define MV_AHEAD 4
-#endif
+// GB/s, one thread), from memory 1.3x. Blocks past the last sixteen run one at a time in 256-bit registers.
+//
+// Software prefetch: on the Intel Xeon where these kernels were tuned (family 6 model 207) the row `mv_ahead` = 4
+// ahead is prefetched, since rows of about a kilobyte end before the hardware prefetcher ramps up. On AMD Zen 4 it
+// depends on the row's length (two threads from memory, 200 MB, passes with and without it alternating in one
+// process, median of 50-60 paired ratios): q8 rows of 1088 bytes ran 1.19-1.34x faster with it and q4 rows of 576
+// 1.11-1.15x, q4 rows of 1584 bytes 1.03-1.08x, but q8 rows of 2992 bytes 1.04-1.13x slower. So on AMD only rows
+// shorter than `mv_short` = 2 KB are prefetched. MOE_MATVEC_PREFETCH=N (rows ahead, 0-64, for every row length)
+// overrides the choice for such measurements.
+static long mv_ahead = 4, mv_short = 1L << 40;
+static inline long prefetch_rows(long rb) { return rb < mv_short ? mv_ahead : 0; }
 __attribute__((target("avx512f,avx512vl,avx512vnni,avx512bw,avx2,f16c,fma"))) static void q8_512(
     const uint8_t *w, const int8_t *xq, const float *xd, const float *xs, float *y, long rows, long cols) {
-    long rb = moe_q8_row_bytes(cols), nb = cols / 32;
+    long rb = moe_q8_row_bytes(cols), nb = cols / 32, ahead = prefetch_rows(rb);
     const __m512i flip = _mm512_set1_epi8((char)0x80), two = _mm512_set1_epi32(2);
     const __m256i flip256 = _mm256_set1_epi8((char)0x80);
     const __m512i first = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
     for (long r = 0; r < rows; r++) {
         const uint8_t *q = w + r * rb;
         const uint16_t *scales = (const uint16_t *)(w + r * rb + cols);
-        for (long off = 0; off < rb; off += 64) _mm_prefetch((const char *)(q + MV_AHEAD * rb + off), _MM_HINT_T0);
+        if (ahead)
+            for (long off = 0; off < rb; off += 64) _mm_prefetch((const char *)(q + ahead * rb + off), _MM_HINT_T0);
         __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps(), corr = _mm512_setzero_ps();
         long b = 0;
         for (; b + 16 <= nb; b += 16) {
@@ -440,14 +448,16 @@ __attribute__((target("avx512f,avx512vl,avx512vnni,avx512bw,avx2,f16c,fma"))) st
 __attribute__((target("avx512f,avx512vl,avx512vnni,avx2,fma"))) static void mxfp4_512(
     const uint8_t *blocks, const uint8_t *scales, const int8_t *xq, const float *xd, const float *xs, const int8_t *packed,
     float *y, long rows, long cols) {
-    long nb = cols / 32, rb = cols / 2;
+    long nb = cols / 32, rb = cols / 2, ahead = prefetch_rows(rb + nb);
     const __m256i lut = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)mxfp4_offset));
     const __m256i m4 = _mm256_set1_epi8(15), one = _mm256_set1_epi32(1), tiny = _mm256_set1_epi32(1 << 21);
     const __m256i firstPair = _mm256_set_epi32(1, 1, 1, 1, 0, 0, 0, 0), two = _mm256_set1_epi32(2);
     for (long r = 0; r < rows; r++) {
         const uint8_t *q = blocks + r * rb, *sc = scales + r * nb;
-        for (long off = 0; off < rb; off += 64) _mm_prefetch((const char *)(q + MV_AHEAD * rb + off), _MM_HINT_T0);
-        _mm_prefetch((const char *)(sc + MV_AHEAD * nb), _MM_HINT_T0);
+        if (ahead) {
+            for (long off = 0; off < rb; off += 64) _mm_prefetch((const char *)(q + ahead * rb + off), _MM_HINT_T0);
+            _mm_prefetch((const char *)(sc + ahead * nb), _MM_HINT_T0);
+        }
         __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), corr = _mm256_setzero_ps();
         long b = 0;
         for (; b + 8 <= nb; b += 8) {
@@ -492,12 +502,12 @@ __attribute__((target("avx512f,avx512vl,avx512vnni,avx2,fma"))) static void mxfp
 // [s_g d_g] x 8 | [s_g+1 d_g+1] x 8. The scales and minimums of sixteen groups are converted at once, and the
 // minimums' term (m_g times the activation's block sum) is one multiply-add per sixteen groups; so a step is ten
 // instructions where it was fourteen (one thread in cache: 23-26 GB/s before). One row at a time reads the matrix
-// as one sequential stream, with the row MV_AHEAD ahead prefetched (one thread from memory: 12.1 GB/s for 1 row,
+// as one sequential stream, with the row mv_ahead ahead prefetched where that helps (see q8; on the Xeon, one thread from memory: 12.1 GB/s for 1 row,
 // 10.9 for 2, 9.7 for 4 rows at a time, measured on the earlier kernel). Leftover pairs run one at a time, an odd
 // last group in 256-bit registers.
 __attribute__((target("avx512f,avx512vl,avx512vnni,avx512bw,avx2,f16c,fma"))) static void q4_512(
     const uint8_t *w, const int8_t *packed, const int8_t *xq, const float *xd, const float *xs, float *y, long rows, long cols) {
-    long rb = moe_q4_row_bytes(cols), ng = cols / 64, np = ng / 2;
+    long rb = moe_q4_row_bytes(cols), ng = cols / 64, np = ng / 2, ahead = prefetch_rows(rb);
     const __m512i low = _mm512_set1_epi8(15), two = _mm512_set1_epi32(2);
     const __m256i low256 = _mm256_set1_epi8(15);
     const __m512i evens = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
@@ -506,7 +516,8 @@ __attribute__((target("avx512f,avx512vl,avx512vnni,avx512bw,avx2,f16c,fma"))) st
     for (long r = 0; r < rows; r++) {
         const uint8_t *c = w + r * rb;
         const uint16_t *sm = (const uint16_t *)(c + cols / 2);
-        for (long off = 0; off < rb; off += 64) _mm_prefetch((const char *)(c + MV_AHEAD * rb + off), _MM_HINT_T0);
+        if (ahead)
+            for (long off = 0; off < rb; off += 64) _mm_prefetch((const char *)(c + ahead * rb + off), _MM_HINT_T0);
         __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps(), mins = _mm512_setzero_ps();
         long p = 0;
         for (; p + 8 <= np; p += 8) {
@@ -567,6 +578,31 @@ __attribute__((target("avx512f"))) static void narrow_bf16_512(const float *x, u
         _mm256_storeu_si256((__m256i *)(y + i), _mm512_cvtepi32_epi16(r));
     }
     narrow_bf16_scalar(x + i, y + i, n - i);
+}
+
+// Decode quantizes each product's input: the scalar loop above in 16 lanes for blocks of a multiple of 16, value
+// for value the same (max ignores NaNs as fmaxf does; vcvtps2dq rounds to nearest even as lrintf does, and both
+// turn NaN and out-of-range values into the most negative integer, which the clamp makes -127).
+__attribute__((target("avx512f,avx512bw,avx512vl"))) static void quantize_activation_512(const float *x, int8_t *q, float *d, float *sums,
+                                                                                       long n, long block) {
+    const __m512i hi = _mm512_set1_epi32(127), lo = _mm512_set1_epi32(-127);
+    for (long b = 0; b < n / block; b++) {
+        const float *xb = x + b * block;
+        __m512 m = _mm512_setzero_ps();
+        for (long j = 0; j < block; j += 16) m = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(xb + j)), m);  // a NaN lane keeps m
+        float amax = _mm512_reduce_max_ps(m);
+        float db = amax / 127.0f, inv = db > 0 ? 1.0f / db : 0;
+        __m512 vinv = _mm512_set1_ps(inv);
+        __m512i total = _mm512_setzero_si512();
+        for (long j = 0; j < block; j += 16) {
+            __m512i v = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(xb + j), vinv));
+            v = _mm512_max_epi32(_mm512_min_epi32(v, hi), lo);
+            _mm_storeu_si128((__m128i *)(q + b * block + j), _mm512_cvtepi32_epi8(v));
+            total = _mm512_add_epi32(total, v);
+        }
+        d[b] = db;
+        sums[b] = db * (float)_mm512_reduce_add_epi32(total);
+    }
 }
 
 // Prefill widens every expert's weights once per prompt chunk: vector versions of the conversions.
@@ -631,6 +667,7 @@ static void (*dequantize_q8_impl)(const uint8_t *, float *, long) = dequantize_r
 static void (*dequantize_q4_impl)(const uint8_t *, float *, long) = dequantize_row_q4_scalar;
 static void (*widen_bf16_impl)(const uint16_t *, float *, long) = widen_bf16_scalar;
 static void (*narrow_bf16_impl)(const float *, uint16_t *, long) = narrow_bf16_scalar;
+static void (*quantize_activation_impl)(const float *, int8_t *, float *, float *, long, long) = quantize_activation_scalar;
 static void (*widen_f16_impl)(const uint16_t *, float *, long) = widen_f16_scalar;
 static void (*f32_impl)(const float *, const float *, float *, long, long) = NULL;  // NULL: the BLAS's sgemv
 static void (*bf16_impl)(const uint16_t *, const float *, float *, long, long) = bf16_portable;
@@ -654,6 +691,13 @@ static void (*q4_impl)(const uint8_t *, const int8_t *, const float *, const flo
 __attribute__((constructor)) static void choose_matvec_kernels(void) {
 #if defined(__x86_64__)
     const moe_cpu_t *c = moe_cpu();
+    if (strcmp(c->vendor, "AuthenticAMD") == 0 || strcmp(c->vendor, "HygonGenuine") == 0) mv_short = 2048;
+    const char *ahead = getenv("MOE_MATVEC_PREFETCH");
+    if (ahead && *ahead) {
+        long n = strtol(ahead, NULL, 10);
+        mv_ahead = n < 0 ? 0 : n > 64 ? 64 : n;
+        mv_short = 1L << 40;
+    }
     if (c->avx512f && c->f16c) {
         widen_bf16_impl = widen_bf16_512;
         narrow_bf16_impl = narrow_bf16_512;
@@ -664,6 +708,7 @@ __attribute__((constructor)) static void choose_matvec_kernels(void) {
     }
     if (c->avx512f && c->avx512bw && c->avx512vl && c->f16c) {
         dequantize_q8_impl = dequantize_q8_512;
+        quantize_activation_impl = quantize_activation_512;
         dequantize_q4_impl = dequantize_q4_512;
     }
     if (c->avx512f && c->avx512vl && c->avx512vnni && c->avx2 && c->f16c) {
@@ -680,6 +725,13 @@ void moe_dequantize_row_q8(const uint8_t *in, float *y, long cols) { dequantize_
 void moe_dequantize_row_q4(const uint8_t *in, float *y, long cols) { dequantize_q4_impl(in, y, cols); }
 void moe_widen_bf16(const uint16_t *in, float *y, long n) { widen_bf16_impl(in, y, n); }
 void moe_narrow_bf16(const float *x, uint16_t *y, long n) { narrow_bf16_impl(x, y, n); }
+void moe_quantize_activation(const float *x, int8_t *q, float *d, float *sums, long n, long block) {
+    if (block % 16 == 0) quantize_activation_impl(x, q, d, sums, n, block);
+    else quantize_activation_scalar(x, q, d, sums, n, block);
+}
+void moe_quantize_activation_portable(const float *x, int8_t *q, float *d, float *sums, long n, long block) {
+    quantize_activation_scalar(x, q, d, sums, n, block);
+}
 void moe_narrow_bf16_portable(const float *x, uint16_t *y, long n) { narrow_bf16_scalar(x, y, n); }
 void moe_widen_f16(const uint16_t *in, float *y, long n) { widen_f16_impl(in, y, n); }
 

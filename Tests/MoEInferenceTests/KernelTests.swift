@@ -255,6 +255,25 @@ import Testing
         #expect(fast == portable)
     }
 
+    /// Decode's activation quantization in vector lanes equals the scalar loop code for code, scale for scale,
+    /// for q8/mxfp4's blocks of 32 and q4's of 64, with NaNs, infinities, zero blocks and subnormal blocks.
+    @Test(arguments: [32, 64])
+    func vectorActivationQuantizationEqualsThePortableOne(block: Int) {
+        let n = block * 9
+        var x = Self.randomFloats(n, seed: UInt64(block), scale: 2)
+        for j in 0..<block { x[j] = 0 }  // an all-zero block
+        for j in block..<(2 * block) { x[j] = Float(bitPattern: UInt32(j)) }  // a subnormal block
+        let special: [Float] = [.nan, .infinity, -.infinity, -0.0, 3e38, 1.5, -2.5, 0.5]
+        for (i, v) in special.enumerated() { x[2 * block + (1 + i * (block + 3)) % (n - 2 * block)] = v }
+        var q = [Int8](repeating: 0, count: n), d = [Float](repeating: 0, count: n / block), s = d
+        var qp = [Int8](repeating: 1, count: n), dp = [Float](repeating: 1, count: n / block), sp = dp
+        moe_quantize_activation(x, &q, &d, &s, n, block)
+        moe_quantize_activation_portable(x, &qp, &dp, &sp, n, block)
+        #expect(q == qp)
+        #expect(d.map(\.bitPattern) == dp.map(\.bitPattern))
+        #expect(s.map(\.bitPattern) == sp.map(\.bitPattern))
+    }
+
     /// The vector conversions prefill uses are bit-identical to the portable ones.
     @Test func vectorConversionsEqualThePortableOnes() {
         let cols = 1024 + 64, w = Self.randomFloats(cols, seed: 9, scale: 0.05)

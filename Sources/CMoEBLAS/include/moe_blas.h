@@ -205,6 +205,7 @@ void moe_widen_f16_portable(const uint16_t *in, float *y, long n);
 /// Per block of `block` (32 for q8 weights, 64 for q4): d[b] = max|x|/127, q = round(x/d), sums[b] = d[b] * (sum of
 /// the block's codes). n % block == 0.
 void moe_quantize_activation(const float *x, int8_t *q, float *d, float *sums, long n, long block);
+void moe_quantize_activation_portable(const float *x, int8_t *q, float *d, float *sums, long n, long block);
 /// y[r] = W[r, :] . x for r in [0, rows): W row-major as stored, x in f32 (16-bit) or quantized (q8, q4).
 /// f32 weights with AVX-512 (returns 1), or nothing (returns 0: use the BLAS's sgemv).
 int moe_matvec_f32(const float *w, const float *x, float *y, long rows, long cols);
