@@ -7,17 +7,21 @@
 #   3. M1 written by ../shared/tools/make_m1.py (f32 safetensors) and make_m1_gguf.py (GGUF per precision);
 #   4. llama-bench -p 512 -n 128 -d 0,512 -t THREADS -r 5 (pp512, and tg128 at depth 0 and after 512 tokens), as
 #      JSON lines in WORK/llama-bench-<kind>.json.
-# With MOE=path/to/moe, each precision first runs `moe bench model --json` on the same weights in swift-moe's form
+# With MOE=path/to/moe, each precision also runs `moe bench model --json` on the same weights in swift-moe's form
 # (f32 -> M1 f32 safetensors, f16 -> M1 bf16, q8_0 -> moe quantize q8, q4_0 -> q4, all matrices), one program
-# after the other, never both at once, and prints the two side by side.
+# after the other, never both at once, in ROUNDS alternating rounds (default 2: swift-moe, llama.cpp, swift-moe,
+# llama.cpp), and prints the two side by side. This machine's speed drifts by a third within minutes, so each
+# round's ratio pairs figures taken a minute apart; the table gives the median over rounds of each side and of
+# the per-round ratios, with the ratios' range.
 # Usage: [MOE=.build/release/moe] scripts/bench_llamacpp.sh [f32 f16 q8_0 q4_0]
-#        (THREADS defaults to the core count; WORK, M1_DIR, VERSION)
+#        (THREADS defaults to the core count; WORK, M1_DIR, VERSION, ROUNDS)
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 tools="$here/../shared/tools"
 work="${WORK:-/tmp/moe-llamacpp}"
 version="${VERSION:-0.3.36}"
 threads="${THREADS:-$(nproc)}"
+rounds="${ROUNDS:-2}"
 kinds=("$@"); [ ${#kinds[@]} -gt 0 ] || kinds=(f32 f16 q8_0 q4_0)
 mkdir -p "$work"
 [ -x "$work/venv/bin/python" ] || python3 -m venv "$work/venv"
@@ -62,33 +66,39 @@ moe_dir() {  # swift-moe's M1 at the precision llama.cpp runs as $1
 for kind in "${kinds[@]}"; do
   gguf="$work/m1-$kind.gguf"
   [ -f "$gguf" ] || "$work/venv/bin/python" "$tools/make_m1_gguf.py" "$m1" "$gguf" "$kind" >/dev/null
-  if [ -n "${MOE:-}" ]; then
-    echo "== swift-moe, M1 $kind" >&2
-    "$MOE" bench model --model "$(moe_dir "$kind")" --json > "$work/moe-bench-$kind.json"
-  fi
-  echo "== llama.cpp $version, M1 $kind, $threads threads" >&2
-  "$bench" -m "$gguf" -p 512 -n 128 -d 0,512 -t "$threads" -r 5 -o jsonl | tee "$work/llama-bench-$kind.json" >&2
+  for round in $(seq "$rounds"); do
+    if [ -n "${MOE:-}" ]; then
+      echo "== swift-moe, M1 $kind, round $round" >&2
+      "$MOE" bench model --model "$(moe_dir "$kind")" --json > "$work/moe-bench-$kind-$round.json"
+    fi
+    echo "== llama.cpp $version, M1 $kind, $threads threads, round $round" >&2
+    "$bench" -m "$gguf" -p 512 -n 128 -d 0,512 -t "$threads" -r 5 -o jsonl | tee "$work/llama-bench-$kind-$round.json" >&2
+  done
 done
 [ -n "${MOE:-}" ] || exit 0
-"$work/venv/bin/python" - "$work" "${kinds[@]}" <<'PY'
-import json, sys
-work, kinds = sys.argv[1], sys.argv[2:]
-print("| precision | figure | swift-moe median (min-max) | llama.cpp mean +- sd | swift-moe / llama.cpp |")
+"$work/venv/bin/python" - "$work" "$rounds" "${kinds[@]}" <<'PY'
+import json, statistics, sys
+work, rounds, kinds = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+print(f"| precision | figure | swift-moe median of rounds | llama.cpp median of rounds | swift-moe / llama.cpp, median (min-max) of {rounds} rounds |")
 print("| --- | --- | --- | --- | --- |")
 for kind in kinds:
-    moe = json.load(open(f"{work}/moe-bench-{kind}.json"))
-    fig = {(f["name"], f["unit"]): f["value"] for f in moe["figures"]}
-    llama = [json.loads(l) for l in open(f"{work}/llama-bench-{kind}.json") if l.strip()]
-    def ll(prompt, gen, depth):
-        r = [x for x in llama if x["n_prompt"] == prompt and x["n_gen"] == gen and x.get("n_depth", 0) == depth]
-        return (r[0]["avg_ts"], r[0]["stddev_ts"]) if r else None
-    rows = [("prefill 512 tokens", ("prefill 512 tokens", "tok/s"), ll(512, 0, 0)),
-            ("decode 128, depth 0", ("decode, depth 0", "tok/s"), ll(0, 128, 0)),
-            ("decode 128, depth 512", ("decode, depth 512", "tok/s"), ll(0, 128, 512))]
-    for name, key, peer in rows:
-        v = fig.get(key)
-        mine = f"{v['median']:.1f} ({v['min']:.1f}-{v['max']:.1f})" if v else "-"
-        theirs = f"{peer[0]:.1f} +- {peer[1]:.1f}" if peer else "-"
-        ratio = f"{v['median'] / peer[0]:.2f}" if v and peer else "-"
-        print(f"| {kind} | {name} tok/s | {mine} | {theirs} | {ratio} |")
+    rows = {"prefill 512 tokens": [], "decode 128, depth 0": [], "decode 128, depth 512": []}
+    for r in range(1, rounds + 1):
+        moe = json.load(open(f"{work}/moe-bench-{kind}-{r}.json"))
+        fig = {(f["name"], f["unit"]): f["value"]["median"] for f in moe["figures"]}
+        llama = [json.loads(l) for l in open(f"{work}/llama-bench-{kind}-{r}.json") if l.strip()]
+        def ll(prompt, gen, depth):
+            x = [x for x in llama if x["n_prompt"] == prompt and x["n_gen"] == gen and x.get("n_depth", 0) == depth]
+            return x[0]["avg_ts"] if x else None
+        for name, key, peer in [("prefill 512 tokens", ("prefill 512 tokens", "tok/s"), ll(512, 0, 0)),
+                                ("decode 128, depth 0", ("decode, depth 0", "tok/s"), ll(0, 128, 0)),
+                                ("decode 128, depth 512", ("decode, depth 512", "tok/s"), ll(0, 128, 512))]:
+            if fig.get(key) and peer:
+                rows[name].append((fig[key], peer))
+    for name, pairs in rows.items():
+        if not pairs:
+            continue
+        ratios = [m / p for m, p in pairs]
+        print(f"| {kind} | {name} tok/s | {statistics.median(m for m, _ in pairs):.1f} | {statistics.median(p for _, p in pairs):.1f} "
+              f"| {statistics.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f}) |")
 PY

@@ -317,6 +317,10 @@ static void q4_portable(const uint8_t *w, const int8_t *xq, const float *xd, con
 #if defined(__x86_64__)
 #include <immintrin.h>
 
+// Rows prefetched ahead by the decode kernels (see q8_512 for the measurements behind the choice).
+static long mv_ahead = 4, mv_short = 1L << 40;
+static inline long prefetch_rows(long rb) { return rb < mv_short ? mv_ahead : 0; }
+
 __attribute__((target("avx512f"))) static void bf16_512(const uint16_t *w, const float *x, float *y, long rows, long cols) {
     for (long r = 0; r < rows; r++) {
         const uint16_t *row = w + r * cols;
@@ -391,13 +395,12 @@ __attribute__((target("avx2"))) static inline float hsum128(__m128 s4) {
 //
 // Software prefetch: on the Intel Xeon where these kernels were tuned (family 6 model 207) the row `mv_ahead` = 4
 // ahead is prefetched, since rows of about a kilobyte end before the hardware prefetcher ramps up. On AMD Zen 4 it
-// depends on the row's length (two threads from memory, 200 MB, passes with and without it alternating in one
+// depends on the kernel and the row's length (two threads from memory, 200 MB, passes with and without it alternating in one
 // process, median of 50-60 paired ratios): q8 rows of 1088 bytes ran 1.19-1.34x faster with it and q4 rows of 576
-// 1.11-1.15x, q4 rows of 1584 bytes 1.03-1.08x, but q8 rows of 2992 bytes 1.04-1.13x slower. So on AMD only rows
+// 1.11-1.15x, q4 rows of 1584 bytes 1.03-1.08x, but q8 rows of 2992 bytes 1.04-1.13x slower (and BF16 rows, which
+// take no prefetch, 1.16-1.23x slower with it at 2048 and 5632 bytes). So on AMD only rows
 // shorter than `mv_short` = 2 KB are prefetched. MOE_MATVEC_PREFETCH=N (rows ahead, 0-64, for every row length)
 // overrides the choice for such measurements.
-static long mv_ahead = 4, mv_short = 1L << 40;
-static inline long prefetch_rows(long rb) { return rb < mv_short ? mv_ahead : 0; }
 __attribute__((target("avx512f,avx512vl,avx512vnni,avx512bw,avx2,f16c,fma"))) static void q8_512(
     const uint8_t *w, const int8_t *xq, const float *xd, const float *xs, float *y, long rows, long cols) {
     long rb = moe_q8_row_bytes(cols), nb = cols / 32, ahead = prefetch_rows(rb);
