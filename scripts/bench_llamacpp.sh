@@ -14,7 +14,8 @@
 # round's ratio pairs figures taken a minute apart; the table gives the median over rounds of each side and of
 # the per-round ratios, with the ratios' range.
 # Usage: [MOE=.build/release/moe] scripts/bench_llamacpp.sh [f32 f16 q8_0 q4_0]
-#        (THREADS defaults to the core count; WORK, M1_DIR, VERSION, ROUNDS)
+#        (THREADS defaults to the core count; WORK, M1_DIR, VERSION, ROUNDS; MOE_ARGS, extra arguments of
+#        `moe bench model`, e.g. "--kv-cache f16" to keep the KV cache in f16 as llama.cpp does)
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 tools="$here/../shared/tools"
@@ -69,7 +70,8 @@ for kind in "${kinds[@]}"; do
   for round in $(seq "$rounds"); do
     if [ -n "${MOE:-}" ]; then
       echo "== swift-moe, M1 $kind, round $round" >&2
-      "$MOE" bench model --model "$(moe_dir "$kind")" --json > "$work/moe-bench-$kind-$round.json"
+      # shellcheck disable=SC2086
+      "$MOE" bench model --model "$(moe_dir "$kind")" ${MOE_ARGS:-} --json > "$work/moe-bench-$kind-$round.json"
     fi
     echo "== llama.cpp $version, M1 $kind, $threads threads, round $round" >&2
     "$bench" -m "$gguf" -p 512 -n 128 -d 0,512 -t "$threads" -r 5 -o jsonl | tee "$work/llama-bench-$kind-$round.json" >&2

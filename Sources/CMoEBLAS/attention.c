@@ -4,6 +4,7 @@
 #include "moe_blas.h"
 
 #include <math.h>
+#include <stdint.h>
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -34,39 +35,72 @@ static void axpy_portable(float *y, const float *x, float a, long n) {
 // One head with dh = 64 in AVX-512 registers: four multiply-adds and a reduction per key for the scores, and the
 // output's four vectors kept in registers across all keys (no load and store of it per key, no call per key: the
 // helpers above are not inlined into code without the target attribute). 2-3x the per-key loop at depth 100-500.
-__attribute__((target("avx512f"))) static void head64_512(const float *qh, const float *kg, const float *vg, long ld, long s,
-                                                           float scale, const float *sink, float *o, float *scratch) {
-    __m512 q0 = _mm512_loadu_ps(qh), q1 = _mm512_loadu_ps(qh + 16), q2 = _mm512_loadu_ps(qh + 32), q3 = _mm512_loadu_ps(qh + 48);
-    float m = -INFINITY;
-    for (long j = 0; j < s; j++) {
-        const float *kj = kg + j * ld;
-        __m512 a = _mm512_mul_ps(q0, _mm512_loadu_ps(kj));
-        __m512 b = _mm512_mul_ps(q1, _mm512_loadu_ps(kj + 16));
-        a = _mm512_fmadd_ps(q2, _mm512_loadu_ps(kj + 32), a);
-        b = _mm512_fmadd_ps(q3, _mm512_loadu_ps(kj + 48), b);
-        float d = _mm512_reduce_add_ps(_mm512_add_ps(a, b)) * scale;
-        scratch[j] = d;
-        if (d > m) m = d;
+// Written once for f32 caches and once for f16 ones, whose rows are widened as they are loaded (so an f16 cache
+// gives the f32 kernel's result on the widened values, bit for bit).
+#define LOAD_F32(p) _mm512_loadu_ps(p)
+#define LOAD_F16(p) _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p)))
+#define HEAD64(NAME, KV, LOAD)                                                                                          \
+    __attribute__((target("avx512f,f16c"))) static void NAME(const float *qh, const KV *kg, const KV *vg, long ld, long s, \
+                                                             float scale, const float *sink, float *o, float *scratch) { \
+        __m512 q0 = _mm512_loadu_ps(qh), q1 = _mm512_loadu_ps(qh + 16), q2 = _mm512_loadu_ps(qh + 32), q3 = _mm512_loadu_ps(qh + 48); \
+        float m = -INFINITY;                                                                                            \
+        for (long j = 0; j < s; j++) {                                                                                  \
+            const KV *kj = kg + j * ld;                                                                                 \
+            __m512 a = _mm512_mul_ps(q0, LOAD(kj));                                                                     \
+            __m512 b = _mm512_mul_ps(q1, LOAD(kj + 16));                                                                \
+            a = _mm512_fmadd_ps(q2, LOAD(kj + 32), a);                                                                  \
+            b = _mm512_fmadd_ps(q3, LOAD(kj + 48), b);                                                                  \
+            float d = _mm512_reduce_add_ps(_mm512_add_ps(a, b)) * scale;                                                \
+            scratch[j] = d;                                                                                             \
+            if (d > m) m = d;                                                                                           \
+        }                                                                                                               \
+        if (sink && *sink > m) m = *sink;                                                                               \
+        float sum = moe_exp_shifted_f32(scratch, scratch, s, m);                                                        \
+        if (sink) sum += expf(*sink - m);                                                                               \
+        __m512 o0 = _mm512_setzero_ps(), o1 = _mm512_setzero_ps(), o2 = _mm512_setzero_ps(), o3 = _mm512_setzero_ps(); \
+        for (long j = 0; j < s; j++) {                                                                                  \
+            const KV *vj = vg + j * ld;                                                                                 \
+            __m512 p = _mm512_set1_ps(scratch[j]);                                                                      \
+            o0 = _mm512_fmadd_ps(p, LOAD(vj), o0);                                                                      \
+            o1 = _mm512_fmadd_ps(p, LOAD(vj + 16), o1);                                                                 \
+            o2 = _mm512_fmadd_ps(p, LOAD(vj + 32), o2);                                                                 \
+            o3 = _mm512_fmadd_ps(p, LOAD(vj + 48), o3);                                                                 \
+        }                                                                                                               \
+        __m512 inv = _mm512_set1_ps(1.0f / sum);                                                                        \
+        _mm512_storeu_ps(o, _mm512_mul_ps(o0, inv));                                                                    \
+        _mm512_storeu_ps(o + 16, _mm512_mul_ps(o1, inv));                                                               \
+        _mm512_storeu_ps(o + 32, _mm512_mul_ps(o2, inv));                                                               \
+        _mm512_storeu_ps(o + 48, _mm512_mul_ps(o3, inv));                                                               \
     }
-    if (sink && *sink > m) m = *sink;
-    float sum = moe_exp_shifted_f32(scratch, scratch, s, m);
-    if (sink) sum += expf(*sink - m);
-    __m512 o0 = _mm512_setzero_ps(), o1 = _mm512_setzero_ps(), o2 = _mm512_setzero_ps(), o3 = _mm512_setzero_ps();
-    for (long j = 0; j < s; j++) {
-        const float *vj = vg + j * ld;
-        __m512 p = _mm512_set1_ps(scratch[j]);
-        o0 = _mm512_fmadd_ps(p, _mm512_loadu_ps(vj), o0);
-        o1 = _mm512_fmadd_ps(p, _mm512_loadu_ps(vj + 16), o1);
-        o2 = _mm512_fmadd_ps(p, _mm512_loadu_ps(vj + 32), o2);
-        o3 = _mm512_fmadd_ps(p, _mm512_loadu_ps(vj + 48), o3);
-    }
-    __m512 inv = _mm512_set1_ps(1.0f / sum);
-    _mm512_storeu_ps(o, _mm512_mul_ps(o0, inv));
-    _mm512_storeu_ps(o + 16, _mm512_mul_ps(o1, inv));
-    _mm512_storeu_ps(o + 32, _mm512_mul_ps(o2, inv));
-    _mm512_storeu_ps(o + 48, _mm512_mul_ps(o3, inv));
-}
+HEAD64(head64_512, float, LOAD_F32)
+HEAD64(head64_f16_512, uint16_t, LOAD_F16)
 #endif
+
+void moe_attention_decode_f16(const float *q, const uint16_t *k, const uint16_t *v, float *out, long s, long hq, long hkv, long dh,
+                              float scale, const float *sinks, long h0, long h1, float *scratch) {
+    long group = hq / hkv, ld = hkv * dh;
+#if defined(__x86_64__)
+    if (moe_cpu()->avx512f && moe_cpu()->f16c && dh == 64) {
+        for (long h = h0; h < h1; h++)
+            head64_f16_512(q + h * dh, k + (h / group) * dh, v + (h / group) * dh, ld, s, scale, sinks ? sinks + h : NULL, out + h * dh, scratch);
+        return;
+    }
+#endif
+    // Other head sizes: the f32 path on each head's keys and values widened into scratch (after its s scores:
+    // callers give scratch s + 2 s dh floats here).
+    float *kw = scratch + s, *vw = kw + s * dh;
+    for (long h = h0; h < h1; h++) {
+        long g = h / group;
+        if (h == h0 || g != (h - 1) / group) {
+            for (long j = 0; j < s; j++) {
+                moe_widen_f16(k + j * ld + g * dh, kw + j * dh, dh);
+                moe_widen_f16(v + j * ld + g * dh, vw + j * dh, dh);
+            }
+        }
+        // One head as a query of 1 head against 1 KV head with row stride dh.
+        moe_attention_decode(q + h * dh, kw, vw, out + h * dh, s, 1, 1, dh, scale, sinks ? sinks + h : NULL, 0, 1, scratch);
+    }
+}
 
 void moe_attention_decode(const float *q, const float *k, const float *v, float *out, long s, long hq, long hkv, long dh,
                           float scale, const float *sinks, long h0, long h1, float *scratch) {

@@ -608,6 +608,24 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) static void quantize_activa
     }
 }
 
+// F16C's rounding is IEEE's (nearest even, subnormals kept, overflow to infinity); only its NaNs keep payload
+// bits, so NaN lanes are set to moe_f32_to_f16's quiet NaN.
+__attribute__((target("avx512f,avx512bw,avx512vl,f16c"))) static void narrow_f16_512(const float *x, uint16_t *y, long n) {
+    long i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 v = _mm512_loadu_ps(x + i);
+        __m256i h = _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        __mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+        if (nan) {
+            __m512i q = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(_mm512_castps_si512(v), 16), _mm512_set1_epi32(0x8000)),
+                                        _mm512_set1_epi32(0x7E00));
+            h = _mm256_mask_blend_epi16(nan, h, _mm512_cvtepi32_epi16(q));
+        }
+        _mm256_storeu_si256((__m256i *)(y + i), h);
+    }
+    for (; i < n; i++) y[i] = moe_f32_to_f16(x[i]);
+}
+
 // Prefill widens every expert's weights once per prompt chunk: vector versions of the conversions.
 __attribute__((target("avx512f,avx512bw,avx512vl,f16c,fma"))) static void dequantize_q8_512(const uint8_t *in, float *y, long cols) {
     const int8_t *q = (const int8_t *)in;
@@ -670,6 +688,10 @@ static void (*dequantize_q8_impl)(const uint8_t *, float *, long) = dequantize_r
 static void (*dequantize_q4_impl)(const uint8_t *, float *, long) = dequantize_row_q4_scalar;
 static void (*widen_bf16_impl)(const uint16_t *, float *, long) = widen_bf16_scalar;
 static void (*narrow_bf16_impl)(const float *, uint16_t *, long) = narrow_bf16_scalar;
+static void narrow_f16_scalar(const float *x, uint16_t *y, long n) {
+    for (long i = 0; i < n; i++) y[i] = moe_f32_to_f16(x[i]);
+}
+static void (*narrow_f16_impl)(const float *, uint16_t *, long) = narrow_f16_scalar;
 static void (*quantize_activation_impl)(const float *, int8_t *, float *, float *, long, long) = quantize_activation_scalar;
 static void (*widen_f16_impl)(const uint16_t *, float *, long) = widen_f16_scalar;
 static void (*f32_impl)(const float *, const float *, float *, long, long) = NULL;  // NULL: the BLAS's sgemv
@@ -704,6 +726,7 @@ __attribute__((constructor)) static void choose_matvec_kernels(void) {
     if (c->avx512f && c->f16c) {
         widen_bf16_impl = widen_bf16_512;
         narrow_bf16_impl = narrow_bf16_512;
+        if (c->avx512bw && c->avx512vl) narrow_f16_impl = narrow_f16_512;
         widen_f16_impl = widen_f16_512;
         f32_impl = f32_512;
         bf16_impl = bf16_512;
@@ -736,6 +759,8 @@ void moe_quantize_activation_portable(const float *x, int8_t *q, float *d, float
     quantize_activation_scalar(x, q, d, sums, n, block);
 }
 void moe_narrow_bf16_portable(const float *x, uint16_t *y, long n) { narrow_bf16_scalar(x, y, n); }
+void moe_narrow_f16(const float *x, uint16_t *y, long n) { narrow_f16_impl(x, y, n); }
+void moe_narrow_f16_portable(const float *x, uint16_t *y, long n) { narrow_f16_scalar(x, y, n); }
 void moe_widen_f16(const uint16_t *in, float *y, long n) { widen_f16_impl(in, y, n); }
 
 void moe_dequantize_row_q8_portable(const uint8_t *in, float *y, long cols) { dequantize_row_q8_scalar(in, y, cols); }

@@ -34,7 +34,8 @@ public enum ModelBenchmark {
         }
     }
 
-    public static func run(model dir: String, promptTokens: Int = 512, newTokens: Int = 128, runs: Int = 5) throws -> BenchReport {
+    public static func run(model dir: String, promptTokens: Int = 512, newTokens: Int = 128, runs: Int = 5,
+                           kvCache: InferenceSession.KVCache = .f32) throws -> BenchReport {
         let gemm = Measure.sgemmCeiling(runs: runs)
         let copy = Measure.copyBandwidth(runs: runs)
         gemm.sample()
@@ -63,12 +64,12 @@ public enum ModelBenchmark {
 
         // Prefill: the whole prompt in one forward, from an empty cache.
         let prefill = Measure.time(runs: runs) {
-            let s = InferenceSession(model: model, capacity: capacity)
+            let s = InferenceSession(model: model, capacity: capacity, kvCache: kvCache)
             _ = s.forward(prompt)
         }
         // Decode at depth 0 (after one token) and at depth promptTokens (after the prompt); only the decoded
         // tokens are timed.
-        let session = InferenceSession(model: model, capacity: capacity)
+        let session = InferenceSession(model: model, capacity: capacity, kvCache: kvCache)
         func decodeRates(after context: [Int]) -> [Double] {
             var rates: [Double] = []
             for run in 0...runs {
@@ -104,7 +105,7 @@ public enum ModelBenchmark {
                                    : "every product on sgemm (f32)")),
             Figure.Pending(name: "decode, depth 0", shape: shape, unit: "tok/s", value: shallowRate, ceiling: "decode bound", note: bytesNote),
             Figure.Pending(name: "decode, depth \(promptTokens)", shape: shape, unit: "tok/s", value: deepRate, ceiling: "decode bound",
-                           note: "after the \(promptTokens)-token prompt"),
+                           note: "after the \(promptTokens)-token prompt, \(kvCache.rawValue) KV cache"),
         ]
         if peak > 0 {
             pending.append(Figure.Pending(
@@ -123,6 +124,7 @@ public enum ModelBenchmark {
             "load_seconds": Measure.Stats(loadSamples).median, "peak_rss_bytes": Double(peak), "weight_bytes": Double(weightBytes),
             "prefill_tokens_per_second": prefillRate.median, "decode_tokens_per_second": shallowRate.median,
             "decode_tokens_per_second_at_depth": deepRate.median, "decode_bytes_per_token": Double(perToken),
+            "kv_cache_f16": kvCache == .f16 ? 1 : 0,
         ]
         return report
     }

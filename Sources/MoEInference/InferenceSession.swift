@@ -19,8 +19,11 @@ public final class InferenceSession {
     /// Positions held in the cache.
     public private(set) var length = 0
     public let capacity: Int
-    var keys: [Tensor<Float>]  // per layer [capacity, KV Dh]
-    var values: [Tensor<Float>]
+    /// Per layer [capacity, KV Dh]: f32 caches, or (`kvCache == .f16`) the raw halves of f16 ones.
+    var keys: [Tensor<Float>] = []
+    var values: [Tensor<Float>] = []
+    var keys16: [AlignedBuffer] = []
+    var values16: [AlignedBuffer] = []
     /// Quantized forms of decode's inputs: [0] the layer input, [1...] one per selected expert.
     let buffers: [ActivationBuffer]
     /// gpt-oss's clamped SwiGLU (alpha, limit); nil for plain SwiGLU.
@@ -37,14 +40,30 @@ public final class InferenceSession {
 
     public let prefill: PrefillArithmetic
 
-    public init(model: InferenceModel, capacity: Int, prefill: PrefillArithmetic = .automatic) {
+    /// How the KV cache stores keys and values: f32 (exact), or f16 as llama.cpp does by default (half the bytes
+    /// a deep decode step reads; keys and values are rounded to f16 when written, and attention runs in f32 on
+    /// the widened values).
+    public enum KVCache: String, Sendable, CaseIterable {
+        case f32, f16
+    }
+
+    public let kvCache: KVCache
+
+    public init(model: InferenceModel, capacity: Int, prefill: PrefillArithmetic = .automatic, kvCache: KVCache = .f32) {
         self.model = model
         self.capacity = capacity
         self.prefill = prefill == .bf16 && moe_bf16_gemm_available() == 0 ? .f32 : prefill
+        self.kvCache = kvCache
         let c = model.config
         let width = c.numKVHeads * c.headDim
-        keys = c.numLayers == 0 ? [] : (0..<c.numLayers).map { _ in Tensor<Float>(uninitializedShape: [capacity, width]) }
-        values = keys.map { _ in Tensor<Float>(uninitializedShape: [capacity, width]) }
+        switch kvCache {
+        case .f32:
+            keys = (0..<c.numLayers).map { _ in Tensor<Float>(uninitializedShape: [capacity, width]) }
+            values = keys.map { _ in Tensor<Float>(uninitializedShape: [capacity, width]) }
+        case .f16:
+            keys16 = (0..<c.numLayers).map { _ in AlignedBuffer(bytes: 2 * capacity * width) }
+            values16 = (0..<c.numLayers).map { _ in AlignedBuffer(bytes: 2 * capacity * width) }
+        }
         let widest = Swift.max(c.hiddenSize, c.numHeads * c.headDim, c.intermediateSize, c.moe?.expertHiddenSize ?? 0, c.moe?.sharedExpertHiddenSize ?? 0)
         buffers = (0..<((c.moe?.expertsPerToken ?? 1) + 2)).map { _ in ActivationBuffer(capacity: widest) }
         clamp = c.moe.flatMap { $0.expertActivation == .clampedSwiglu ? (Float($0.swigluAlpha), Float($0.swigluLimit)) : nil }
@@ -248,11 +267,17 @@ public final class InferenceSession {
         q = Tensor.rope(q.reshaped([1, t, hq, dh]), positions: positions, theta: c.ropeTheta, rotaryDim: c.rotaryDim, scaling: c.ropeScaling)
         k = Tensor.rope(k.reshaped([1, t, hkv, dh]), positions: positions, theta: c.ropeTheta, rotaryDim: c.rotaryDim, scaling: c.ropeScaling)
         let start = positions[0], s = start + t, width = hkv * dh
-        k.withUnsafePointer { pk in
-            keys[index].withUnsafeMutablePointer { dst in (dst + start * width).update(from: pk, count: t * width) }
-        }
-        v.withUnsafePointer { pv in
-            values[index].withUnsafeMutablePointer { dst in (dst + start * width).update(from: pv, count: t * width) }
+        if kvCache == .f16 {
+            let pk16 = keys16[index].pointer.assumingMemoryBound(to: UInt16.self), pv16 = values16[index].pointer.assumingMemoryBound(to: UInt16.self)
+            k.withUnsafePointer { moe_narrow_f16($0, pk16 + start * width, t * width) }
+            v.withUnsafePointer { moe_narrow_f16($0, pv16 + start * width, t * width) }
+        } else {
+            k.withUnsafePointer { pk in
+                keys[index].withUnsafeMutablePointer { dst in (dst + start * width).update(from: pk, count: t * width) }
+            }
+            v.withUnsafePointer { pv in
+                values[index].withUnsafeMutablePointer { dst in (dst + start * width).update(from: pv, count: t * width) }
+            }
         }
         let scale = Float(c.attentionScale ?? 1 / Double(dh).squareRoot())
         let out: Tensor<Float>
@@ -262,10 +287,25 @@ public final class InferenceSession {
             out = Tensor<Float>(uninitializedShape: [1, 1, hq, dh])
             let po = out.storage.base
             let first = l.window.map { Swift.max(0, s - $0) } ?? 0, n = s - first
+            let grain = n * dh >= 2048 ? Swift.max(1, hq / Parallel.cores) : hq
             q.withUnsafePointer { pq in
+                if kvCache == .f16 {
+                    let pk = keys16[index].pointer.assumingMemoryBound(to: UInt16.self) + first * width
+                    let pv = values16[index].pointer.assumingMemoryBound(to: UInt16.self) + first * width
+                    Parallel.forRange(hq, grain: grain) { r in
+                        let scratch = UnsafeMutablePointer<Float>.allocate(capacity: n * (1 + 2 * dh))
+                        defer { scratch.deallocate() }
+                        if let sinks = l.sinks {
+                            moe_attention_decode_f16(pq, pk, pv, po, n, hq, hkv, dh, scale, sinks, r.lowerBound, r.upperBound, scratch)
+                        } else {
+                            moe_attention_decode_f16(pq, pk, pv, po, n, hq, hkv, dh, scale, nil, r.lowerBound, r.upperBound, scratch)
+                        }
+                    }
+                    return
+                }
                 keys[index].withUnsafePointer { pk in
                     values[index].withUnsafePointer { pv in
-                        Parallel.forRange(hq, grain: n * dh >= 2048 ? Swift.max(1, hq / Parallel.cores) : hq) { r in
+                        Parallel.forRange(hq, grain: grain) { r in
                             let scratch = UnsafeMutablePointer<Float>.allocate(capacity: n)
                             defer { scratch.deallocate() }
                             if let sinks = l.sinks {
@@ -278,14 +318,24 @@ public final class InferenceSession {
                 }
             }
         } else {
+            // The f16 cache's rows 0..<s widened (the prompt's own keys and values too, as decode will see them).
+            let (ks, vs) = kvCache == .f16 ? (Self.widened(keys16[index], rows: s, width: width), Self.widened(values16[index], rows: s, width: width))
+                                           : (keys[index].rows(0..<s), values[index].rows(0..<s))
             out = Tensor.attention(
-                q: q, k: keys[index].rows(0..<s).reshaped([1, s, hkv, dh]), v: values[index].rows(0..<s).reshaped([1, s, hkv, dh]),
+                q: q, k: ks.reshaped([1, s, hkv, dh]), v: vs.reshaped([1, s, hkv, dh]),
                 causal: true, scale: scale, window: l.window, sinks: l.sinks.map { Tensor(shape: [hq], $0) }
             ).out
         }
         var o = project(l.o, out.reshaped([t, hq * dh]))
         Self.addBias(&o, l.oBias)
         return o
+    }
+
+    /// The first `rows` rows of an f16 cache as f32 [rows, width].
+    static func widened(_ cache: AlignedBuffer, rows: Int, width: Int) -> Tensor<Float> {
+        let out = Tensor<Float>(uninitializedShape: [rows, width])
+        moe_widen_f16(cache.pointer.assumingMemoryBound(to: UInt16.self), out.storage.base, rows * width)
+        return out
     }
 
     /// A SwiGLU MLP over all T rows.

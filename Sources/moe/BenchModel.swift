@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import MoEBenchmarks
+import MoEInference
 
 struct BenchModel: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -11,15 +12,17 @@ struct BenchModel: ParsableCommand {
     @Option(help: "Prompt length for prefill and for the deep decode.") var promptTokens = 512
     @Option(help: "Tokens decoded per timed run.") var newTokens = 128
     @Option(help: "Timed runs (at least 5), after one warm-up.") var runs = 5
+    @Option(help: "KV cache: f32 (exact) or f16 (as llama.cpp keeps it by default).") var kvCache = "f32"
     @Flag(help: "Print one JSON object instead of the table.") var json = false
 
     func run() throws {
         guard runs >= 5 && runs <= 1000 else { throw UsageError("invalid --runs \(runs): use between 5 and 1000 runs") }
         guard promptTokens >= 1 && promptTokens <= 1_000_000 else { throw UsageError("invalid --prompt-tokens \(promptTokens): use between 1 and 1000000") }
         guard newTokens >= 1 && newTokens <= 1_000_000 else { throw UsageError("invalid --new-tokens \(newTokens): use between 1 and 1000000") }
+        guard let kv = InferenceSession.KVCache(rawValue: kvCache) else { throw UsageError("invalid --kv-cache \(kvCache): use f32 or f16") }
         var failure: Error?
         Bench.report(json: json) {
-            do { return try ModelBenchmark.run(model: model, promptTokens: promptTokens, newTokens: newTokens, runs: runs) } catch {
+            do { return try ModelBenchmark.run(model: model, promptTokens: promptTokens, newTokens: newTokens, runs: runs, kvCache: kv) } catch {
                 failure = error
                 return nil
             }

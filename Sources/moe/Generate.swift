@@ -19,6 +19,7 @@ struct Generate: ParsableCommand {
     @Option(help: "Sampling seed.") var seed: UInt64 = 0
     @Option(help: "Tokens to generate at most.") var maxNewTokens = 200
     @Option(help: "Stop when the text ends with this string (repeatable). Escapes \\n and \\t are understood.") var stop: [String] = []
+    @Option(help: "The inference engine's KV cache: f32 (exact) or f16 (half the memory and the bytes a deep decode step reads).") var kvCache = "f32"
     @Flag(help: "Recompute the whole context each step instead of using the KV cache (runs the reference model).") var noCache = false
     @Flag(help: "Run the reference model (weights widened to f32) instead of the inference engine, which runs mixtral, qwen2_moe, qwen3_moe, olmoe and gpt_oss checkpoints on their weights as stored.")
     var reference = false
@@ -35,6 +36,7 @@ struct Generate: ParsableCommand {
         o.maxNewTokens = maxNewTokens
         o.stop = stop.map { $0.replacingOccurrences(of: "\\n", with: "\n").replacingOccurrences(of: "\\t", with: "\t") }
         do { try o.validate() } catch { throw UsageError("\(error)") }
+        guard let kv = InferenceSession.KVCache(rawValue: kvCache) else { throw UsageError("invalid --kv-cache \(kvCache): use f32 or f16") }
         guard format == "text" || format == "json" else { throw UsageError("invalid --format \(format): use text or json") }
         guard let location = checkpoint ?? model else { throw UsageError("missing --model (or --checkpoint): the model directory to generate with") }
         guard (prompt == nil) != (ids == nil) else { throw UsageError("give exactly one of --prompt and --ids") }
@@ -55,7 +57,7 @@ struct Generate: ParsableCommand {
             switch runner {
             case .reference(let m): return Generator.generate(m, prompt: promptIDs, options: o, useCache: !noCache, tokenizer: tokenizer, emit: emit)
             case .engine(let m):
-                let session = InferenceSession(model: m, capacity: promptIDs.count + o.maxNewTokens)
+                let session = InferenceSession(model: m, capacity: promptIDs.count + o.maxNewTokens, kvCache: kv)
                 return Generator.generate(prompt: promptIDs, options: o, tokenizer: tokenizer, emit: emit) { input, _ in session.forward(input).scalars }
             }
         }

@@ -274,6 +274,36 @@ import Testing
         #expect(s.map(\.bitPattern) == sp.map(\.bitPattern))
     }
 
+    /// f16 rounding in vector lanes is moe_f32_to_f16's, and decode attention on an f16 cache is the f32 kernel on
+    /// the widened cache bit for bit: head dims 64 (the register path) and 24 (the widening path), with sinks.
+    @Test(arguments: [64, 24])
+    func decodeAttentionOnAnF16CacheIsTheF32OneOnTheWidenedValues(dh: Int) {
+        let s = 53, hq = 4, hkv = 2, ld = hkv * dh
+        var k = Self.randomFloats(s * ld, seed: 41), v = Self.randomFloats(s * ld, seed: 42)
+        let q = Self.randomFloats(hq * dh, seed: 43)
+        k[3] = .nan
+        k[5] = 70000
+        k[7] = 1e-6
+        var k16 = [UInt16](repeating: 0, count: s * ld), v16 = k16, kp = k16
+        moe_narrow_f16(k, &k16, s * ld)
+        moe_narrow_f16_portable(k, &kp, s * ld)
+        #expect(k16 == kp)
+        #expect(k16.indices.allSatisfy { k16[$0] == moe_f32_to_f16(k[$0]) })
+        k[3] = 0.5  // finite keys for the attention itself
+        k[5] = 3
+        moe_narrow_f16(k, &k16, s * ld)
+        moe_narrow_f16(v, &v16, s * ld)
+        var kw = [Float](repeating: 0, count: s * ld), vw = kw
+        moe_widen_f16(k16, &kw, s * ld)
+        moe_widen_f16(v16, &vw, s * ld)
+        let sinks: [Float] = [0.5, -1, 2, 0]
+        var want = [Float](repeating: 0, count: hq * dh), got = want
+        var scratch = [Float](repeating: 0, count: s * (1 + 2 * dh))
+        moe_attention_decode(q, kw, vw, &want, s, hq, hkv, dh, 0.125, sinks, 0, hq, &scratch)
+        moe_attention_decode_f16(q, k16, v16, &got, s, hq, hkv, dh, 0.125, sinks, 0, hq, &scratch)
+        #expect(got.map(\.bitPattern) == want.map(\.bitPattern))
+    }
+
     /// The vector conversions prefill uses are bit-identical to the portable ones.
     @Test func vectorConversionsEqualThePortableOnes() {
         let cols = 1024 + 64, w = Self.randomFloats(cols, seed: 9, scale: 0.05)

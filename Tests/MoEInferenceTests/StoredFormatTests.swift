@@ -70,6 +70,13 @@ import Testing
         var worst = 0.0
         for (p, id) in ids.enumerated() { worst = max(worst, maxDiff(s.forward([id]), want.rows(p..<(p + 1)))) }
         #expect(worst < decode, "\(label) decode: \(worst) of logit scale \(scale)")
+        // An f16 KV cache: prompt and token-by-token decode both attend to the rounded keys and values.
+        let half = InferenceSession(model: engine, capacity: ids.count, prefill: .f32, kvCache: .f16).forward(ids, allLogits: true)
+        #expect(maxDiff(half, want) < prefill + 1e-2 * scale, "\(label) f16 KV prefill: \(maxDiff(half, want)) of \(scale)")
+        let h = InferenceSession(model: engine, capacity: ids.count, kvCache: .f16)
+        var worstHalf = 0.0
+        for (p, id) in ids.enumerated() { worstHalf = max(worstHalf, maxDiff(h.forward([id]), want.rows(p..<(p + 1)))) }
+        #expect(worstHalf < decode + 1e-2 * scale, "\(label) f16 KV decode: \(worstHalf) of logit scale \(scale)")
     }
 
     /// The reference model reads a bf16 file exactly: the same logits as from f32 holding the same values.

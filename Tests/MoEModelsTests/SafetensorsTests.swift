@@ -8,7 +8,7 @@ struct SafetensorsTests {
 
     func write(_ bytes: [UInt8], _ name: String) -> String {
         let path = dir.appendingPathComponent(name).path
-        FileManager.default.createFile(atPath: path, contents: Data(bytes))
+        _ = FileManager.default.createFile(atPath: path, contents: Data(bytes))
         return path
     }
 

@@ -177,6 +177,10 @@ double moe_fma_probe(long iterations);
 /// v pointers advanced to the first visible row.
 void moe_attention_decode(const float *q, const float *k, const float *v, float *out, long s, long hq, long hkv, long dh,
                           float scale, const float *sinks, long h0, long h1, float *scratch);
+/// The same on an f16 cache (k and v [s, hkv dh] halves): the f32 result on the widened values, bit for bit. Head
+/// dims other than 64 widen a KV head at a time into scratch, which then holds s + 2 s dh floats.
+void moe_attention_decode_f16(const float *q, const uint16_t *k, const uint16_t *v, float *out, long s, long hq, long hkv, long dh,
+                              float scale, const float *sinks, long h0, long h1, float *scratch);
 
 /// Makes SIGBUS (a read of a memory-mapped file that was truncated under the mapping) print `text` as one line
 /// on stderr and exit with status 1 instead of dying silently.
@@ -234,6 +238,9 @@ int moe_bf16_gemm(long m, long n, long k, const uint16_t *a, long lda, const uin
 /// f32 -> bf16, rounding to nearest even (NaN stays NaN).
 void moe_narrow_bf16(const float *x, uint16_t *y, long n);
 void moe_narrow_bf16_portable(const float *x, uint16_t *y, long n);
+/// x rounded to f16 (nearest even; NaN -> quiet NaN of x's sign), as moe_f32_to_f16 element by element.
+void moe_narrow_f16(const float *x, uint16_t *y, long n);
+void moe_narrow_f16_portable(const float *x, uint16_t *y, long n);
 
 /// MXFP4 (gpt-oss's experts): `blocks` [rows, cols/2] codes and `scales` [rows, cols/32] E8M0 bytes; x quantized in
 /// blocks of 32 as for q8. Dequantization is exact: y[j] = fp4(code j) 2^(s - 127).
