@@ -76,18 +76,29 @@ HEAD64(head64_512, float, LOAD_F32)
 HEAD64(head64_f16_512, uint16_t, LOAD_F16)
 #endif
 
+static int f16_register_path(long dh) {
+#if defined(__x86_64__)
+    return moe_cpu()->avx512f && moe_cpu()->f16c && dh == 64;
+#else
+    (void)dh;
+    return 0;
+#endif
+}
+
+long moe_attention_decode_f16_scratch(long s, long dh) { return f16_register_path(dh) ? s : s + 2 * s * dh; }
+
 void moe_attention_decode_f16(const float *q, const uint16_t *k, const uint16_t *v, float *out, long s, long hq, long hkv, long dh,
                               float scale, const float *sinks, long h0, long h1, float *scratch) {
     long group = hq / hkv, ld = hkv * dh;
 #if defined(__x86_64__)
-    if (moe_cpu()->avx512f && moe_cpu()->f16c && dh == 64) {
+    if (f16_register_path(dh)) {
         for (long h = h0; h < h1; h++)
             head64_f16_512(q + h * dh, k + (h / group) * dh, v + (h / group) * dh, ld, s, scale, sinks ? sinks + h : NULL, out + h * dh, scratch);
         return;
     }
 #endif
-    // Other head sizes: the f32 path on each head's keys and values widened into scratch (after its s scores:
-    // callers give scratch s + 2 s dh floats here).
+    // Other head sizes: the f32 path on each head's keys and values widened into scratch, after its s scores
+    // (moe_attention_decode_f16_scratch floats in all).
     float *kw = scratch + s, *vw = kw + s * dh;
     for (long h = h0; h < h1; h++) {
         long g = h / group;

@@ -292,8 +292,9 @@ public final class InferenceSession {
                 if kvCache == .f16 {
                     let pk = keys16[index].pointer.assumingMemoryBound(to: UInt16.self) + first * width
                     let pv = values16[index].pointer.assumingMemoryBound(to: UInt16.self) + first * width
+                    let floats = moe_attention_decode_f16_scratch(n, dh)
                     Parallel.forRange(hq, grain: grain) { r in
-                        let scratch = UnsafeMutablePointer<Float>.allocate(capacity: n * (1 + 2 * dh))
+                        let scratch = UnsafeMutablePointer<Float>.allocate(capacity: floats)
                         defer { scratch.deallocate() }
                         if let sinks = l.sinks {
                             moe_attention_decode_f16(pq, pk, pv, po, n, hq, hkv, dh, scale, sinks, r.lowerBound, r.upperBound, scratch)

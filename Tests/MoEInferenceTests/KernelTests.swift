@@ -298,7 +298,7 @@ import Testing
         moe_widen_f16(v16, &vw, s * ld)
         let sinks: [Float] = [0.5, -1, 2, 0]
         var want = [Float](repeating: 0, count: hq * dh), got = want
-        var scratch = [Float](repeating: 0, count: s * (1 + 2 * dh))
+        var scratch = [Float](repeating: 0, count: moe_attention_decode_f16_scratch(s, dh))
         moe_attention_decode(q, kw, vw, &want, s, hq, hkv, dh, 0.125, sinks, 0, hq, &scratch)
         moe_attention_decode_f16(q, k16, v16, &got, s, hq, hkv, dh, 0.125, sinks, 0, hq, &scratch)
         #expect(got.map(\.bitPattern) == want.map(\.bitPattern))

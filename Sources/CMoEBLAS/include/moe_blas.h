@@ -178,7 +178,9 @@ double moe_fma_probe(long iterations);
 void moe_attention_decode(const float *q, const float *k, const float *v, float *out, long s, long hq, long hkv, long dh,
                           float scale, const float *sinks, long h0, long h1, float *scratch);
 /// The same on an f16 cache (k and v [s, hkv dh] halves): the f32 result on the widened values, bit for bit. Head
-/// dims other than 64 widen a KV head at a time into scratch, which then holds s + 2 s dh floats.
+/// dims other than 64 widen a KV head at a time into scratch, which must hold moe_attention_decode_f16_scratch(s,
+/// dh) floats (s on the AVX-512 path for dh 64, s + 2 s dh otherwise).
+long moe_attention_decode_f16_scratch(long s, long dh);
 void moe_attention_decode_f16(const float *q, const uint16_t *k, const uint16_t *v, float *out, long s, long hq, long hkv, long dh,
                               float scale, const float *sinks, long h0, long h1, float *scratch);
 
