@@ -42,6 +42,9 @@ struct Generate: ParsableCommand {
         guard (prompt == nil) != (ids == nil) else { throw UsageError("give exactly one of --prompt and --ids") }
         let dir = try ModelLocation.checkpointDirectory(location)
         let runner = try ModelLocation.runner(dir, reference: reference || noCache)
+        if kv != .f32, case .reference = runner {
+            throw UsageError("--kv-cache \(kvCache) applies to the inference engine only; this run uses the reference model (\(reference || noCache ? "--reference or --no-cache" : "model_type \(runner.config.modelType)")): drop --kv-cache")
+        }
         let tokenizer = try ModelLocation.tokenizer(dir, modelType: runner.config.modelType)
         if !ignoreEOS { o.endTokens = try ModelLocation.endTokens(dir) }
         guard prompt == nil || tokenizer != nil else {

@@ -120,6 +120,23 @@ struct HuggingFaceCLITests {
         #expect(zip(a, b).allSatisfy { abs($0 - $1) < 1e-4 })
     }
 
+    /// `--kv-cache f16` on the engine gives the same greedy tokens here; an unknown cache type, or the option on a
+    /// run of the reference model, is one line and a non-zero exit.
+    @Test(.enabled(if: FileManager.default.fileExists(atPath: mixtral)))
+    func kvCacheOption() throws {
+        let args = ["generate", "--model", Self.mixtral, "--ids", "3,14,15,92,65", "--max-new-tokens", "10", "--temperature", "0", "--format", "json", "--ignore-eos"]
+        let f32 = try TestSupport.runMoE(args), f16 = try TestSupport.runMoE(args + ["--kv-cache", "f16"])
+        #expect(f32.status == 0 && f16.status == 0, "\(f16.err)")
+        #expect(f16.out == f32.out, "\(f16.out) vs \(f32.out)")
+        let bad = try TestSupport.runMoE(args + ["--kv-cache", "f8"])
+        #expect(bad.status != 0 && bad.err.contains("invalid --kv-cache f8: use f32 or f16"), "\(bad.err)")
+        let reference = try TestSupport.runMoE(args + ["--kv-cache", "f16", "--reference"])
+        #expect(reference.status != 0 && reference.err.contains("applies to the inference engine only"), "\(reference.err)")
+        #expect(reference.err.split(separator: "\n").count == 1, "\(reference.err)")
+        let bench = try TestSupport.runMoE(["bench", "model", "--model", Self.mixtral, "--kv-cache", "f8"])
+        #expect(bench.status != 0 && bench.err.contains("invalid --kv-cache f8"), "\(bench.err)")
+    }
+
     /// A model against itself agrees everywhere with zero divergence; its cross-entropy is the mean negative log
     /// probability of the next byte, checked against the logits command's output.
     @Test(.enabled(if: FileManager.default.fileExists(atPath: mixtral)))
