@@ -79,6 +79,11 @@ public struct MoEConfig: Codable, Sendable, Equatable {
     public var allowNonCausalRouting = false
     /// Coefficients of the balancing terms; 0 turns a term off.
     public var auxLossCoef = 0.0
+    /// Over what the Switch loss counts loads: `pooled` concatenates every MoE layer's routing into one (as
+    /// transformers' `load_balancing_loss_func` does, so expert 3 of layer 0 and expert 3 of layer 1 count as one
+    /// expert; kept for matching it), `perLayer` takes the loss of each layer on its own and averages them (as
+    /// the papers define it: an imbalanced layer cannot hide behind balanced ones).
+    public var auxLossScope: AuxLossScope = .pooled
     public var zLossCoef = 0.0
     public var importanceLossCoef = 0.0
     public var loadLossCoef = 0.0
@@ -101,7 +106,7 @@ public struct MoEConfig: Codable, Sendable, Equatable {
         case capacityFactor = "capacity_factor", evalCapacityFactor = "eval_capacity_factor"
         case minCapacity = "min_capacity", dropPolicy = "drop_policy", jitterEps = "router_jitter_noise"
         case expertChoiceCapacity = "expert_choice_capacity", allowNonCausalRouting = "allow_non_causal_routing"
-        case auxLossCoef = "router_aux_loss_coef", zLossCoef = "router_z_loss_coef"
+        case auxLossCoef = "router_aux_loss_coef", zLossCoef = "router_z_loss_coef", auxLossScope = "aux_loss_scope"
         case importanceLossCoef = "importance_loss_coef", loadLossCoef = "load_loss_coef"
         case sequenceAuxLossCoef = "seq_aux_loss_coef", biasUpdateRate = "bias_update_speed", hashSeed = "hash_seed"
         case sparseMixerEps = "sparsemixer_eps"
@@ -146,6 +151,7 @@ public struct MoEConfig: Codable, Sendable, Equatable {
         expertChoiceCapacity = try opt(.expertChoiceCapacity, expertChoiceCapacity)
         allowNonCausalRouting = try opt(.allowNonCausalRouting, allowNonCausalRouting)
         auxLossCoef = try opt(.auxLossCoef, auxLossCoef)
+        auxLossScope = try opt(.auxLossScope, auxLossScope)
         zLossCoef = try opt(.zLossCoef, zLossCoef)
         importanceLossCoef = try opt(.importanceLossCoef, importanceLossCoef)
         loadLossCoef = try opt(.loadLossCoef, loadLossCoef)
@@ -245,6 +251,11 @@ public struct MoEConfig: Codable, Sendable, Equatable {
                 "the \(router.rawValue) router fixes its own load; remove the capacity factor")
         }
     }
+}
+
+/// What the Switch balancing loss pools over (see `MoEConfig.auxLossScope`).
+public enum AuxLossScope: String, Codable, Sendable, CaseIterable {
+    case perLayer = "per_layer", pooled
 }
 
 /// Where MoE blocks go in a stack: the first `firstDense` layers dense, then an MoE block at layer

@@ -44,7 +44,8 @@ public final class DecoderLayer<T: TensorScalar>: Module {
 public struct ModelOutput<T: TensorScalar> {
     public let logits: Variable<T>
     public let moe: [MoEOutput<T>]
-    /// The balancing terms folded over layers (Switch f·P pooled over all layers' tokens), weighted by their
+    /// The balancing terms folded over layers (Switch f·P pooled over all layers' tokens, or averaged over the
+    /// layers' own losses: `MoEConfig.auxLossScope`), weighted by their
     /// coefficients; nil when every coefficient is 0.
     public let auxLoss: Variable<T>?
     /// With `collectHiddenStates`: the embedding output, each decoder layer's output and the final-norm
@@ -70,7 +71,7 @@ public final class MoETransformer<T: TensorScalar>: Module {
         self.config = config
         var rng = RandomGenerator(seed: seed)
         embed = Embedding(config.vocabSize, config.hiddenSize, path: "embed_tokens", rng: &rng)
-        // The pooled Switch loss is computed once over all layers here, so the blocks leave it out.
+        // The Switch loss is computed here over all layers (pooled or per layer), so the blocks leave it out.
         var layerMoE = config.moe
         layerMoE?.auxLossCoef = 0
         var built: [DecoderLayer<T>] = []
@@ -156,8 +157,16 @@ public final class MoETransformer<T: TensorScalar>: Module {
         var total: Variable<T>? = nil
         for o in outs { if let t = o.losses.total { total = total.map { $0 + t } ?? t } }
         if let moe = config.moe, moe.auxLossCoef > 0, !outs.isEmpty, outs[0].routing.logits != nil {
-            let pooled = Balancing.switchLoss(outs.map(\.routing)) * T(moe.auxLossCoef)
-            total = total.map { $0 + pooled } ?? pooled
+            let loss: Variable<T>
+            switch moe.auxLossScope {
+            case .pooled: loss = Balancing.switchLoss(outs.map(\.routing))
+            case .perLayer:
+                // Each layer's own f and P, averaged over the MoE layers.
+                let layers = outs.map { Balancing.switchLoss([$0.routing]) }
+                loss = layers.dropFirst().reduce(layers[0], +) * T(1.0 / Double(layers.count))
+            }
+            let weighted = loss * T(moe.auxLossCoef)
+            total = total.map { $0 + weighted } ?? weighted
         }
         return total
     }

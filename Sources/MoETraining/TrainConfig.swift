@@ -45,7 +45,8 @@ public struct TrainConfig: Codable, Sendable, Equatable {
 }
 
 /// The default model: 4 layers of D 128 with 4 heads (2 KV heads) and, per layer, 16 SwiGLU experts of
-/// width 64 with top-2 softmax routing (renormalized) and a Switch balancing loss of coefficient 0.1. The
+/// width 64 with top-2 softmax routing (renormalized) and a Switch balancing loss of coefficient 0.1 taken per
+/// layer and averaged (not pooled over the layers as transformers computes it). The
 /// dense baseline keeps the same active parameters per token: one SwiGLU of width k * F = 128.
 public enum DefaultModel {
     public static func config(
@@ -54,6 +55,7 @@ public enum DefaultModel {
     ) -> TransformerConfig {
         var moe = MoEConfig(hiddenSize: dim, expertHiddenSize: expertHidden, numExperts: experts, expertsPerToken: topK, router: router)
         moe.auxLossCoef = auxLossCoef
+        moe.auxLossScope = .perLayer
         moe.sharedExpertHiddenSize = sharedHidden
         if router == .grouped {
             moe.scoreFunction = .sigmoid

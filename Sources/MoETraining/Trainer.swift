@@ -16,6 +16,19 @@ public struct TrainLogEntry: Codable, Sendable, Equatable {
         case step, loss, auxLoss = "aux_loss", learningRate = "lr", tokensPerSecond = "tokens_per_s"
         case loadMaxOverMean = "load_max_over_mean", validationLoss = "val_loss", expertLoad = "expert_load"
     }
+
+    /// The MoE layer whose interval load is least even (largest max/mean), with that ratio and its experts
+    /// that got no token; nil without MoE layers or tokens.
+    public var worstLayer: (layer: Int, maxOverMean: Double, unused: Int)? {
+        var worst: (layer: Int, maxOverMean: Double, unused: Int)? = nil
+        for (i, l) in expertLoad.enumerated() where !l.isEmpty {
+            let total = l.reduce(0, +)
+            guard total > 0 else { continue }
+            let ratio = Double(l.max()!) / (Double(total) / Double(l.count))
+            if worst == nil || ratio > worst!.maxOverMean { worst = (i, ratio, l.filter { $0 == 0 }.count) }
+        }
+        return worst
+    }
 }
 
 /// Trains a model: AdamW with warmup + cosine, gradient clipping, the MoE balancing terms and, for a
@@ -139,6 +152,7 @@ public final class Trainer {
         var line = String(
             format: "step %d/%d | loss %.4f | aux %.4f | lr %.2e | %.0f tok/s | ETA %@ | load max/mean %.2f",
             e.step, total, e.loss, e.auxLoss, e.learningRate, e.tokensPerSecond, formatDuration(eta) as NSString, e.loadMaxOverMean)
+        if let w = e.worstLayer { line += String(format: " | worst layer %d: max/mean %.2f, %d unused", w.layer, w.maxOverMean, w.unused) }
         if let v = e.validationLoss { line += String(format: " | val %.4f (%.3f bits/byte)", v, v / Double.log(2)) }
         return line
     }

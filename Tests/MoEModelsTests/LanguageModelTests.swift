@@ -53,6 +53,41 @@ struct LanguageModelTests {
         #expect(report.maxError < 1e-6, "\(report)")
     }
 
+    /// The Switch loss per layer (the default model's) is the mean of each layer's own loss; pooled (transformers')
+    /// is one loss over every layer's routing; both are gradient-checked in Double through a two-layer model.
+    @Test(arguments: [AuxLossScope.perLayer, .pooled])
+    func switchLossScope(_ scope: AuxLossScope) throws {
+        var c = tinyConfig()
+        #expect(c.moe!.auxLossScope == .perLayer)
+        c.hiddenSize = 8
+        c.headDim = 4
+        c.moe!.hiddenSize = 8
+        c.moe!.expertHiddenSize = 4
+        c.vocabSize = 11
+        c.moe!.auxLossScope = scope
+        let model = try MoETransformer<Double>(c, seed: 5)
+        let ids = [1, 5, 3, 9, 2, 7], targets = [5, 3, 9, 2, 7, 4]
+        let out = model(ids: ids, batch: 2, .inference)
+        #expect(out.moe.count == 2)
+        let routings = out.moe.map(\.routing)
+        let want = scope == .pooled ? Balancing.switchLoss(routings).value.item
+                                    : routings.map { Balancing.switchLoss([$0]).value.item }.reduce(0, +) / 2
+        #expect(abs(out.auxLoss!.value.item - 0.01 * want) < 1e-15)
+        let params = model.parameters
+        let report = GradientCheck.check(params.map(\.value)) { vars in
+            let ctx = ForwardContext(tape: nil, bindings: Dictionary(uniqueKeysWithValues: zip(params.map(\.path), vars)))
+            let out = model(ids: ids, batch: 2, ctx)
+            return Variable.crossEntropy(out.logits, targets: targets) + out.auxLoss! * 100
+        }
+        #expect(report.maxError < 1e-6, "\(report)")
+        // The key round-trips; a config without it is pooled, as the Hugging Face families compute it.
+        let json = try JSONEncoder().encode(c.moe!)
+        #expect(String(decoding: json, as: UTF8.self).contains("\"aux_loss_scope\":\"\(scope.rawValue)\""))
+        #expect(try JSONDecoder().decode(MoEConfig.self, from: json).auxLossScope == scope)
+        let bare = #"{"hidden_size": 8, "moe_intermediate_size": 4, "num_experts": 4, "num_experts_per_tok": 2}"#
+        #expect(try JSONDecoder().decode(MoEConfig.self, from: Data(bare.utf8)).auxLossScope == .pooled)
+    }
+
     @Test func kvCacheGenerationEqualsFullRecomputation() throws {
         let model = try MoETransformer<Float>(tinyConfig(), seed: 4)
         var o = SamplingOptions()
