@@ -24,6 +24,8 @@ struct Train: ParsableCommand {
     @Option(help: "Decoder layers.") var layers: Int?
     @Option(help: "Router: \(RouterKind.allCases.map(\.rawValue).joined(separator: ", ")).") var router: String?
     @Option(help: "Coefficient of the Switch load-balancing loss.") var auxLossCoef: Double?
+    @Option(help: "Switch loss per MoE layer, averaged (per_layer, the default), or pooled over all layers as transformers computes it (pooled).")
+    var auxLossScope: String?
     @Option(help: "Steps between progress lines and log entries.") var logEvery: Int?
     @Option(help: "Steps between validations.") var evalEvery: Int?
     @Option(help: "Steps between checkpoints.") var checkpointEvery: Int?
@@ -78,6 +80,13 @@ struct Train: ParsableCommand {
         var config = DefaultModel.config(
             dense: dense, dim: dim ?? 128, layers: layers ?? 4, experts: experts ?? 16, topK: topK ?? (kindValue == .switchTop1 || kindValue == .hash ? 1 : 2),
             expertHidden: expertHidden ?? 64, sharedHidden: sharedHidden ?? 0, router: kindValue, auxLossCoef: auxLossCoef ?? 0.1)
+        if let auxLossScope {
+            guard let scope = AuxLossScope(rawValue: auxLossScope) else {
+                throw UsageError("invalid --aux-loss-scope \(auxLossScope): use per_layer or pooled")
+            }
+            guard config.moe != nil else { throw UsageError("--aux-loss-scope needs an MoE model; drop it with --dense") }
+            config.moe?.auxLossScope = scope
+        }
         if sharedExpertGate {
             guard (sharedHidden ?? 0) > 0 else { throw UsageError("--shared-expert-gate needs a shared expert: add --shared-hidden 64, say") }
             config.moe?.sharedExpertGate = true
@@ -123,6 +132,7 @@ struct Train: ParsableCommand {
         check("shared-hidden", sharedHidden, mc.moe?.sharedExpertHiddenSize ?? 0)
         check("router", router, mc.moe?.router.rawValue ?? "")
         check("aux-loss-coef", auxLossCoef, mc.moe?.auxLossCoef ?? 0)
+        check("aux-loss-scope", auxLossScope, mc.moe?.auxLossScope.rawValue ?? "")
         if dense && mc.moe != nil { conflicts.append("--dense (checkpoint: MoE)") }
         if sharedExpertGate && !(mc.moe?.sharedExpertGate ?? false) { conflicts.append("--shared-expert-gate (checkpoint: no gate)") }
         if !conflicts.isEmpty {

@@ -80,6 +80,10 @@ struct LanguageModelCLITests {
         let bad = try Self.train(["--resume", Self.run + "/checkpoints/step-0000010", "--experts", "8"])
         #expect(bad.status != 0)
         #expect(bad.err.trimmingCharacters(in: .newlines) == "Error: the options do not match the checkpoint \(Self.run)/checkpoints/step-0000010: --experts 8 (checkpoint: 4); drop them or start a new run")
+        let scope = try Self.train(["--resume", Self.run + "/checkpoints/step-0000010", "--aux-loss-scope", "pooled"])
+        #expect(scope.err.contains("--aux-loss-scope pooled (checkpoint: per_layer)"), "\(scope.err)")
+        let badScope = try Self.train(["--aux-loss-scope", "layers"])
+        #expect(badScope.status != 0 && badScope.err.trimmingCharacters(in: .newlines) == "Error: invalid --aux-loss-scope layers: use per_layer or pooled")
         let ok = try TestSupport.runMoE(["train", "--resume", Self.run + "/checkpoints/step-0000020", "--steps", "30", "--log-every", "10",
                                          "--samples", "0", "--arithmetic-problems", "1", "--out", Self.run])
         #expect(ok.status == 0, "\(ok.err)")
