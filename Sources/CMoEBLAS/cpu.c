@@ -149,17 +149,18 @@ const char *moe_cpu_error(void) {
     return cpu_error[0] ? cpu_error : NULL;
 }
 
+int moe_cpu_is_amd(const moe_cpu_t *c) { return strcmp(c->vendor, "AuthenticAMD") == 0 || strcmp(c->vendor, "HygonGenuine") == 0; }
+
 int moe_openblas_cores_for(const moe_cpu_t *c, const char **out, int max) {
     // Best first. OpenBLAS's Cooperlake adds BF16 kernels to SkylakeX's AVX-512 ones; Zen and Haswell are both
     // AVX2 + FMA (Zen with AMD's cache parameters); Sandybridge is AVX; Nehalem SSE4; Core2 SSSE3; Prescott SSE3.
     // SapphireRapids is never asked for: its extra kernels are AMX, which may trap (and which swift-moe never needs).
     const char *list[8];
     int n = 0;
-    int amd = strcmp(c->vendor, "AuthenticAMD") == 0 || strcmp(c->vendor, "HygonGenuine") == 0;
     if (c->isa >= MOE_ISA_AVX512 && c->avx512bf16) list[n++] = "Cooperlake";
     if (c->isa >= MOE_ISA_AVX512) list[n++] = "SkylakeX";
     if (c->isa >= MOE_ISA_AVX2) {
-        if (amd) list[n++] = "Zen";
+        if (moe_cpu_is_amd(c)) list[n++] = "Zen";
         list[n++] = "Haswell";
     }
     if (c->isa >= MOE_ISA_AVX) list[n++] = "Sandybridge";

@@ -209,6 +209,10 @@ static void narrow_bf16_scalar(const float *x, uint16_t *y, long n) {
     }
 }
 
+static void narrow_f16_scalar(const float *x, uint16_t *y, long n) {
+    for (long i = 0; i < n; i++) y[i] = moe_f32_to_f16(x[i]);
+}
+
 // ---- MXFP4 -------------------------------------------------------------------------------------------------
 
 // The FP4 (E2M1) values doubled, so that they are integers; the sign is the code's top bit.
@@ -395,10 +399,10 @@ __attribute__((target("avx2"))) static inline float hsum128(__m128 s4) {
 //
 // Software prefetch: on the Intel Xeon where these kernels were tuned (family 6 model 207) the row `mv_ahead` = 4
 // ahead is prefetched, since rows of about a kilobyte end before the hardware prefetcher ramps up. On AMD Zen 4 it
-// depends on the kernel and the row's length (two threads from memory, 200 MB, passes with and without it alternating in one
-// process, median of 50-60 paired ratios): q8 rows of 1088 bytes ran 1.19-1.34x faster with it and q4 rows of 576
-// 1.11-1.15x, q4 rows of 1584 bytes 1.03-1.08x, but q8 rows of 2992 bytes 1.04-1.13x slower (and BF16 rows, which
-// take no prefetch, 1.16-1.23x slower with it at 2048 and 5632 bytes). So on AMD only rows
+// depends on the kernel and the row's length (two threads from memory, 200 MB, passes with and without it
+// alternating in one process, median of 50-60 paired ratios): q8 rows of 1088 bytes ran 1.19-1.34x faster with it
+// and q4 rows of 576 1.11-1.15x, q4 rows of 1584 bytes 1.03-1.08x, but q8 rows of 2992 bytes 1.04-1.13x slower
+// (and BF16 rows, which take no prefetch, 1.16-1.23x slower with it at 2048 and 5632 bytes). So on AMD only rows
 // shorter than `mv_short` = 2 KB are prefetched. MOE_MATVEC_PREFETCH=N (rows ahead, 0-64, for every row length)
 // overrides the choice for such measurements.
 __attribute__((target("avx512f,avx512vl,avx512vnni,avx512bw,avx2,f16c,fma"))) static void q8_512(
@@ -505,9 +509,10 @@ __attribute__((target("avx512f,avx512vl,avx512vnni,avx2,fma"))) static void mxfp
 // [s_g d_g] x 8 | [s_g+1 d_g+1] x 8. The scales and minimums of sixteen groups are converted at once, and the
 // minimums' term (m_g times the activation's block sum) is one multiply-add per sixteen groups; so a step is ten
 // instructions where it was fourteen (one thread in cache: 23-26 GB/s before). One row at a time reads the matrix
-// as one sequential stream, with the row mv_ahead ahead prefetched where that helps (see q8; on the Xeon, one thread from memory: 12.1 GB/s for 1 row,
-// 10.9 for 2, 9.7 for 4 rows at a time, measured on the earlier kernel). Leftover pairs run one at a time, an odd
-// last group in 256-bit registers.
+// as one sequential stream (on the Xeon, one thread from memory: 12.1 GB/s for 1 row, 10.9 for 2, 9.7 for 4 rows
+// at a time, measured on the earlier kernel; on Zen 4 four rows at a time ran 0.67x from memory), with the row
+// mv_ahead ahead prefetched where that helps (see q8). Leftover pairs run one at a time, an odd last group in
+// 256-bit registers.
 __attribute__((target("avx512f,avx512vl,avx512vnni,avx512bw,avx2,f16c,fma"))) static void q4_512(
     const uint8_t *w, const int8_t *packed, const int8_t *xq, const float *xd, const float *xs, float *y, long rows, long cols) {
     long rb = moe_q4_row_bytes(cols), ng = cols / 64, np = ng / 2, ahead = prefetch_rows(rb);
@@ -625,7 +630,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl,f16c"))) static void narrow_f16
         }
         _mm256_storeu_si256((__m256i *)(y + i), h);
     }
-    for (; i < n; i++) y[i] = moe_f32_to_f16(x[i]);
+    narrow_f16_scalar(x + i, y + i, n - i);
 }
 
 // Prefill widens every expert's weights once per prompt chunk: vector versions of the conversions.
@@ -690,9 +695,6 @@ static void (*dequantize_q8_impl)(const uint8_t *, float *, long) = dequantize_r
 static void (*dequantize_q4_impl)(const uint8_t *, float *, long) = dequantize_row_q4_scalar;
 static void (*widen_bf16_impl)(const uint16_t *, float *, long) = widen_bf16_scalar;
 static void (*narrow_bf16_impl)(const float *, uint16_t *, long) = narrow_bf16_scalar;
-static void narrow_f16_scalar(const float *x, uint16_t *y, long n) {
-    for (long i = 0; i < n; i++) y[i] = moe_f32_to_f16(x[i]);
-}
 static void (*narrow_f16_impl)(const float *, uint16_t *, long) = narrow_f16_scalar;
 static void (*quantize_activation_impl)(const float *, int8_t *, float *, float *, long, long) = quantize_activation_scalar;
 static void (*widen_f16_impl)(const uint16_t *, float *, long) = widen_f16_scalar;
@@ -718,7 +720,7 @@ static void (*q4_impl)(const uint8_t *, const int8_t *, const float *, const flo
 __attribute__((constructor)) static void choose_matvec_kernels(void) {
 #if defined(__x86_64__)
     const moe_cpu_t *c = moe_cpu();
-    if (strcmp(c->vendor, "AuthenticAMD") == 0 || strcmp(c->vendor, "HygonGenuine") == 0) mv_short = 2048;
+    if (moe_cpu_is_amd(c)) mv_short = 2048;
     const char *ahead = getenv("MOE_MATVEC_PREFETCH");
     if (ahead && *ahead) {
         long n = strtol(ahead, NULL, 10);
@@ -790,9 +792,7 @@ long moe_q4_packed_bytes(long n) {
     return (n / 128) * 128 + 64;
 }
 
-void moe_pack_activation_q4(const int8_t *xq, const float *xd, const float *xs, long n, void *out) {
-    (void)xd;
-    (void)xs;
+void moe_pack_activation_q4(const int8_t *xq, long n, void *out) {
     long np = n / 128;
     int8_t *codes = (int8_t *)out;
     for (long p = 0; p < np; p++) {

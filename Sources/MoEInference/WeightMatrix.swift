@@ -248,7 +248,7 @@ final class ActivationBuffer {
         if block > 0 {
             precondition(n <= capacity && n % block == 0, "[matvec] \(n) activations for a \(format) product (capacity \(capacity), blocks of \(block))")
             moe_quantize_activation(x, codes, scales, sums, n, block)
-            if format == .q4 { moe_pack_activation_q4(codes, scales, sums, n, packed) }
+            if format == .q4 { moe_pack_activation_q4(codes, n, packed) }
             if format == .mxfp4 { moe_pack_activation_mxfp4(codes, n, packed) }
         }
         return Activation(block: block, values: x, codes: codes, scales: scales, sums: sums, packed: packed)

@@ -119,7 +119,7 @@ import Testing
                 moe_matvec_q8_portable(c.baseAddress!, xq, xd, &slow, rows, cols)
             } else {
                 var packed = [UInt8](repeating: 0, count: moe_q4_packed_bytes(cols))
-                moe_pack_activation_q4(xq, xd, xs, cols, &packed)
+                moe_pack_activation_q4(xq, cols, &packed)
                 moe_matvec_q4(c.baseAddress!, xq, xd, xs, packed, &fast, rows, cols)
                 moe_matvec_q4_portable(c.baseAddress!, xq, xd, xs, &slow, rows, cols)
             }

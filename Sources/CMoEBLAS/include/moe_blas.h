@@ -46,6 +46,8 @@ typedef struct {
 const moe_cpu_t *moe_cpu(void);
 /// A one-line message when MOE_MAX_ISA is invalid (NULL otherwise).
 const char *moe_cpu_error(void);
+/// 1 for AMD's (and Hygon's, AMD-derived) x86 CPUs: kernels and BLAS core types tuned per vendor ask this.
+int moe_cpu_is_amd(const moe_cpu_t *c);
 
 /// The OpenBLAS core types that suit `cpu`, best first, each a name OPENBLAS_CORETYPE accepts. Writes at most
 /// `max` pointers to static strings into `out` and returns how many. Exposed for tests.
@@ -224,9 +226,9 @@ void moe_matvec_q8(const uint8_t *w, const int8_t *xq, const float *xd, const fl
 void moe_matvec_q4(const uint8_t *w, const int8_t *xq, const float *xd, const float *xs, const void *packed, float *y, long rows,
                    long cols);
 long moe_q4_packed_bytes(long n);
-/// Per pair of groups of 64: the codes as [first halves of both | second halves of both] (xd and xs are not
-/// needed; the kernel reads them as they are).
-void moe_pack_activation_q4(const int8_t *xq, const float *xd, const float *xs, long n, void *out);
+/// Per pair of groups of 64: the codes as [first halves of both | second halves of both] (the kernel reads the
+/// scales and sums as moe_quantize_activation wrote them).
+void moe_pack_activation_q4(const int8_t *xq, long n, void *out);
 /// The same products without vector instructions (the tests' reference).
 void moe_matvec_bf16_portable(const uint16_t *w, const float *x, float *y, long rows, long cols);
 void moe_matvec_f16_portable(const uint16_t *w, const float *x, float *y, long rows, long cols);
