@@ -170,24 +170,21 @@ public final class InferenceSession {
         let blocks = (w.rows + block - 1) / block
         Parallel.forEachDynamic(blocks) { b in
             let r0 = b * block, n = Swift.min(w.rows, r0 + block) - r0
-            var scratch: UnsafeMutablePointer<Float>? = nil, narrow: UnsafeMutablePointer<UInt16>? = nil
-            defer {
-                scratch?.deallocate()
-                narrow?.deallocate()
-            }
+            var narrow: UnsafeMutablePointer<UInt16>? = nil
+            defer { narrow?.deallocate() }
             let rows: UnsafePointer<UInt16>
             if w.format == .bf16 {
                 rows = (w.base + r0 * w.rowBytes).assumingMemoryBound(to: UInt16.self)
             } else {
-                let f = UnsafeMutablePointer<Float>.allocate(capacity: cols), h = UnsafeMutablePointer<UInt16>.allocate(capacity: n * cols)
-                (scratch, narrow) = (f, h)
-                w.narrowBF16(rows: r0..<(r0 + n), into: h, row: f)
+                let h = UnsafeMutablePointer<UInt16>.allocate(capacity: n * cols), row = UnsafeMutablePointer<Float>.allocate(capacity: cols)
+                defer { row.deallocate() }
+                narrow = h
+                w.narrowBF16(rows: r0..<(r0 + n), into: h, row: row)
                 rows = UnsafePointer(h)
             }
             if moe_bf16_gemm(t, n, cols, xb, cols, rows, cols, py + r0, w.rows) == 0 {
-                scratch?.deallocate()
                 let f = UnsafeMutablePointer<Float>.allocate(capacity: n * cols)
-                scratch = f
+                defer { f.deallocate() }
                 w.widen(rows: r0..<(r0 + n), into: f)
                 Float.gemm(transA: false, transB: true, m: t, n: n, k: cols, alpha: 1, a: px, lda: cols, b: f, ldb: cols, beta: 0, c: py + r0, ldc: w.rows)
             }
@@ -289,30 +286,24 @@ public final class InferenceSession {
             let first = l.window.map { Swift.max(0, s - $0) } ?? 0, n = s - first
             let grain = n * dh >= 2048 ? Swift.max(1, hq / Parallel.cores) : hq
             q.withUnsafePointer { pq in
-                if kvCache == .f16 {
-                    let pk = keys16[index].pointer.assumingMemoryBound(to: UInt16.self) + first * width
-                    let pv = values16[index].pointer.assumingMemoryBound(to: UInt16.self) + first * width
-                    let floats = moe_attention_decode_f16_scratch(n, dh)
-                    Parallel.forRange(hq, grain: grain) { r in
-                        let scratch = UnsafeMutablePointer<Float>.allocate(capacity: floats)
-                        defer { scratch.deallocate() }
-                        if let sinks = l.sinks {
-                            moe_attention_decode_f16(pq, pk, pv, po, n, hq, hkv, dh, scale, sinks, r.lowerBound, r.upperBound, scratch)
-                        } else {
-                            moe_attention_decode_f16(pq, pk, pv, po, n, hq, hkv, dh, scale, nil, r.lowerBound, r.upperBound, scratch)
-                        }
-                    }
-                    return
-                }
-                keys[index].withUnsafePointer { pk in
-                    values[index].withUnsafePointer { pv in
+                Self.withPointer(l.sinks) { ps in
+                    if kvCache == .f16 {
+                        let pk = keys16[index].pointer.assumingMemoryBound(to: UInt16.self) + first * width
+                        let pv = values16[index].pointer.assumingMemoryBound(to: UInt16.self) + first * width
+                        let floats = moe_attention_decode_f16_scratch(n, dh)
                         Parallel.forRange(hq, grain: grain) { r in
-                            let scratch = UnsafeMutablePointer<Float>.allocate(capacity: n)
+                            let scratch = UnsafeMutablePointer<Float>.allocate(capacity: floats)
                             defer { scratch.deallocate() }
-                            if let sinks = l.sinks {
-                                moe_attention_decode(pq, pk + first * width, pv + first * width, po, n, hq, hkv, dh, scale, sinks, r.lowerBound, r.upperBound, scratch)
-                            } else {
-                                moe_attention_decode(pq, pk + first * width, pv + first * width, po, n, hq, hkv, dh, scale, nil, r.lowerBound, r.upperBound, scratch)
+                            moe_attention_decode_f16(pq, pk, pv, po, n, hq, hkv, dh, scale, ps, r.lowerBound, r.upperBound, scratch)
+                        }
+                        return
+                    }
+                    keys[index].withUnsafePointer { pk in
+                        values[index].withUnsafePointer { pv in
+                            Parallel.forRange(hq, grain: grain) { r in
+                                let scratch = UnsafeMutablePointer<Float>.allocate(capacity: n)
+                                defer { scratch.deallocate() }
+                                moe_attention_decode(pq, pk + first * width, pv + first * width, po, n, hq, hkv, dh, scale, ps, r.lowerBound, r.upperBound, scratch)
                             }
                         }
                     }
@@ -330,6 +321,12 @@ public final class InferenceSession {
         var o = project(l.o, out.reshaped([t, hq * dh]))
         Self.addBias(&o, l.oBias)
         return o
+    }
+
+    /// `body` with the array's elements, or with nil (the C kernels' optional arrays).
+    static func withPointer<R>(_ a: [Float]?, _ body: (UnsafePointer<Float>?) -> R) -> R {
+        guard let a else { return body(nil) }
+        return a.withUnsafeBufferPointer { body($0.baseAddress) }
     }
 
     /// The first `rows` rows of an f16 cache as f32 [rows, width].
