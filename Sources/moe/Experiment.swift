@@ -1,0 +1,93 @@
+import ArgumentParser
+import Foundation
+import MoEAnalysis
+
+struct ExperimentCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "experiment",
+        abstract: "Run a seeded experiment of the MoE literature; print its table and verdict, write its plot and JSON.",
+        discussion: """
+            Experiments: balancing (the load-balancing methods on the default model), experts (expert count at fixed \
+            active compute, Clark et al. 2022), granularity (fine-grained experts at fixed parameters, Krajewski et \
+            al. 2024). Each trains every arm with every seed for the same steps, prints a table (mean and standard \
+            deviation over seeds), then the criterion it tests and "reproduced: yes/no". An effect counts only beyond \
+            2 standard deviations of the per-seed differences. Writes OUT/NAME.svg and OUT/NAME.json.
+            """)
+
+    static let names = ["balancing", "experts", "granularity"]
+
+    @Argument(help: "The experiment: balancing, experts or granularity.") var name: String
+    @Option(help: "Number of seeds (1, 2, ... counted from --seed).") var seeds = 3
+    @Option(help: "First seed.") var seed: UInt64 = 1
+    @Option(help: "Training steps per run.") var steps = 300
+    @Option(help: "Directory for NAME.svg and NAME.json.") var out = "runs/experiments"
+    @Flag(help: "Print one JSON object (experiment, table, reproduced, ...) instead of the table.") var json = false
+
+    func validate() throws {
+        guard Self.names.contains(name) else {
+            throw UsageError("unknown experiment \(name): use one of \(Self.names.joined(separator: ", "))")
+        }
+        guard seeds >= 1 && seeds <= 20 else { throw UsageError("invalid --seeds \(seeds): use between 1 and 20 seeds") }
+        guard steps >= 10 && steps <= 100_000 else { throw UsageError("invalid --steps \(steps): use between 10 and 100000 steps") }
+    }
+
+    func run() throws {
+        var o = ExperimentOptions()
+        o.seeds = (0..<seeds).map { seed &+ UInt64($0) }
+        o.steps = steps
+        try prepareOut()
+        let interactive = isatty(2) != 0
+        let progress: (String) -> Void = { line in
+            FileHandle.standardError.write(Data((interactive ? "\r\u{1B}[K" + line : line + "\n").utf8))
+        }
+        let report: ExperimentReport
+        let arms: [String]
+        var metrics: [(String, (ArmRun) -> Double)] = [("validation loss (nats/byte)", { $0.validationLoss })]
+        do {
+            switch name {
+            case "balancing":
+                report = try BalancingExperiment.run(o, progress: progress)
+                arms = BalancingExperiment.arms().map(\.name)
+                metrics.append(("worst layer max/mean load", { $0.worstMaxOverMean }))
+            case "experts":
+                report = try ExpertCountExperiment.run(o, progress: progress)
+                arms = ExpertCountExperiment.arms().map(\.name)
+            default:
+                report = try GranularityExperiment.run(o, progress: progress)
+                arms = try GranularityExperiment.arms().map(\.name)
+                metrics.append(("routing share of an MoE layer's forward", { ($0.extra["routing_ms"] ?? .nan) / ($0.extra["layer_ms"] ?? .nan) }))
+            }
+        } catch let e as ConfigError { throw UsageError("\(e)") }
+        if interactive { FileHandle.standardError.write(Data("\n".utf8)) }
+        let svg = ExperimentPlot.render(report, arms: arms, metrics: metrics)
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.sortedKeys, .prettyPrinted]
+        let data = try enc.encode(report)
+        do {
+            try svg.write(to: out + "/\(name).svg")
+            try AtomicFile.write(data + Data("\n".utf8), to: out + "/\(name).json")
+        } catch { throw UsageError("cannot write to \(out): \(error)") }
+        if json {
+            print(String(decoding: data, as: UTF8.self))
+            return
+        }
+        print("moe experiment \(name): \(seeds) seed\(seeds == 1 ? "" : "s") (\(o.seeds.map(String.init).joined(separator: ", "))), \(steps) steps per run, \(Int(report.seconds)) s")
+        print(report.table())
+        print("\nfinding: \(report.finding)")
+        print("criterion: \(report.criterion)")
+        print("reproduced: \(report.reproduced ? "yes" : "no")")
+        print("wrote \(out)/\(name).svg and \(out)/\(name).json")
+    }
+
+    func prepareOut() throws {
+        var isDir: ObjCBool = false
+        if FileManager.default.fileExists(atPath: out, isDirectory: &isDir) {
+            guard isDir.boolValue else { throw UsageError("--out \(out) is a file; give a directory") }
+        } else {
+            do { try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true) } catch {
+                throw UsageError("cannot create --out \(out): \(error.localizedDescription)")
+            }
+        }
+        guard FileManager.default.isWritableFile(atPath: out) else { throw UsageError("--out \(out) is not writable; choose another directory") }
+    }
+}
