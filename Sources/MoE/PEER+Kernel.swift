@@ -17,6 +17,8 @@ public enum PEERKernel {
     /// against its n sub-keys, keep the top K of each half, and take the top K of the K² sums. The top K of
     /// all n² sums is always among those K² (a pair outside them has a half outside its half's top K, so K
     /// better pairs exist), so this is exact. Ties go to the lower index. No gradient flows through the choice.
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
     public static func retrieve<T>(_ q: Tensor<T>, keys: Tensor<T>, heads h: Int, subKeys n: Int, k: Int) -> PEERPicks {
         let tokens = q.shape[0], d = keys.shape[1], w = q.shape[1]
         Shape.require(w == h * 2 * d && keys.shape[0] == h * 2 * n, "peer.retrieve",
@@ -73,6 +75,8 @@ public enum PEERKernel {
     }
 
     /// The K largest of `count` values at `p`, best first (ties: lower index first).
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
     @inline(__always)
     static func topK<T: TensorScalar>(_ p: UnsafePointer<T>, _ count: Int, _ k: Int, _ values: inout [T], _ index: inout [Int]) {
         var filled = 0
@@ -80,6 +84,8 @@ public enum PEERKernel {
     }
 
     /// Inserts (v, i) into the sorted best-first list of at most `k`, if it belongs there.
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
     @inline(__always)
     static func insert<T: TensorScalar>(_ v: T, _ i: Int, _ values: inout [T], _ index: inout [Int], _ filled: inout Int, _ k: Int) {
         func better(_ v: T, _ i: Int, than pos: Int) -> Bool { v > values[pos] || (v == values[pos] && i < index[pos]) }
@@ -118,6 +124,8 @@ public enum PEERKernel {
 
     /// The retrieved experts' scores [N·H, K]: s = q_{h,1}·key_{h,1,i} + q_{h,2}·key_{h,2,j}, differentiable in
     /// the queries and the keys.
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
     public static func scores<T>(_ q: Variable<T>, _ keys: Variable<T>, picks: PEERPicks, heads h: Int, subKeys n: Int, k: Int) -> Variable<T> {
         let tokens = q.shape[0], d = keys.shape[1], w = q.shape[1]
         var out = Tensor<T>(uninitializedShape: [tokens * h, k])
@@ -179,6 +187,8 @@ public enum PEERKernel {
 
     // MARK: Experts
 
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
     @inline(__always)
     static func act<T: TensorScalar>(_ f: ExpertActivation, _ z: T) -> T {
         switch f {
@@ -189,6 +199,8 @@ public enum PEERKernel {
         }
     }
 
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
     @inline(__always)
     static func actGrad<T: TensorScalar>(_ f: ExpertActivation, _ z: T) -> T {
         switch f {
@@ -212,6 +224,8 @@ public enum PEERKernel {
     /// gates [N, H·K], `experts` [N·H·K]. Only the retrieved rows are read. Backward: dx and dg per token in
     /// parallel; du and dv scatter-add the retrieved rows, each core owning a slice of the D columns so no
     /// two cores write the same element.
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
     public static func experts<T>(_ x: Variable<T>, _ down: Variable<T>, _ up: Variable<T>, gates: Variable<T>, experts idx: [Int], activation f: ExpertActivation) -> Variable<T> {
         let tokens = x.shape[0], dim = x.shape[1], per = gates.shape[1]
         Shape.require(idx.count == tokens * per && down.shape == up.shape && down.shape[1] == dim, "peer.experts",

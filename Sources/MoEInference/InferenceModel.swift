@@ -143,6 +143,7 @@ public final class InferenceModel: @unchecked Sendable {
         if c.normKind != .rms { missing.append("LayerNorm") }
         if c.postNorms { missing.append("post-norms") }
         if c.mla != nil { missing.append("latent attention") }
+        if c.peer != nil { missing.append("PEER layers") }
         if c.clipQKV != nil { missing.append("clip_qkv") }
         if c.interleavedRope { missing.append("interleaved RoPE") }
         if c.qkNormAfterRope { missing.append("q/k norm after RoPE") }

@@ -83,6 +83,7 @@ extension HuggingFace {
             (c.qkNorm != nil, "q/k norms"), (c.attentionScale != nil, "a custom attention scale"),
             (c.mla != nil && moe.router != .grouped, "latent attention without the DeepSeek-V3 router"),
             (!c.slidingLayers.isEmpty || !c.nopeLayers.isEmpty, "sliding-window or NoPE layers"),
+            (c.peer != nil, "PEER layers (no Hugging Face family has them)"),
             (c.normKind != .rms, "LayerNorm"), (c.embeddingMultiplier != 1 || c.residualMultiplier != 1 || c.logitsScaling != 1, "multipliers"),
             (c.clipQKV != nil, "clipped q/k/v"), (c.rotaryDim != nil, "partial rotary"), (c.postNorms, "post-norms"),
             (c.interleavedRope, "interleaved RoPE"), (moe.expertActivation != .swiglu, "\(moe.expertActivation.rawValue) experts (only SwiGLU)"),

@@ -5,6 +5,8 @@ public final class DecoderLayer<T: TensorScalar>: Module {
     public let postNorm: any Normalizer<T>
     public let moe: MoELayer<T>?
     public let dense: SwiGLU<T>?
+    /// A PEER layer in place of the FFN (the layers in `TransformerConfig.peerLayers`).
+    public let peer: PEERLayer<T>?
 
     init(_ c: TransformerConfig, index: Int, moeConfig: MoEConfig?, rng: inout RandomGenerator) throws(ConfigError) {
         let p = "layers.\(index)"
@@ -26,17 +28,21 @@ public final class DecoderLayer<T: TensorScalar>: Module {
                 ropeScaling: c.ropeScaling, sinks: c.attentionSinks, path: joinPath(p, "self_attn"), rng: &rng)
         }
         postNorm = c.normKind.make(c.hiddenSize, eps: T(c.rmsNormEps), path: joinPath(p, c.postNorms ? "post_feedforward_layernorm" : "post_attention_layernorm"))
-        if let moeConfig {
+        if let peerConfig = c.peer, c.peerLayers.contains(index) {
+            (moe, dense) = (nil, nil)
+            peer = try PEERLayer(config: peerConfig, path: joinPath(p, "mlp"), rng: &rng)
+        } else if let moeConfig {
             moe = try MoELayer(config: moeConfig, path: joinPath(p, "mlp"), causal: true, rng: &rng)
-            dense = nil
+            (dense, peer) = (nil, nil)
         } else {
-            moe = nil
+            (moe, peer) = (nil, nil)
             dense = SwiGLU(c.hiddenSize, hidden: c.intermediateSize, path: joinPath(p, "mlp"), rng: &rng)
         }
     }
 
     public var parameters: [Parameter<T>] {
         inputNorm.parameters + attention.parameters + postNorm.parameters + (moe?.parameters ?? []) + (dense?.parameters ?? [])
+            + (peer?.parameters ?? [])
     }
 }
 
@@ -51,6 +57,8 @@ public struct ModelOutput<T: TensorScalar> {
     /// With `collectHiddenStates`: the embedding output, each decoder layer's output and the final-norm
     /// output, each [B, T, D] (Hugging Face's `output_hidden_states`, last entry normed).
     public var hiddenStates: [Tensor<T>] = []
+    /// Per PEER layer, the experts each token's heads retrieved ([N, H, K] flattened).
+    public var peerExperts: [[Int]] = []
 }
 
 /// A decoder-only MoE transformer assembled from the shared parts: token embedding, RMSNorm, RoPE,
@@ -84,9 +92,11 @@ public final class MoETransformer<T: TensorScalar>: Module {
         initialize(std: config.initStd, rng: &rng)
     }
 
-    /// GPT-2 / Llama initialization: every matrix normal(0, std), norms at 1, the selection bias at 0.
+    /// GPT-2 / Llama initialization: every matrix normal(0, std), norms at 1, the selection bias at 0. PEER's
+    /// tables keep their own fan-in scaled initialization (their sums run over D and H·K terms).
     func initialize(std: Double, rng: inout RandomGenerator) {
-        for p in parameters where p.shape.count >= 2 {
+        let peerOwn = Set(layers.compactMap(\.peer).flatMap { [$0.keys.path, $0.down.path, $0.up.path] })
+        for p in parameters where p.shape.count >= 2 && !peerOwn.contains(p.path) {
             p.value = Tensor.normal(p.shape, std: T(std), rng: &rng)
         }
     }
@@ -96,7 +106,7 @@ public final class MoETransformer<T: TensorScalar>: Module {
     }
 
     /// State saved with the weights but not trained by gradients (selection biases).
-    public var buffers: [Parameter<T>] { layers.flatMap { $0.moe?.buffers ?? [] } }
+    public var buffers: [Parameter<T>] { layers.flatMap { ($0.moe?.buffers ?? []) + ($0.peer?.buffers ?? []) } }
 
     public var moeLayers: [MoELayer<T>] { layers.compactMap(\.moe) }
 
@@ -119,6 +129,7 @@ public final class MoETransformer<T: TensorScalar>: Module {
         func scaled(_ v: Variable<T>) -> Variable<T> { residualScale == 1 ? v : v * residualScale }
         var hidden: [Tensor<T>] = collectHiddenStates ? [h.value] : []
         var outs: [MoEOutput<T>] = []
+        var peerExperts: [[Int]] = []
         var opts = options
         opts.tokenIDs = ids
         opts.sequenceLength = t
@@ -132,6 +143,10 @@ public final class MoETransformer<T: TensorScalar>: Module {
             if let moe = layer.moe {
                 let out = moe(x, ctx, options: opts)
                 outs.append(out)
+                f = out.output
+            } else if let peer = layer.peer {
+                let out = peer(x, ctx, training: options.training)
+                peerExperts.append(out.experts)
                 f = out.output
             } else {
                 f = layer.dense!(x, ctx)
@@ -150,6 +165,7 @@ public final class MoETransformer<T: TensorScalar>: Module {
         if config.logitsScaling != 1 { logits = logits * T(1 / config.logitsScaling) }
         var out = ModelOutput(logits: logits, moe: outs, auxLoss: foldAux(outs))
         out.hiddenStates = hidden
+        out.peerExperts = peerExperts
         return out
     }
 

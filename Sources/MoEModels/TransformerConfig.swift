@@ -60,6 +60,9 @@ public struct TransformerConfig: Codable, Sendable, Equatable {
     /// Layers whose attention has no rotary position encoding (0-based).
     public var nopeLayers: [Int] = []
     public var moe: MoEConfig?
+    /// PEER layers (He 2024) in place of the FFN of the layers in `peerLayers` (0-based), whatever the others are.
+    public var peer: PEERConfig? = nil
+    public var peerLayers: [Int] = []
     public var moeEvery = 1
     public var firstDenseLayers = 0
 
@@ -75,7 +78,7 @@ public struct TransformerConfig: Codable, Sendable, Equatable {
         case postNorms = "post_norms", interleavedRope = "rope_interleave", qkNormAfterRope = "qk_norm_after_rope"
         case moeEvery = "moe_layer_freq", firstDenseLayers = "first_k_dense_replace"
         case slidingWindow = "sliding_window", slidingLayers = "sliding_layers", nopeLayers = "nope_layers"
-        case ropeScaling = "rope_scaling", attentionSinks = "attention_sinks"
+        case ropeScaling = "rope_scaling", attentionSinks = "attention_sinks", peer, peerLayers = "peer_layers"
     }
 
     public init(vocabSize: Int, hiddenSize: Int, numLayers: Int, numHeads: Int, numKVHeads: Int, headDim: Int, intermediateSize: Int, moe: MoEConfig?) {
@@ -127,6 +130,8 @@ public struct TransformerConfig: Codable, Sendable, Equatable {
         nopeLayers = try c.decodeIfPresent([Int].self, forKey: .nopeLayers) ?? []
         ropeScaling = try c.decodeIfPresent(RopeScaling.self, forKey: .ropeScaling)
         attentionSinks = try c.decodeIfPresent(Bool.self, forKey: .attentionSinks) ?? false
+        peer = try c.decodeIfPresent(PEERConfig.self, forKey: .peer)
+        peerLayers = try c.decodeIfPresent([Int].self, forKey: .peerLayers) ?? []
     }
 
     /// Architectures a TransformerConfig can describe (swift-moe's own and the Hugging Face families it loads).
@@ -136,7 +141,8 @@ public struct TransformerConfig: Codable, Sendable, Equatable {
     ]
 
     public var placement: MoEPlacement { MoEPlacement(every: moeEvery, firstDense: firstDenseLayers) }
-    public func isMoE(layer i: Int) -> Bool { moe != nil && placement.isMoE(layer: i) }
+    public func isMoE(layer i: Int) -> Bool { moe != nil && placement.isMoE(layer: i) && !isPEER(layer: i) }
+    public func isPEER(layer i: Int) -> Bool { peer != nil && peerLayers.contains(i) }
 
     public func validate() throws(ConfigError) {
         try ConfigError.check(Self.modelTypes.contains(modelType), "model_type", modelType, "supported: \(Self.modelTypes.joined(separator: ", "))")
@@ -169,6 +175,16 @@ public struct TransformerConfig: Codable, Sendable, Equatable {
             try ConfigError.check(mla.ropeDim >= 2 && mla.ropeDim % 2 == 0, "qk_rope_head_dim", mla.ropeDim, "use an even rotary dimension")
             try ConfigError.check(mla.nopeDim >= 0 && mla.valueDim >= 1, "v_head_dim", mla.valueDim, "use positive head dims")
         }
+        if let peer {
+            try peer.validate()
+            try ConfigError.check(peer.hiddenSize == hiddenSize, "peer.hidden_size", peer.hiddenSize, "must equal hidden_size (\(hiddenSize))")
+            try ConfigError.check(!peerLayers.isEmpty, "peer_layers", "[]", "list the 0-based layers that hold PEER, or drop peer")
+        }
+        for l in peerLayers {
+            try ConfigError.check(peer != nil, "peer_layers", l, "PEER layers need a peer config")
+            try ConfigError.check(l >= 0 && l < numLayers, "peer_layers", l, "use layers between 0 and \(numLayers - 1)")
+        }
+        try ConfigError.check(Set(peerLayers).count == peerLayers.count, "peer_layers", "\(peerLayers)", "list each layer once")
         if let moe {
             try moe.validate()
             try ConfigError.check(moe.hiddenSize == hiddenSize, "moe.hidden_size", moe.hiddenSize, "must equal hidden_size (\(hiddenSize))")
@@ -176,12 +192,17 @@ public struct TransformerConfig: Codable, Sendable, Equatable {
     }
 
     /// Parameters a token touches: everything but the experts it is not routed to.
+    /// PEER counts H·K experts as active (the heads may retrieve the same one).
     public func activeParameterCount(total: Int) -> Int {
-        guard let moe else { return total }
+        var active = total
+        if let peer {
+            active -= peerLayers.count * max(0, peer.numExperts - peer.heads * peer.expertsPerHead) * 2 * hiddenSize
+        }
+        guard let moe else { return active }
         let moeLayers = (0..<numLayers).filter { isMoE(layer: $0) }.count
         let perExpert = 3 * hiddenSize * moe.expertHiddenSize + (moe.expertBias ? 2 * moe.expertHiddenSize + hiddenSize : 0)
         let idle = max(0, moe.numExperts - moe.effectiveK) * perExpert
-        return total - moeLayers * idle
+        return active - moeLayers * idle
     }
 }
 

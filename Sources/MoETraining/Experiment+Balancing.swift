@@ -34,11 +34,11 @@ public enum BalancingExperiment {
         let arms = arms()
         let runs = try ExperimentRunner.runArms(arms, options: o, progress: progress)
         let rows = arms.map { ExperimentRunner.standardRow($0.name, runs[$0.name]!) }
-        let none = runs["none"]!.map(\.worstMaxOverMean)
+        let none = runs["none"]!.compactMap(\.worstMaxOverMean)
         var verdicts: [String] = []
         var all = true
         for b in balancers {
-            let w = runs[b]!.map(\.worstMaxOverMean)
+            let w = runs[b]!.compactMap(\.worstMaxOverMean)
             let ok = SeedStatistics.below(w, none)
             all = all && ok
             verdicts.append("\(b) \(SeedStatistics.format(w, digits: 2)) \(ok ? "<" : "not <") none \(SeedStatistics.format(none, digits: 2))")

@@ -111,8 +111,9 @@ public struct ExperimentReport: Codable, Sendable {
 public struct ArmRun: Codable, Sendable, Equatable {
     public var seed: UInt64
     public var validationLoss: Double
-    /// Over the MoE layers, the largest max/mean of the validation routing load (every kept top-k choice).
-    public var worstMaxOverMean: Double
+    /// Over the MoE layers, the largest max/mean of the validation routing load (every kept top-k choice); nil
+    /// without MoE layers.
+    public var worstMaxOverMean: Double?
     /// Experts with no validation token, summed over the MoE layers.
     public var unusedExperts: Int
     public var tokensPerSecond: Double
@@ -173,14 +174,13 @@ public enum ExperimentRunner {
         let seconds = Date().timeIntervalSince(start)
         let loss = trainer.validationLoss()
         let load = validationLoad(net, data: data, config: c)
-        var worst = 1.0, unused = 0
+        var worst: Double? = load.isEmpty ? nil : 1, unused = 0
         for l in load where !l.isEmpty {
             let total = l.reduce(0, +)
             guard total > 0 else { continue }
-            worst = max(worst, Double(l.max()!) / (Double(total) / Double(l.count)))
+            worst = max(worst ?? 1, Double(l.max()!) / (Double(total) / Double(l.count)))
             unused += l.filter { $0 == 0 }.count
         }
-        if load.isEmpty { worst = .nan }
         let run = ArmRun(
             seed: seed, validationLoss: loss, worstMaxOverMean: worst, unusedExperts: unused,
             tokensPerSecond: Double(c.steps * c.batch * c.sequence) / seconds, seconds: seconds,
@@ -259,8 +259,9 @@ extension ExperimentRunner {
                     progress?("[\(arm.name), seed \(seed)] \(line)")
                 }
                 measure?(arm, model, &run)
-                progress?(String(format: "[%@, seed %llu] validation loss %.4f, worst max/mean %.2f, %d unused, %.0f tok/s",
-                                 arm.name, seed, run.validationLoss, run.worstMaxOverMean, run.unusedExperts, run.tokensPerSecond))
+                let balance = run.worstMaxOverMean.map { String(format: ", worst max/mean %.2f, %d unused", $0, run.unusedExperts) } ?? ""
+                progress?(String(format: "[%@, seed %llu] validation loss %.4f%@, %.0f tok/s",
+                                 arm.name, seed, run.validationLoss, balance, run.tokensPerSecond))
                 runs[arm.name, default: []].append(run)
             }
         }
@@ -272,9 +273,9 @@ extension ExperimentRunner {
     public static let standardColumns = ["arm", "val_loss", "val_loss_sd", "worst_max_over_mean", "worst_max_over_mean_sd", "unused_experts", "tokens_per_s"]
 
     public static func standardRow(_ name: String, _ r: [ArmRun]) -> [ExperimentCell] {
-        let loss = r.map(\.validationLoss), worst = r.map(\.worstMaxOverMean)
-        return [.text(name), .number(SeedStatistics.mean(loss)), .number(SeedStatistics.std(loss)),
-                .number(SeedStatistics.mean(worst)), .number(SeedStatistics.std(worst)),
+        let loss = r.map(\.validationLoss), worst = r.compactMap(\.worstMaxOverMean)
+        let balance: [ExperimentCell] = worst.isEmpty ? [.text(""), .text("")] : [.number(SeedStatistics.mean(worst)), .number(SeedStatistics.std(worst))]
+        return [.text(name), .number(SeedStatistics.mean(loss)), .number(SeedStatistics.std(loss))] + balance + [
                 .number(SeedStatistics.mean(r.map { Double($0.unusedExperts) })), .number(SeedStatistics.mean(r.map(\.tokensPerSecond)))]
     }
 }

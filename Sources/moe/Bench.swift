@@ -5,7 +5,7 @@ import MoEBenchmarks
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks, each reported against this machine's ceilings measured in the same run.",
-        subcommands: [BenchMachine.self, BenchCore.self, BenchLayer.self, BenchTrain.self, BenchModel.self])
+        subcommands: [BenchMachine.self, BenchCore.self, BenchLayer.self, BenchTrain.self, BenchModel.self, BenchPEER.self])
 
     /// This executable, asked for sgemm rates: the child process that measures the matching kernel's ceiling.
     static var childCommand: [String]? {

@@ -9,19 +9,43 @@ struct ExperimentCommand: ParsableCommand {
         discussion: """
             Experiments: balancing (the load-balancing methods on the default model), experts (expert count at fixed \
             active compute, Clark et al. 2022), granularity (fine-grained experts at fixed parameters, Krajewski et \
-            al. 2024). Each trains every arm with every seed for the same steps, prints a table (mean and standard \
+            al. 2024), peer (PEER at growing N against a dense FFN and a coarse MoE, He 2024). Each trains every arm with every seed for the same steps, prints a table (mean and standard \
             deviation over seeds), then the criterion it tests and "reproduced: yes/no". An effect counts only beyond \
             2 standard deviations of the per-seed differences. Writes OUT/NAME.svg and OUT/NAME.json.
             """)
 
-    static let names = ["balancing", "experts", "granularity"]
+    static let names = ["balancing", "experts", "granularity", "peer"]
 
-    @Argument(help: "The experiment: balancing, experts or granularity.") var name: String
+    @Argument(help: "The experiment: balancing, experts, granularity or peer.") var name: String
     @Option(help: "Number of seeds (1, 2, ... counted from --seed).") var seeds = 3
     @Option(help: "First seed.") var seed: UInt64 = 1
     @Option(help: "Training steps per run.") var steps = 300
     @Option(help: "Directory for NAME.svg and NAME.json.") var out = "runs/experiments"
+    @Option(help: "peer: PEER expert counts, comma-separated squares (default 1024,4096,16384).") var peerSizes: String?
+    @Option(help: "peer: PEER heads (default 4).") var peerHeads: Int?
+    @Option(name: .customLong("peer-k"), help: "peer: experts per head, at most √N (default 16).") var peerK: Int?
     @Flag(help: "Print one JSON object (experiment, table, reproduced, ...) instead of the table.") var json = false
+
+    /// The PEER options, checked against every size.
+    func peerOptions() throws -> PEERExperiment.Options {
+        var p = PEERExperiment.Options()
+        if let peerSizes {
+            let parts = peerSizes.split(separator: ",", omittingEmptySubsequences: false).map { Int($0.trimmingCharacters(in: .whitespaces)) }
+            guard !parts.isEmpty, parts.allSatisfy({ $0 != nil }) else { throw UsageError("invalid --peer-sizes \(peerSizes): give expert counts such as 1024,4096,16384") }
+            p.sizes = parts.map { $0! }
+        }
+        if let peerHeads { p.heads = peerHeads }
+        if let peerK { p.expertsPerHead = peerK }
+        for n in p.sizes {
+            do { try PEERExperiment.peer(n, p).validate() } catch {
+                throw UsageError("invalid PEER size \(n) (--peer-sizes, --peer-k, --peer-heads): \(error)")
+            }
+        }
+        guard Set(p.sizes).count == p.sizes.count, p.sizes == p.sizes.sorted() else {
+            throw UsageError("invalid --peer-sizes \(peerSizes ?? ""): list distinct sizes in increasing order")
+        }
+        return p
+    }
 
     func validate() throws {
         guard Self.names.contains(name) else {
@@ -29,6 +53,12 @@ struct ExperimentCommand: ParsableCommand {
         }
         guard seeds >= 1 && seeds <= 20 else { throw UsageError("invalid --seeds \(seeds): use between 1 and 20 seeds") }
         guard steps >= 10 && steps <= 100_000 else { throw UsageError("invalid --steps \(steps): use between 10 and 100000 steps") }
+        if name != "peer" {
+            let given = [("--peer-sizes", peerSizes != nil), ("--peer-heads", peerHeads != nil), ("--peer-k", peerK != nil)].filter(\.1).map(\.0)
+            if !given.isEmpty { throw UsageError("\(given.joined(separator: ", ")) \(given.count == 1 ? "applies" : "apply") only to the peer experiment; drop \(given.count == 1 ? "it" : "them") for \(name)") }
+        } else {
+            _ = try peerOptions()
+        }
     }
 
     func run() throws {
@@ -48,10 +78,15 @@ struct ExperimentCommand: ParsableCommand {
             case "balancing":
                 report = try BalancingExperiment.run(o, progress: progress)
                 arms = BalancingExperiment.arms().map(\.name)
-                metrics.append(("worst layer max/mean load", { $0.worstMaxOverMean }))
+                metrics.append(("worst layer max/mean load", { $0.worstMaxOverMean ?? .nan }))
             case "experts":
                 report = try ExpertCountExperiment.run(o, progress: progress)
                 arms = ExpertCountExperiment.arms().map(\.name)
+            case "peer":
+                let p = try peerOptions()
+                report = try PEERExperiment.run(o, peer: p, progress: progress)
+                arms = try PEERExperiment.arms(p).map(\.name)
+                metrics.append(("PEER experts retrieved on validation (share)", { $0.extra["expert_usage"] ?? .nan }))
             default:
                 report = try GranularityExperiment.run(o, progress: progress)
                 arms = try GranularityExperiment.arms().map(\.name)

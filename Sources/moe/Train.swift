@@ -26,6 +26,12 @@ struct Train: ParsableCommand {
     @Option(help: "Coefficient of the Switch load-balancing loss.") var auxLossCoef: Double?
     @Option(help: "Switch loss per MoE layer, averaged (per_layer, the default), or pooled over all layers as transformers computes it (pooled).")
     var auxLossScope: String?
+    @Option(help: "Layers (0-based, comma-separated) whose FFN is a PEER layer (He 2024) instead.") var peerLayers: String?
+    @Option(help: "PEER experts per layer, a square n² (e.g. 16384 = 128²).") var peerExperts = 16384
+    @Option(help: "PEER heads.") var peerHeads = 8
+    @Option(name: .customLong("peer-k"), help: "PEER experts per head, at most √(peer experts).") var peerK = 16
+    @Option(help: "PEER key width per half of a head's query.") var peerKeyDim = 32
+    @Flag(help: "Batch norm on the PEER queries.") var peerBatchNorm = false
     @Option(help: "Steps between progress lines and log entries.") var logEvery: Int?
     @Option(help: "Steps between validations.") var evalEvery: Int?
     @Option(help: "Steps between checkpoints.") var checkpointEvery: Int?
@@ -43,7 +49,8 @@ struct Train: ParsableCommand {
         }
         let c = trainer.state.train
         let m = trainer.model
-        let kind = m.config.moe == nil ? "dense" : "MoE (\(m.config.moe!.numExperts) experts, top-\(m.config.moe!.expertsPerToken), \(m.config.moe!.router.rawValue))"
+        var kind = m.config.moe == nil ? "dense" : "MoE (\(m.config.moe!.numExperts) experts, top-\(m.config.moe!.expertsPerToken), \(m.config.moe!.router.rawValue))"
+        if let p = m.config.peer { kind += ", PEER in layers \(m.config.peerLayers.map(String.init).joined(separator: ",")) (\(p.numExperts) experts, \(p.heads) heads of top-\(p.expertsPerHead))" }
         say("model: \(kind), \(m.config.numLayers) layers, D \(m.config.hiddenSize); \(m.parameterCount) parameters, \(m.activeParameterCount) active per token")
         say("data: \(trainer.data.source); \(trainer.data.train.count) training / \(trainer.data.validation.count) validation tokens")
         say("training: \(c.steps) steps of \(c.batch) x \(c.sequence) tokens\(trainer.state.step > 0 ? ", resuming at step \(trainer.state.step)" : "")")
@@ -86,6 +93,15 @@ struct Train: ParsableCommand {
             }
             guard config.moe != nil else { throw UsageError("--aux-loss-scope needs an MoE model; drop it with --dense") }
             config.moe?.auxLossScope = scope
+        }
+        if let peerLayers {
+            let layers = peerLayers.split(separator: ",", omittingEmptySubsequences: false).map { Int($0.trimmingCharacters(in: .whitespaces)) }
+            guard !layers.isEmpty, layers.allSatisfy({ $0 != nil }) else { throw UsageError("invalid --peer-layers \(peerLayers): give 0-based layer numbers such as 1,2") }
+            var p = PEERConfig(hiddenSize: config.hiddenSize, numExperts: peerExperts, heads: peerHeads, expertsPerHead: peerK, keyDim: peerKeyDim)
+            p.queryBatchNorm = peerBatchNorm
+            config.peer = p
+            config.peerLayers = layers.map { $0! }
+            do { try config.validate() } catch { throw UsageError("invalid PEER options: \(error)") }
         }
         if sharedExpertGate {
             guard (sharedHidden ?? 0) > 0 else { throw UsageError("--shared-expert-gate needs a shared expert: add --shared-hidden 64, say") }
@@ -133,6 +149,7 @@ struct Train: ParsableCommand {
         check("router", router, mc.moe?.router.rawValue ?? "")
         check("aux-loss-coef", auxLossCoef, mc.moe?.auxLossCoef ?? 0)
         check("aux-loss-scope", auxLossScope, mc.moe?.auxLossScope.rawValue ?? "")
+        check("peer-layers", peerLayers.map { $0.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) } }, mc.peerLayers)
         if dense && mc.moe != nil { conflicts.append("--dense (checkpoint: MoE)") }
         if sharedExpertGate && !(mc.moe?.sharedExpertGate ?? false) { conflicts.append("--shared-expert-gate (checkpoint: no gate)") }
         if !conflicts.isEmpty {

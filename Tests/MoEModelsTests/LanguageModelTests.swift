@@ -189,6 +189,59 @@ struct LanguageModelTests {
         #expect(first.stepLosses + resumed.stepLosses == straight.stepLosses)
     }
 
+    /// A PEER layer placed in a model like an MoE block: gradients through the whole model in Double,
+    /// training, and a bit-exact resume that carries its batch-norm running statistics.
+    static func peerConfig(dim: Int = 16) -> TransformerConfig {
+        var c = tinyConfig()
+        var p = PEERConfig(hiddenSize: dim, numExperts: 36, heads: 2, expertsPerHead: 3, keyDim: 4)
+        p.queryBatchNorm = true
+        c.peer = p
+        c.peerLayers = [1]
+        return c
+    }
+
+    @Test func peerLayerInAModel() throws {
+        var c = Self.peerConfig(dim: 8)
+        c.numLayers = 2
+        c.hiddenSize = 8
+        c.headDim = 4
+        c.moe!.hiddenSize = 8
+        c.moe!.expertHiddenSize = 4
+        c.vocabSize = 11
+        let model = try MoETransformer<Double>(c, seed: 2)
+        #expect(model.layers[1].peer != nil && model.layers[1].moe == nil && model.layers[0].moe != nil)
+        #expect(model.parameters.contains { $0.path == "layers.1.mlp.down_embed" })
+        #expect(model.parameterCount - model.activeParameterCount == (36 - 6) * 2 * 8 + 2 * 3 * 8 * 4)
+        let ids = [1, 5, 3, 9, 2, 7], targets = [5, 3, 9, 2, 7, 4]
+        let params = model.parameters
+        let report = GradientCheck.check(params.map(\.value)) { vars in
+            let ctx = ForwardContext(tape: nil, bindings: Dictionary(uniqueKeysWithValues: zip(params.map(\.path), vars)))
+            let out = model(ids: ids, batch: 2, ctx, options: RouteOptions(training: true))
+            return Variable.crossEntropy(out.logits, targets: targets) + out.auxLoss!
+        }
+        #expect(report.maxError < 1e-6, "\(report)")
+        var bad = c
+        bad.peerLayers = [2]
+        #expect(throws: ConfigError.self) { try MoETransformer<Double>(bad, seed: 1) }
+    }
+
+    @Test func peerModelTrainsAndResumesBitExact() throws {
+        let out = TestSupport.temporaryDirectory().path
+        let straight = Trainer(model: try MoETransformer<Float>(Self.peerConfig(), seed: 7), config: tinyTrainConfig(steps: 10), data: smallData, outDir: nil)
+        for _ in 0..<10 { straight.step() }
+        #expect(straight.stepLosses.last! < straight.stepLosses.first!)
+        var c = tinyTrainConfig(steps: 10)
+        c.checkpointEvery = 5
+        let first = Trainer(model: try MoETransformer<Float>(Self.peerConfig(), seed: 7), config: c, data: smallData, outDir: out)
+        for _ in 0..<5 { first.step() }
+        try first.saveCheckpoint(out)
+        let (model, opt, state) = try TrainCheckpoint.load(out + "/checkpoints/" + TrainCheckpoint.name(step: 5))
+        #expect(model.config.peer == Self.peerConfig().peer && model.buffers.count == 2)
+        let resumed = Trainer(model: model, optimizer: opt, state: state, data: smallData, outDir: nil)
+        for _ in 0..<5 { resumed.step() }
+        #expect(first.stepLosses + resumed.stepLosses == straight.stepLosses)
+    }
+
     @Test func corruptCheckpointsAreRejectedWithTheFileNamed() throws {
         let dir = TestSupport.temporaryDirectory().path
         let trainer = Trainer(model: try MoETransformer<Float>(tinyConfig(), seed: 8), config: tinyTrainConfig(steps: 1), data: smallData, outDir: nil)
