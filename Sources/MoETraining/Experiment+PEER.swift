@@ -57,15 +57,7 @@ public enum PEERExperiment {
     public static func usage(_ model: MoETransformer<Float>, data: TextDataset, config c: TrainConfig) -> Double {
         guard let p = model.config.peer else { return .nan }
         var seen = [Bool](repeating: false, count: p.numExperts)
-        let n = data.validation.count - c.sequence - 1
-        guard n > 0 else { return .nan }
-        let windows = c.evalBatches * c.batch
-        for b in 0..<c.evalBatches {
-            var x: [Int] = []
-            for i in 0..<c.batch {
-                let start = (b * c.batch + i) * n / windows
-                x += data.validation[start..<(start + c.sequence)]
-            }
+        for x in ExperimentRunner.validationBatches(data, config: c) {
             for e in model(ids: x, batch: c.batch, .inference).peerExperts.first ?? [] { seen[e] = true }
         }
         return Double(seen.filter { $0 }.count) / Double(p.numExperts)

@@ -188,18 +188,25 @@ public enum ExperimentRunner {
         return (run, net)
     }
 
+    /// The inputs of the fixed validation windows, one [batch × sequence] array per evaluation batch (the
+    /// windows `Evaluation.validationLoss` scores).
+    public static func validationBatches(_ data: TextDataset, config c: TrainConfig) -> [[Int]] {
+        let n = data.validation.count - c.sequence - 1
+        guard n > 0 else { return [] }
+        let windows = c.evalBatches * c.batch
+        return (0..<c.evalBatches).map { b in
+            (0..<c.batch).flatMap { i in
+                let start = (b * c.batch + i) * n / windows
+                return data.validation[start..<(start + c.sequence)]
+            }
+        }
+    }
+
     /// Kept assignments per expert, per MoE layer, over the fixed validation windows.
     public static func validationLoad(_ model: MoETransformer<Float>, data: TextDataset, config c: TrainConfig) -> [[Int]] {
         var load = model.moeLayers.map { [Int](repeating: 0, count: $0.config.numExperts) }
-        let n = data.validation.count - c.sequence - 1
-        guard n > 0, !load.isEmpty else { return load }
-        let windows = c.evalBatches * c.batch
-        for b in 0..<c.evalBatches {
-            var x: [Int] = []
-            for i in 0..<c.batch {
-                let start = (b * c.batch + i) * n / windows
-                x += data.validation[start..<(start + c.sequence)]
-            }
+        guard !load.isEmpty else { return load }
+        for x in validationBatches(data, config: c) {
             let out = model(ids: x, batch: c.batch, .inference)
             for (i, m) in out.moe.enumerated() {
                 for (e, k) in m.statistics.tokensPerExpert.enumerated() { load[i][e] += k }

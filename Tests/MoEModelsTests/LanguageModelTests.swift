@@ -34,14 +34,20 @@ struct LanguageModelTests {
         #expect(moe.parameters.map(\.path).contains("lm_head.weight"))
     }
 
-    @Test func modelGradientsMatchFiniteDifferencesInDouble() throws {
-        var c = tinyConfig()
-        c.numLayers = 1
+    /// `c` at D 8 (head dim 4, experts of width 4) over a vocabulary of 11, small enough for finite differences.
+    static func gradientCheckSized(_ c: TransformerConfig, layers: Int) -> TransformerConfig {
+        var c = c
+        c.numLayers = layers
         c.hiddenSize = 8
         c.headDim = 4
         c.moe!.hiddenSize = 8
         c.moe!.expertHiddenSize = 4
         c.vocabSize = 11
+        return c
+    }
+
+    @Test func modelGradientsMatchFiniteDifferencesInDouble() throws {
+        let c = Self.gradientCheckSized(tinyConfig(), layers: 1)
         let model = try MoETransformer<Double>(c, seed: 2)
         let ids = [1, 5, 3, 9, 2, 7], targets = [5, 3, 9, 2, 7, 4]
         let params = model.parameters
@@ -201,13 +207,7 @@ struct LanguageModelTests {
     }
 
     @Test func peerLayerInAModel() throws {
-        var c = Self.peerConfig(dim: 8)
-        c.numLayers = 2
-        c.hiddenSize = 8
-        c.headDim = 4
-        c.moe!.hiddenSize = 8
-        c.moe!.expertHiddenSize = 4
-        c.vocabSize = 11
+        let c = Self.gradientCheckSized(Self.peerConfig(dim: 8), layers: 2)
         let model = try MoETransformer<Double>(c, seed: 2)
         #expect(model.layers[1].peer != nil && model.layers[1].moe == nil && model.layers[0].moe != nil)
         #expect(model.parameters.contains { $0.path == "layers.1.mlp.down_embed" })
