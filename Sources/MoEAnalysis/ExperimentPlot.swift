@@ -8,12 +8,16 @@ public enum ExperimentPlot {
     public static func render(_ report: ExperimentReport, arms: [String], metrics: [(String, (ArmRun) -> Double)]) -> SVGDocument {
         let shown = metrics.filter { m in arms.contains { a in (report.runs[a] ?? []).contains { m.1($0).isFinite } } }
         let panelW = max(360.0, 70.0 * Double(arms.count) + 90), panelH = 300.0, top = 70.0, m = 70.0
-        let w = max(1, Double(shown.count)) * panelW + 20, h = top + panelH + 90
+        let x00 = max(0, (720 - Double(max(1, shown.count)) * panelW - 20) / 2)  // centres a lone narrow panel
+        let w = max(720, max(1, Double(shown.count)) * panelW + 20)
+        // The finding, wrapped to the width at about 6 px a character.
+        let finding = wrap(report.finding, columns: Int((w - 40) / 6))
+        let h = top + panelH + 70 + 15 * Double(finding.count)
         var svg = SVGDocument(width: w, height: h)
         svg.text("moe experiment \(report.experiment): \(report.reproduced ? "reproduced" : "not reproduced") (\(report.seeds.count) seed\(report.seeds.count == 1 ? "" : "s"), \(report.steps) steps)",
                  x: w / 2, y: 26, size: 15, anchor: "middle", weight: "bold")
         for (p, metric) in shown.enumerated() {
-            let x0 = Double(p) * panelW + m, pw = panelW - m - 20
+            let x0 = x00 + Double(p) * panelW + m, pw = panelW - m - 20
             let values = arms.flatMap { (report.runs[$0] ?? []).map(metric.1) }.filter(\.isFinite)
             var lo = values.min() ?? 0, hi = values.max() ?? 1
             let pad = max((hi - lo) * 0.1, abs(hi) * 0.01, 1e-6)
@@ -40,9 +44,25 @@ public enum ExperimentPlot {
                 }
             }
         }
-        svg.text("dots: one per seed; bar: mean over seeds", x: w / 2, y: h - 40, size: 11, anchor: "middle")
-        let finding = report.finding.count > 160 ? String(report.finding.prefix(157)) + "..." : report.finding
-        svg.text(finding, x: w / 2, y: h - 20, size: 10, anchor: "middle")
+        let below = top + panelH + 48
+        svg.text("dots: one per seed; bar: mean over seeds", x: w / 2, y: below, size: 11, anchor: "middle")
+        for (i, line) in finding.enumerated() {
+            svg.text(line, x: w / 2, y: below + 20 + 15 * Double(i), size: 10, anchor: "middle")
+        }
         return svg
+    }
+
+    /// Words of `text` in lines of at most `columns` characters.
+    static func wrap(_ text: String, columns: Int) -> [String] {
+        var lines: [String] = [], line = ""
+        for word in text.split(separator: " ") {
+            if !line.isEmpty && line.count + 1 + word.count > columns {
+                lines.append(line)
+                line = ""
+            }
+            line += (line.isEmpty ? "" : " ") + word
+        }
+        if !line.isEmpty { lines.append(line) }
+        return lines
     }
 }
