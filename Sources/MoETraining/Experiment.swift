@@ -161,18 +161,30 @@ public enum ExperimentRunner {
     ) throws -> (run: ArmRun, model: MoETransformer<Float>) {
         let c = trainConfig(o, seed: seed)
         let net = try MoETransformer<Float>(model, seed: seed)
-        let trainer = Trainer(model: net, config: c, data: data, outDir: nil)
+        let seconds = train(Trainer(model: net, config: c, data: data, outDir: nil), until: c.steps, progress: progress)
+        let run = measure(net, data: data, config: c, seed: seed, steps: c.steps, seconds: seconds)
+        return (run, net)
+    }
+
+    /// Steps `trainer` up to step `until`, reporting "step s/until" at most every 5 s; returns the seconds taken.
+    public static func train(_ trainer: Trainer, until: Int, progress: ((String) -> Void)? = nil) -> Double {
         let start = Date()
         var lastReport = Date.distantPast
-        while trainer.state.step < c.steps {
+        while trainer.state.step < until {
             trainer.step()
-            if let progress, Date().timeIntervalSince(lastReport) > 5 || trainer.state.step == c.steps {
+            if let progress, Date().timeIntervalSince(lastReport) > 5 || trainer.state.step == until {
                 lastReport = Date()
-                progress("step \(trainer.state.step)/\(c.steps)")
+                progress("step \(trainer.state.step)/\(until)")
             }
         }
-        let seconds = Date().timeIntervalSince(start)
-        let loss = trainer.validationLoss()
+        return Date().timeIntervalSince(start)
+    }
+
+    /// A trained model's validation loss and load; `steps` of `config`'s batches took `seconds`.
+    public static func measure(
+        _ net: MoETransformer<Float>, data: TextDataset, config c: TrainConfig, seed: UInt64, steps: Int, seconds: Double
+    ) -> ArmRun {
+        let loss = Evaluation.validationLoss(net, data: data, config: c)
         let load = validationLoad(net, data: data, config: c)
         var worst: Double? = load.isEmpty ? nil : 1, unused = 0
         for l in load where !l.isEmpty {
@@ -181,11 +193,10 @@ public enum ExperimentRunner {
             worst = max(worst ?? 1, Double(l.max()!) / (Double(total) / Double(l.count)))
             unused += l.filter { $0 == 0 }.count
         }
-        let run = ArmRun(
+        return ArmRun(
             seed: seed, validationLoss: loss, worstMaxOverMean: worst, unusedExperts: unused,
-            tokensPerSecond: Double(c.steps * c.batch * c.sequence) / seconds, seconds: seconds,
+            tokensPerSecond: Double(steps * c.batch * c.sequence) / seconds, seconds: seconds,
             parameters: net.parameterCount, activeParameters: net.activeParameterCount)
-        return (run, net)
     }
 
     /// The inputs of the fixed validation windows, one [batch × sequence] array per evaluation batch (the

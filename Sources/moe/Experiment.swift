@@ -9,14 +9,15 @@ struct ExperimentCommand: ParsableCommand {
         discussion: """
             Experiments: balancing (the load-balancing methods on the default model), experts (expert count at fixed \
             active compute, Clark et al. 2022), granularity (fine-grained experts at fixed parameters, Krajewski et \
-            al. 2024), peer (PEER at growing N against a dense FFN and a coarse MoE, He 2024). Each trains every arm with every seed for the same steps, prints a table (mean and standard \
+            al. 2024), peer (PEER at growing N against a dense FFN and a coarse MoE, He 2024), upcycling (a dense model \
+            continued as dense or upcycled to an MoE, Komatsuzaki et al. 2022; --steps is S = T). Each trains every arm with every seed for the same steps, prints a table (mean and standard \
             deviation over seeds), then the criterion it tests and "reproduced: yes/no". An effect counts only beyond \
             2 standard deviations of the per-seed differences. Writes OUT/NAME.svg and OUT/NAME.json.
             """)
 
-    static let names = ["balancing", "experts", "granularity", "peer"]
+    static let names = ["balancing", "experts", "granularity", "peer", "upcycling"]
 
-    @Argument(help: "The experiment: balancing, experts, granularity or peer.") var name: String
+    @Argument(help: "The experiment: balancing, experts, granularity, peer or upcycling.") var name: String
     @Option(help: "Number of seeds (1, 2, ... counted from --seed).") var seeds = 3
     @Option(help: "First seed.") var seed: UInt64 = 1
     @Option(help: "Training steps per run.") var steps = 300
@@ -87,6 +88,10 @@ struct ExperimentCommand: ParsableCommand {
                 report = try PEERExperiment.run(o, peer: p, progress: progress)
                 arms = try PEERExperiment.arms(p).map(\.name)
                 metrics.append(("PEER experts retrieved on validation (share)", { $0.extra["expert_usage"] ?? .nan }))
+            case "upcycling":
+                report = try UpcyclingExperiment.run(o, progress: progress)
+                arms = UpcyclingExperiment.arms
+                metrics.append(("worst layer max/mean load", { $0.worstMaxOverMean ?? .nan }))
             default:
                 report = try GranularityExperiment.run(o, progress: progress)
                 arms = try GranularityExperiment.arms().map(\.name)
@@ -106,7 +111,7 @@ struct ExperimentCommand: ParsableCommand {
             print(String(decoding: data, as: UTF8.self))
             return
         }
-        print("moe experiment \(name): \(seeds) seed\(seeds == 1 ? "" : "s") (\(o.seeds.map(String.init).joined(separator: ", "))), \(steps) steps per run, \(Int(report.seconds)) s")
+        print("moe experiment \(name): \(seeds) seed\(seeds == 1 ? "" : "s") (\(o.seeds.map(String.init).joined(separator: ", "))), \(report.steps == steps ? "\(steps)" : "\(steps) + \(report.steps - steps)") steps per run, \(Int(report.seconds)) s")
         print(report.table())
         print("\nfinding: \(report.finding)")
         print("criterion: \(report.criterion)")
