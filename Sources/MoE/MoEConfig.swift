@@ -22,6 +22,13 @@ public enum RouterKind: String, Codable, Sendable, CaseIterable {
     /// PhiMoE's SparseMixer, top-2: each pick is the argmax (of the logits, then of the rest), weighted by a
     /// softmax over only the logits within a relative margin 2·eps of that pick.
     case sparseMixer = "sparsemixer"
+    /// Soft MoE (Puigcerver et al. 2023): each expert processes `slots_per_expert` slots, each slot a softmax-over-
+    /// tokens mixture of the group's tokens; each token takes a softmax-over-slots mixture of the slot outputs.
+    /// Non-causal (a slot mixes every token of the sequence).
+    case soft
+    /// BASE layers (Lewis et al. 2021): balanced assignment (every expert the same number of tokens, by auction) in
+    /// training, greedy in inference; output σ(x·c_e)·f_e(x) + x; no balancing loss.
+    case base
 }
 
 public enum ScoreFunction: String, Codable, Sendable { case softmax, sigmoid }
@@ -94,6 +101,8 @@ public struct MoEConfig: Codable, Sendable, Equatable {
     public var hashSeed: UInt64 = 0
     /// SparseMixer's relative margin eps (PhiMoE's router_jitter_noise).
     public var sparseMixerEps = 0.01
+    /// Soft MoE's slots per expert.
+    public var slotsPerExpert = 1
 
     enum CodingKeys: String, CodingKey {
         case hiddenSize = "hidden_size", expertHiddenSize = "moe_intermediate_size", numExperts = "num_experts"
@@ -109,7 +118,7 @@ public struct MoEConfig: Codable, Sendable, Equatable {
         case auxLossCoef = "router_aux_loss_coef", zLossCoef = "router_z_loss_coef", auxLossScope = "aux_loss_scope"
         case importanceLossCoef = "importance_loss_coef", loadLossCoef = "load_loss_coef"
         case sequenceAuxLossCoef = "seq_aux_loss_coef", biasUpdateRate = "bias_update_speed", hashSeed = "hash_seed"
-        case sparseMixerEps = "sparsemixer_eps"
+        case sparseMixerEps = "sparsemixer_eps", slotsPerExpert = "slots_per_expert"
     }
 
     public init(hiddenSize: Int, expertHiddenSize: Int, numExperts: Int, expertsPerToken: Int, router: RouterKind = .softmaxTopK) {
@@ -159,10 +168,11 @@ public struct MoEConfig: Codable, Sendable, Equatable {
         biasUpdateRate = try opt(.biasUpdateRate, biasUpdateRate)
         hashSeed = try opt(.hashSeed, hashSeed)
         sparseMixerEps = try opt(.sparseMixerEps, sparseMixerEps)
+        slotsPerExpert = try opt(.slotsPerExpert, slotsPerExpert)
     }
 
-    /// Experts chosen per token (every expert for dense mixing).
-    public var effectiveK: Int { router == .dense ? numExperts : expertsPerToken }
+    /// Experts chosen per token (every expert for dense mixing and Soft MoE).
+    public var effectiveK: Int { router == .dense || router == .soft ? numExperts : expertsPerToken }
     public var expertsPerGroup: Int { numExperts / max(numGroups, 1) }
 
     /// Fine-grained expert segmentation (DeepSeekMoE): each expert split into `m` experts of width F / m,
@@ -185,7 +195,7 @@ public struct MoEConfig: Codable, Sendable, Equatable {
         try ConfigError.check(hiddenSize >= 1, "hidden_size", hiddenSize, "use a positive model dimension")
         try ConfigError.check(expertHiddenSize >= 1, "moe_intermediate_size", expertHiddenSize, "use a positive expert width")
         try ConfigError.check(numExperts >= 1, "num_experts", numExperts, "use at least one expert")
-        if router != .dense && router != .expertChoice {
+        if router != .dense && router != .expertChoice && router != .soft {
             try ConfigError.check(
                 expertsPerToken >= 1 && expertsPerToken <= numExperts, "num_experts_per_tok", expertsPerToken,
                 "k must be between 1 and num_experts (\(numExperts))")
@@ -202,6 +212,15 @@ public struct MoEConfig: Codable, Sendable, Equatable {
         }
         if router == .hash {
             try ConfigError.check(expertsPerToken == 1, "num_experts_per_tok", expertsPerToken, "the hash router sends each token to one expert: set it to 1")
+        }
+        if router == .base {
+            try ConfigError.check(expertsPerToken == 1, "num_experts_per_tok", expertsPerToken, "BASE assigns each token to one expert: set it to 1")
+            for (name, v) in [("router_aux_loss_coef", auxLossCoef), ("importance_loss_coef", importanceLossCoef),
+                              ("load_loss_coef", loadLossCoef), ("seq_aux_loss_coef", sequenceAuxLossCoef)] {
+                try ConfigError.check(v == 0, name, v, "BASE balances by assignment, with no balancing loss; set it to 0")
+            }
+            try ConfigError.check(!selectionBias && sharedExpertHiddenSize == 0, "router", "base",
+                                  "BASE layers take no selection bias or shared expert; drop them")
         }
         if expertActivation == .clampedSwiglu {
             try ConfigError.check(swigluLimit > 0 && swigluLimit.isFinite, "swiglu_limit", swigluLimit, "use a positive clamp")
@@ -245,7 +264,16 @@ public struct MoEConfig: Codable, Sendable, Equatable {
                           ("seq_aux_loss_coef", sequenceAuxLossCoef), ("bias_update_speed", biasUpdateRate)] {
             try ConfigError.check(v >= 0 && v.isFinite, name, v, "use 0 (off) or a positive coefficient")
         }
-        if router == .hash || router == .dense || router == .expertChoice {
+        if router == .soft {
+            try ConfigError.check(slotsPerExpert >= 1 && slotsPerExpert <= 4096, "slots_per_expert", slotsPerExpert, "use between 1 and 4096 slots per expert")
+            for (name, v) in [("router_aux_loss_coef", auxLossCoef), ("router_z_loss_coef", zLossCoef), ("importance_loss_coef", importanceLossCoef),
+                              ("load_loss_coef", loadLossCoef), ("seq_aux_loss_coef", sequenceAuxLossCoef)] {
+                try ConfigError.check(v == 0, name, v, "Soft MoE has no token choices to balance (every slot is a mixture of all tokens); set it to 0")
+            }
+            try ConfigError.check(!routerBias && !selectionBias && jitterEps == 0, "router", "soft",
+                                  "Soft MoE's slot parameters take no router bias, selection bias or jitter; drop them")
+        }
+        if router == .hash || router == .dense || router == .expertChoice || router == .soft || router == .base {
             try ConfigError.check(
                 capacityFactor == nil && evalCapacityFactor == nil, "capacity_factor", capacityFactor ?? evalCapacityFactor ?? 0,
                 "the \(router.rawValue) router fixes its own load; remove the capacity factor")

@@ -30,6 +30,11 @@ public final class MoELayer<T: TensorScalar>: Module {
                 "router", "expert_choice",
                 "Expert Choice picks tokens by looking at the whole batch, so in a causal decoder a token's output depends on later tokens; use a token-choice router, or set allow_non_causal_routing = true to accept that")
         }
+        if causal && config.router == .soft && !config.allowNonCausalRouting {
+            throw ConfigError(
+                "router", "soft",
+                "Soft MoE's slots mix every token of the sequence, so in a causal decoder a token's output depends on later tokens; use a token-choice router, or set allow_non_causal_routing = true to accept that")
+        }
         self.config = config
         router = Router(config: config, path: path, rng: &rng)
         experts = ExpertBank(
@@ -62,13 +67,21 @@ public final class MoELayer<T: TensorScalar>: Module {
         let d = config.hiddenSize
         Shape.require(x.shape.last == d, "moe", "input \(Shape.describe(x.shape)) should end in \(d)")
         let flat = x.reshaped([-1, d])  // [N, D]
-        var routing = router.route(flat, ctx, options)
-        if let cf = options.training ? config.capacityFactor : config.evalCapacityFactor {
-            routing = Capacity.apply(routing, factor: cf, minimum: config.minCapacity, policy: config.dropPolicy)
+        var routing: Routing<T>
+        var y: Variable<T>
+        if config.router == .soft {
+            (y, routing) = soft(flat, ctx, options: options, reference: reference)
+        } else {
+            routing = router.route(flat, ctx, options)
+            if let cf = options.training ? config.capacityFactor : config.evalCapacityFactor {
+                routing = Capacity.apply(routing, factor: cf, minimum: config.minCapacity, policy: config.dropPolicy)
+            }
+            y = reference
+                ? experts.reference(flat, weights: routing.weights, routing: routing, ctx)
+                : experts(flat, weights: routing.weights, plan: DispatchPlan(routing), ctx)
+            // BASE layers add the input back: σ(x·c_e)·f_e(x) + x (Lewis et al. 2021, eq. 1).
+            if config.router == .base { y = y + flat }
         }
-        var y = reference
-            ? experts.reference(flat, weights: routing.weights, routing: routing, ctx)
-            : experts(flat, weights: routing.weights, plan: DispatchPlan(routing), ctx)
         if let shared {
             let n = flat.shape[0]
             let w = sharedGate.map { $0(flat, ctx).sigmoid().reshaped([n]) } ?? Variable(Tensor.ones([n]))
@@ -82,5 +95,28 @@ public final class MoELayer<T: TensorScalar>: Module {
         return MoEOutput(
             output: y.reshaped(x.shape), routing: routing,
             losses: Balancing.losses(routing, config: config, options: options), statistics: RoutingStatistics(routing))
+    }
+
+    /// Soft MoE (Puigcerver et al. 2023): per group (sequence), slot inputs = dispatch · x [E·S, D]; expert e runs
+    /// its S slots; y = combine · slot outputs [T, D]. Returns the output and the statistics-only routing.
+    func soft(_ flat: Variable<T>, _ ctx: ForwardContext<T>, options: RouteOptions, reference: Bool) -> (Variable<T>, Routing<T>) {
+        let n = flat.shape[0], s = config.slotsPerExpert, slots = config.numExperts * s
+        let w = router.soft(flat, ctx, options)
+        let t = n / w.combine.count
+        let groups = w.combine.count == 1 ? [flat] : flat.split(sizes: [Int](repeating: t, count: w.combine.count), axis: 0)
+        let ones = Variable(Tensor<T>.ones([slots]))
+        let slotRouting = Routing(
+            numTokens: slots, numExperts: config.numExperts, tokens: Array(0..<slots), experts: (0..<slots).map { $0 / s },
+            weights: ones, logits: nil, scores: nil, k: 1)
+        let plan = DispatchPlan(slotRouting)
+        var outs: [Variable<T>] = []
+        for (xb, (dispatch, combine)) in zip(groups, zip(w.dispatch, w.combine)) {
+            let slotIn = Variable.matmul(dispatch, xb)  // [E·S, D]
+            let slotOut = reference
+                ? experts.reference(slotIn, weights: ones, routing: slotRouting, ctx)
+                : experts(slotIn, weights: ones, plan: plan, ctx)  // [E·S, D]
+            outs.append(Variable.matmul(combine, slotOut))  // [T, D]
+        }
+        return (outs.count == 1 ? outs[0] : Variable.concat(outs, axis: 0), w.routing)
     }
 }

@@ -38,11 +38,16 @@ public final class Router<T: TensorScalar>: Module {
     public let gate: Linear<T>?
     public let noise: Linear<T>?
     public let selectionBias: Parameter<T>?
+    /// Soft MoE's learned scale of the normalized slot logits (`slot_scale` [1]); its slot parameters are `gate`,
+    /// one row per slot [E·S, D].
+    public let slotScale: Parameter<T>?
 
     public init(config: MoEConfig, path: String, rng: inout RandomGenerator) {
         self.config = config
         let (d, e) = (config.hiddenSize, config.numExperts)
-        gate = config.router == .hash ? nil : Linear(d, e, bias: config.routerBias, path: joinPath(path, "gate"), rng: &rng)
+        let outputs = config.router == .soft ? e * config.slotsPerExpert : e
+        gate = config.router == .hash ? nil : Linear(d, outputs, bias: config.routerBias, path: joinPath(path, "gate"), rng: &rng)
+        slotScale = config.router == .soft ? Parameter(joinPath(path, "slot_scale"), .ones([1])) : nil
         if config.router == .noisyTopK {
             // Zero-initialized noise projection, as Shazeer et al. recommend (starts with softplus(0) noise).
             let n = Linear<T>(d, e, bias: false, path: joinPath(path, "noise"), rng: &rng)
@@ -54,7 +59,7 @@ public final class Router<T: TensorScalar>: Module {
         selectionBias = config.selectionBias ? Parameter(joinPath(path, "e_score_correction_bias"), .zeros([e])) : nil
     }
 
-    public var parameters: [Parameter<T>] { (gate?.parameters ?? []) + (noise?.parameters ?? []) }
+    public var parameters: [Parameter<T>] { (gate?.parameters ?? []) + (noise?.parameters ?? []) + (slotScale.map { [$0] } ?? []) }
     /// State that is saved but not trained by gradients.
     public var buffers: [Parameter<T>] { selectionBias.map { [$0] } ?? [] }
 
@@ -76,6 +81,8 @@ public final class Router<T: TensorScalar>: Module {
         case .hash: return hash(input, options)
         case .dense: return dense(input, ctx)
         case .sparseMixer: return sparseMixer(input, ctx)
+        case .soft: return soft(input, ctx, options).routing
+        case .base: return base(input, ctx, options)
         }
     }
 

@@ -152,7 +152,7 @@ public final class InferenceModel: @unchecked Sendable {
         if c.lmHeadBias { missing.append("a head bias") }
         if let m = c.moe, m.expertActivation != .swiglu && m.expertActivation != .clampedSwiglu { missing.append("\(m.expertActivation.rawValue) experts") }
         if let m = c.moe, m.expertBias && c.modelType != "gpt_oss" { missing.append("biased experts outside gpt_oss") }
-        if let m = c.moe, [.noisyTopK, .gshard, .hash, .expertChoice].contains(m.router) { missing.append("the \(m.router) router") }
+        if let m = c.moe, [.noisyTopK, .gshard, .hash, .expertChoice, .soft, .base].contains(m.router) { missing.append("the \(m.router) router") }
         guard missing.isEmpty else {
             throw HuggingFace.LoadError(description: "\(path): the inference engine does not run \(missing.joined(separator: ", ")) yet; use the reference path (moe logits, moe generate --reference)")
         }
