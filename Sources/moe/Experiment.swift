@@ -10,14 +10,14 @@ struct ExperimentCommand: ParsableCommand {
             Experiments: balancing (the load-balancing methods on the default model), experts (expert count at fixed \
             active compute, Clark et al. 2022), granularity (fine-grained experts at fixed parameters, Krajewski et \
             al. 2024), peer (PEER at growing N against a dense FFN and a coarse MoE, He 2024), upcycling (a dense model \
-            continued as dense or upcycled to an MoE, Komatsuzaki et al. 2022; --steps is S = T). Each trains every arm with every seed for the same steps, prints a table (mean and standard \
+            continued as dense or upcycled to an MoE, Komatsuzaki et al. 2022; --steps is S = T), base (BASE layers against top-1 Switch, Lewis et al. 2021). Each trains every arm with every seed for the same steps, prints a table (mean and standard \
             deviation over seeds), then the criterion it tests and "reproduced: yes/no". An effect counts only beyond \
             2 standard deviations of the per-seed differences. Writes OUT/NAME.svg and OUT/NAME.json.
             """)
 
-    static let names = ["balancing", "experts", "granularity", "peer", "upcycling"]
+    static let names = ["balancing", "experts", "granularity", "peer", "upcycling", "base"]
 
-    @Argument(help: "The experiment: balancing, experts, granularity, peer or upcycling.") var name: String
+    @Argument(help: "The experiment: balancing, experts, granularity, peer, upcycling or base.") var name: String
     @Option(help: "Number of seeds (1, 2, ... counted from --seed).") var seeds = 3
     @Option(help: "First seed.") var seed: UInt64 = 1
     @Option(help: "Training steps per run.") var steps = 300
@@ -88,6 +88,11 @@ struct ExperimentCommand: ParsableCommand {
                 report = try PEERExperiment.run(o, peer: p, progress: progress)
                 arms = try PEERExperiment.arms(p).map(\.name)
                 metrics.append(("PEER experts retrieved on validation (share)", { $0.extra["expert_usage"] ?? .nan }))
+            case "base":
+                report = try BASEExperiment.run(o, progress: progress)
+                arms = BASEExperiment.arms
+                metrics.append(("worst layer max/mean load (inference)", { $0.worstMaxOverMean ?? .nan }))
+                metrics.append(("worst layer max/mean load (training routing)", { $0.extra["train_worst_max_over_mean"] ?? .nan }))
             case "upcycling":
                 report = try UpcyclingExperiment.run(o, progress: progress)
                 arms = UpcyclingExperiment.arms

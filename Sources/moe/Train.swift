@@ -79,14 +79,14 @@ struct Train: ParsableCommand {
             guard let k = RouterKind(rawValue: router) else {
                 throw UsageError("invalid --router \(router): use one of \(RouterKind.allCases.map(\.rawValue).joined(separator: ", "))")
             }
-            guard k != .expertChoice && k != .dense else {
+            guard k != .expertChoice && k != .dense && k != .soft else {
                 throw UsageError("invalid --router \(router): a causal language model needs a token-choice router")
             }
             kindValue = k
         }
         var config = DefaultModel.config(
-            dense: dense, dim: dim ?? 128, layers: layers ?? 4, experts: experts ?? 16, topK: topK ?? (kindValue == .switchTop1 || kindValue == .hash ? 1 : 2),
-            expertHidden: expertHidden ?? 64, sharedHidden: sharedHidden ?? 0, router: kindValue, auxLossCoef: auxLossCoef ?? 0.1)
+            dense: dense, dim: dim ?? 128, layers: layers ?? 4, experts: experts ?? 16, topK: topK ?? ([.switchTop1, .hash, .base].contains(kindValue) ? 1 : 2),
+            expertHidden: expertHidden ?? 64, sharedHidden: sharedHidden ?? 0, router: kindValue, auxLossCoef: auxLossCoef ?? (kindValue == .base ? 0 : 0.1))
         if let auxLossScope {
             guard let scope = AuxLossScope(rawValue: auxLossScope) else {
                 throw UsageError("invalid --aux-loss-scope \(auxLossScope): use per_layer or pooled")
