@@ -103,6 +103,9 @@ public struct MoEConfig: Codable, Sendable, Equatable {
     public var sparseMixerEps = 0.01
     /// Soft MoE's slots per expert.
     public var slotsPerExpert = 1
+    /// The first this many experts and their router rows take no updates in training (lifelong growth with the
+    /// old experts frozen).
+    public var frozenExperts = 0
 
     enum CodingKeys: String, CodingKey {
         case hiddenSize = "hidden_size", expertHiddenSize = "moe_intermediate_size", numExperts = "num_experts"
@@ -118,7 +121,7 @@ public struct MoEConfig: Codable, Sendable, Equatable {
         case auxLossCoef = "router_aux_loss_coef", zLossCoef = "router_z_loss_coef", auxLossScope = "aux_loss_scope"
         case importanceLossCoef = "importance_loss_coef", loadLossCoef = "load_loss_coef"
         case sequenceAuxLossCoef = "seq_aux_loss_coef", biasUpdateRate = "bias_update_speed", hashSeed = "hash_seed"
-        case sparseMixerEps = "sparsemixer_eps", slotsPerExpert = "slots_per_expert"
+        case sparseMixerEps = "sparsemixer_eps", slotsPerExpert = "slots_per_expert", frozenExperts = "frozen_experts"
     }
 
     public init(hiddenSize: Int, expertHiddenSize: Int, numExperts: Int, expertsPerToken: Int, router: RouterKind = .softmaxTopK) {
@@ -169,6 +172,7 @@ public struct MoEConfig: Codable, Sendable, Equatable {
         hashSeed = try opt(.hashSeed, hashSeed)
         sparseMixerEps = try opt(.sparseMixerEps, sparseMixerEps)
         slotsPerExpert = try opt(.slotsPerExpert, slotsPerExpert)
+        frozenExperts = try opt(.frozenExperts, frozenExperts)
     }
 
     /// Experts chosen per token (every expert for dense mixing and Soft MoE).
@@ -226,6 +230,10 @@ public struct MoEConfig: Codable, Sendable, Equatable {
             try ConfigError.check(swigluLimit > 0 && swigluLimit.isFinite, "swiglu_limit", swigluLimit, "use a positive clamp")
             try ConfigError.check(swigluAlpha.isFinite, "swiglu_alpha", swigluAlpha, "use a finite slope")
         }
+        try ConfigError.check(frozenExperts >= 0 && frozenExperts < numExperts, "frozen_experts", frozenExperts,
+                              "freeze between 0 and num_experts - 1 (\(numExperts - 1)) experts: some must still learn")
+        try ConfigError.check(frozenExperts == 0 || [.softmaxTopK, .topKSoftmax, .switchTop1, .noisyTopK, .gshard, .dense].contains(router), "frozen_experts", frozenExperts,
+                              "frozen experts need a router whose rows belong to experts one to one (not \(router.rawValue))")
         try ConfigError.check(numGroups >= 1, "n_group", numGroups, "use at least one group")
         try ConfigError.check(
             numExperts % numGroups == 0, "n_group", numGroups,

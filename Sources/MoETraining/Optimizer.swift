@@ -18,6 +18,9 @@ public struct AdamW<T: TensorScalar>: Optimizer {
     public var beta1: T, beta2: T, eps: T, weightDecay: T
     /// Paths that get no weight decay (norm scales, biases, embeddings by choice).
     public var noDecay: Set<String> = []
+    /// Paths whose leading rows (along the first axis) take no update at all: no gradient step, no decay, and their
+    /// moments stay as they are (frozen experts and their router rows).
+    public var frozenRows: [String: Int] = [:]
     /// First and second moments by parameter path.
     public var m: [String: Tensor<T>] = [:]
     public var v: [String: Tensor<T>] = [:]
@@ -43,11 +46,14 @@ public struct AdamW<T: TensorScalar>: Optimizer {
             m[p.path] = nil
             v[p.path] = nil
             let n = g.count
+            // Frozen leading rows are skipped entirely.
+            let first = frozenRows[p.path].map { rows in Swift.min(n, rows * (n / Swift.max(p.shape[0], 1))) } ?? 0
             g.withUnsafePointer { pg in
                 mt.withUnsafeMutablePointer { pm in
                     vt.withUnsafeMutablePointer { pv in
                         p.value.withUnsafeMutablePointer { pp in
-                            Parallel.forRange(n, grain: elementwiseGrain) { r in
+                            Parallel.forRange(n - first, grain: elementwiseGrain) { r in
+                                let r = (r.lowerBound + first)..<(r.upperBound + first)
                                 AdamW.update(p: pp, m: pm, v: pv, g: pg, range: r, decay: decay, lr: lr, b1: b1, b2: b2, c1: c1, c2: c2, eps: eps)
                             }
                         }

@@ -8,6 +8,44 @@ public struct TrainerState: Codable, Sendable, Equatable {
     public var random: RandomGenerator
     public var train: TrainConfig
     public var dataSource: String
+    /// Experts added during the run, in order (lifelong growth).
+    public var growth: [ExpertGrowth] = []
+
+    public init(step: Int, adamSteps: Int, sampler: BatchSampler, random: RandomGenerator, train: TrainConfig, dataSource: String) {
+        (self.step, self.adamSteps, self.sampler, self.random, self.train, self.dataSource) = (step, adamSteps, sampler, random, train, dataSource)
+    }
+
+    enum CodingKeys: String, CodingKey { case step, adamSteps, sampler, random, train, dataSource, growth }
+
+    /// Checkpoints from before lifelong growth have no `growth`.
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        step = try c.decode(Int.self, forKey: .step)
+        adamSteps = try c.decode(Int.self, forKey: .adamSteps)
+        sampler = try c.decode(BatchSampler.self, forKey: .sampler)
+        random = try c.decode(RandomGenerator.self, forKey: .random)
+        train = try c.decode(TrainConfig.self, forKey: .train)
+        dataSource = try c.decode(String.self, forKey: .dataSource)
+        growth = try c.decodeIfPresent([ExpertGrowth].self, forKey: .growth) ?? []
+    }
+}
+
+/// One growth of every MoE layer: at `step`, `added` experts (indices from `firstNew`), the older ones frozen or
+/// not, on the data named by `dataSource`.
+public struct ExpertGrowth: Codable, Sendable, Equatable {
+    public var step: Int
+    public var firstNew: Int
+    public var added: Int
+    public var frozeOld: Bool
+    public var dataSource: String
+
+    public init(step: Int, firstNew: Int, added: Int, frozeOld: Bool, dataSource: String) {
+        (self.step, self.firstNew, self.added, self.frozeOld, self.dataSource) = (step, firstNew, added, frozeOld, dataSource)
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case step, firstNew = "first_new", added, frozeOld = "froze_old", dataSource = "data_source"
+    }
 }
 
 /// A checkpoint directory: `model.safetensors` (weights and buffers by parameter path), `config.json`,
@@ -68,6 +106,7 @@ public enum TrainCheckpoint {
         let file = try SafetensorsFile(path: dir + "/optimizer.safetensors")
         var opt = AdamW<Float>(weightDecay: Float(state.train.weightDecay))
         opt.noDecay = Trainer.noDecayPaths(model)
+        opt.frozenRows = Trainer.frozenRows(model)
         opt.stepCount = state.adamSteps
         for p in model.parameters where file.info("m." + p.path) != nil {
             let m: Tensor<Float> = try file.tensor("m." + p.path)

@@ -58,6 +58,7 @@ public final class Trainer {
     public convenience init(model: MoETransformer<Float>, config: TrainConfig, data: TextDataset, outDir: String?) {
         var opt = AdamW<Float>(weightDecay: Float(config.weightDecay))
         opt.noDecay = Self.noDecayPaths(model)
+        opt.frozenRows = Self.frozenRows(model)
         let state = TrainerState(
             step: 0, adamSteps: 0, sampler: BatchSampler(seed: config.seed), random: RandomGenerator(seed: config.seed ^ 0x7A11),
             train: config, dataSource: data.source)
@@ -69,6 +70,18 @@ public final class Trainer {
     public static func noDecayPaths(_ model: MoETransformer<Float>) -> Set<String> {
         let routers = Set(model.moeLayers.flatMap { $0.router.parameters.map(\.path) })
         return Set(model.parameters.filter { $0.shape.count < 2 || routers.contains($0.path) }.map(\.path))
+    }
+
+    /// Leading rows that take no update, by path: each MoE layer's first `frozen_experts` experts (their slices of
+    /// the stacked weights and biases) and router rows.
+    public static func frozenRows(_ model: MoETransformer<Float>) -> [String: Int] {
+        var out: [String: Int] = [:]
+        for layer in model.moeLayers where layer.config.frozenExperts > 0 {
+            for p in layer.experts.parameters + (layer.router.gate?.parameters ?? []) + (layer.router.noise?.parameters ?? []) {
+                out[p.path] = layer.config.frozenExperts
+            }
+        }
+        return out
     }
 
     var config: TrainConfig { state.train }
@@ -92,6 +105,13 @@ public final class Trainer {
             grads = tape.backward(loss).byPath
             return (Double(loss.value.item), Double(ce.value.item), Double(out.auxLoss?.value.item ?? 0), out.moe.map(\.statistics))
         }()
+        // Frozen rows take no gradient, so they do not count toward the clipping norm either.
+        for (path, rows) in optimizer.frozenRows {
+            guard var g = grads[path] else { continue }
+            let n = Swift.min(g.count, rows * (g.count / Swift.max(g.shape[0], 1)))
+            g.withUnsafeMutablePointer { p in for i in 0..<n { p[i] = 0 } }
+            grads[path] = g
+        }
         clipGradientNorm(&grads, maxNorm: c.clipNorm)
         optimizer.step(model.parameters, gradients: grads, lr: Float(lr))
         for (layer, s) in zip(model.moeLayers, stats) where layer.router.selectionBias != nil {

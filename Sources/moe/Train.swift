@@ -32,6 +32,8 @@ struct Train: ParsableCommand {
     @Option(name: .customLong("peer-k"), help: "PEER experts per head, at most √(peer experts).") var peerK = 16
     @Option(help: "PEER key width per half of a head's query.") var peerKeyDim = 32
     @Flag(help: "Batch norm on the PEER queries.") var peerBatchNorm = false
+    @Option(help: "With --resume: add this many experts to every MoE layer (lifelong growth), e.g. for new --data.") var addExperts: Int?
+    @Flag(help: "With --add-experts: freeze the experts and router rows that existed before.") var freezeOld = false
     @Option(help: "Steps between progress lines and log entries.") var logEvery: Int?
     @Option(help: "Steps between validations.") var evalEvery: Int?
     @Option(help: "Steps between checkpoints.") var checkpointEvery: Int?
@@ -41,6 +43,10 @@ struct Train: ParsableCommand {
     @Option(help: "Held-out arithmetic problems to score.") var arithmeticProblems = 200
 
     func run() throws {
+        if resume == nil && (addExperts != nil || freezeOld) {
+            throw UsageError("--add-experts and --freeze-old grow a trained run: add --resume RUN")
+        }
+        if freezeOld && addExperts == nil { throw UsageError("--freeze-old freezes the experts that exist before new ones are added: add --add-experts M") }
         let trainer: Trainer
         if let resume {
             trainer = try resumed(resume)
@@ -139,7 +145,7 @@ struct Train: ParsableCommand {
         check("sequence", sequence, state.train.sequence)
         check("lr", learningRate, state.train.learningRate)
         check("seed", seed, state.train.seed)
-        check("data", data, state.train.data ?? "")
+        if addExperts == nil { check("data", data, state.train.data ?? "") }
         check("dim", dim, mc.hiddenSize)
         check("layers", layers, mc.numLayers)
         check("experts", experts, mc.moe?.numExperts ?? 0)
@@ -163,6 +169,24 @@ struct Train: ParsableCommand {
         do { try state.train.validate() } catch { throw UsageError("\(error)") }
         guard state.step < state.train.steps else {
             throw UsageError("the checkpoint \(dir) is already at step \(state.step) of \(state.train.steps); pass a larger --steps to continue")
+        }
+        if let addExperts {
+            if let data { state.train.data = data }
+            if let data {
+                var isDir: ObjCBool = false
+                if FileManager.default.fileExists(atPath: data, isDirectory: &isDir) && isDir.boolValue {
+                    throw UsageError("--data \(data) is a directory; pass a UTF-8 text or JSONL file")
+                }
+            }
+            let dataset = try loadData(state.train)
+            let grown: (model: MoETransformer<Float>, optimizer: AdamW<Float>, state: TrainerState)
+            do {
+                grown = try Growth.grow(model: loaded.model, optimizer: loaded.optimizer, state: state, add: addExperts, freezeOld: freezeOld,
+                                        data: dataset.source == state.dataSource ? nil : dataset, seed: state.train.seed &+ UInt64(state.step))
+            } catch let e as Growth.GrowthError { throw UsageError(e.description) }
+            let e = loaded.model.config.moe!.numExperts
+            say("grew every MoE layer from \(e) to \(e + addExperts) experts at step \(state.step)\(freezeOld ? ", the first \(e) and their router rows frozen" : "")")
+            return Trainer(model: grown.model, optimizer: grown.optimizer, state: grown.state, data: dataset, outDir: out)
         }
         let dataset = try loadData(state.train)
         guard dataset.source == state.dataSource else {
