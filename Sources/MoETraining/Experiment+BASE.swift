@@ -18,11 +18,7 @@ public enum BASEExperiment {
     /// The worst layer's max/mean load of the training-time routing (BASE's balanced assignment) on the validation
     /// windows.
     static func trainingBalance(_ model: MoETransformer<Float>, data: TextDataset, config c: TrainConfig) -> Double {
-        var load = model.moeLayers.map { [Int](repeating: 0, count: $0.config.numExperts) }
-        for x in ExperimentRunner.validationBatches(data, config: c) {
-            let out = model(ids: x, batch: c.batch, .inference, options: RouteOptions(training: true, random: RandomSource(seed: 1)))
-            for (i, m) in out.moe.enumerated() { for (e, k) in m.statistics.tokensPerExpert.enumerated() { load[i][e] += k } }
-        }
+        let load = ExperimentRunner.validationLoad(model, data: data, config: c, options: RouteOptions(training: true, random: RandomSource(seed: 1)))
         return load.map { l in Double(l.max()!) * Double(l.count) / Double(max(l.reduce(0, +), 1)) }.max() ?? .nan
     }
 

@@ -213,12 +213,15 @@ public enum ExperimentRunner {
         }
     }
 
-    /// Kept assignments per expert, per MoE layer, over the fixed validation windows.
-    public static func validationLoad(_ model: MoETransformer<Float>, data: TextDataset, config c: TrainConfig) -> [[Int]] {
+    /// Kept assignments per expert, per MoE layer, over the fixed validation windows, routed with `options`
+    /// (inference by default; training routing for BASE's balanced assignment).
+    public static func validationLoad(
+        _ model: MoETransformer<Float>, data: TextDataset, config c: TrainConfig, options: RouteOptions = .inference
+    ) -> [[Int]] {
         var load = model.moeLayers.map { [Int](repeating: 0, count: $0.config.numExperts) }
         guard !load.isEmpty else { return load }
         for x in validationBatches(data, config: c) {
-            let out = model(ids: x, batch: c.batch, .inference)
+            let out = model(ids: x, batch: c.batch, .inference, options: options)
             for (i, m) in out.moe.enumerated() {
                 for (e, k) in m.statistics.tokensPerExpert.enumerated() { load[i][e] += k }
             }
