@@ -3,8 +3,9 @@ import Foundation
 /// Lifelong expert growth (Chen et al. 2023, "Lifelong Language Pretraining with Distribution-Specialized
 /// Experts"): every MoE layer gains M new experts and M new router rows for a new data distribution; with
 /// `freezeOld` the experts and router rows that existed stay fixed (`MoEConfig.frozenExperts`), so what they
-/// learned on the old data is kept. The run's step, schedule and random state continue; the optimizer's moments
-/// carry over, zero for the new rows.
+/// learned on the old data is kept; with `distill` > 0 the model before the growth becomes a teacher whose
+/// predictions on the new data regularize the grown one (the caller sets `Trainer.teacher`). The run's step,
+/// schedule and random state continue; the optimizer's moments carry over, zero for the new rows.
 public enum Growth {
     public struct GrowthError: Error, CustomStringConvertible {
         public let description: String
@@ -16,7 +17,7 @@ public enum Growth {
 
     public static func grow(
         model old: MoETransformer<Float>, optimizer: AdamW<Float>, state: TrainerState, add m: Int, freezeOld: Bool,
-        data: TextDataset?, seed: UInt64
+        data: TextDataset?, seed: UInt64, distill: Double = 0
     ) throws -> (model: MoETransformer<Float>, optimizer: AdamW<Float>, state: TrainerState) {
         guard let moe = old.config.moe else {
             throw GrowthError("adding experts needs an MoE run; this one is dense (upcycle it first: moe upcycle)")
@@ -26,6 +27,9 @@ public enum Growth {
         }
         guard growable.contains(moe.router) else {
             throw GrowthError("the \(moe.router.rawValue) router cannot grow (its rows are not one per expert); use softmax_topk, topk_softmax, switch, noisy_topk, gshard or dense")
+        }
+        guard distill >= 0 && distill <= 100 && distill.isFinite else {
+            throw GrowthError("invalid distillation coefficient \(distill): use 0 (none) up to 100, such as 1")
         }
         let e = moe.numExperts
         var config = old.config
@@ -60,7 +64,7 @@ public enum Growth {
             }
         }
         var next = state
-        next.growth.append(ExpertGrowth(step: state.step, firstNew: e, added: m, frozeOld: freezeOld, dataSource: data?.source ?? state.dataSource))
+        next.growth.append(ExpertGrowth(step: state.step, firstNew: e, added: m, frozeOld: freezeOld, dataSource: data?.source ?? state.dataSource, distill: distill))
         if let data {
             next.dataSource = data.source
             // A new stream: its own sampler, seeded by the run's seed and the step it starts at.

@@ -38,13 +38,16 @@ public struct ExpertGrowth: Codable, Sendable, Equatable {
     public var added: Int
     public var frozeOld: Bool
     public var dataSource: String
+    /// Coefficient of the distillation term from the model before this growth (0: none); the checkpoint then
+    /// holds that model in `teacher/`.
+    public var distill: Double
 
-    public init(step: Int, firstNew: Int, added: Int, frozeOld: Bool, dataSource: String) {
-        (self.step, self.firstNew, self.added, self.frozeOld, self.dataSource) = (step, firstNew, added, frozeOld, dataSource)
+    public init(step: Int, firstNew: Int, added: Int, frozeOld: Bool, dataSource: String, distill: Double = 0) {
+        (self.step, self.firstNew, self.added, self.frozeOld, self.dataSource, self.distill) = (step, firstNew, added, frozeOld, dataSource, distill)
     }
 
     enum CodingKeys: String, CodingKey {
-        case step, firstNew = "first_new", added, frozeOld = "froze_old", dataSource = "data_source"
+        case step, firstNew = "first_new", added, frozeOld = "froze_old", dataSource = "data_source", distill
     }
 }
 
@@ -60,7 +63,7 @@ public enum TrainCheckpoint {
     public static func name(step: Int) -> String { "step-" + String(format: "%07d", step) }
 
     public static func save(
-        model: MoETransformer<Float>, optimizer: AdamW<Float>, state: TrainerState, to dir: String
+        model: MoETransformer<Float>, optimizer: AdamW<Float>, state: TrainerState, to dir: String, teacher: MoETransformer<Float>? = nil
     ) throws {
         let fm = FileManager.default
         let parent = (dir as NSString).deletingLastPathComponent
@@ -70,6 +73,11 @@ public enum TrainCheckpoint {
         try fm.createDirectory(atPath: tmp, withIntermediateDirectories: false)
         try ModelFiles.saveWeights(model, to: tmp + "/model.safetensors")
         try ModelFiles.saveConfig(model.config, to: tmp)
+        if let teacher {
+            try fm.createDirectory(atPath: tmp + "/teacher", withIntermediateDirectories: false)
+            try ModelFiles.saveWeights(teacher, to: tmp + "/teacher/model.safetensors")
+            try ModelFiles.saveConfig(teacher.config, to: tmp + "/teacher")
+        }
         var moments: [(String, SafetensorsWriter.Payload)] = []
         for p in model.parameters {
             if let m = optimizer.m[p.path], let v = optimizer.v[p.path] {
@@ -118,6 +126,17 @@ public enum TrainCheckpoint {
             opt.v[p.path] = v
         }
         return (model, opt, state)
+    }
+
+    /// The distillation teacher saved with a checkpoint (`teacher/`), or nil; a checkpoint whose state asks for
+    /// distillation without one is refused.
+    public static func loadTeacher(_ dir: String, state: TrainerState) throws -> MoETransformer<Float>? {
+        let coef = state.growth.last?.distill ?? 0
+        guard FileManager.default.fileExists(atPath: dir + "/teacher/config.json") else {
+            if coef > 0 { throw CheckpointError(description: "\(dir)/teacher: missing, but the run distills from it (coefficient \(coef)); the checkpoint is incomplete, use an earlier one") }
+            return nil
+        }
+        return try ModelFiles.load(dir + "/teacher", as: Float.self)
     }
 
     /// Checkpoint directories under `root`, oldest first.

@@ -45,6 +45,10 @@ public final class Trainer {
     public private(set) var stepLosses: [Double] = []
     public private(set) var log: [TrainLogEntry] = []
     public var progress: ((String) -> Void)?
+    /// The model before the last growth, when that growth distills from it (`ExpertGrowth.distill`).
+    public var teacher: MoETransformer<Float>?
+    /// The distillation coefficient: the last growth's.
+    public var distillCoef: Double { state.growth.last?.distill ?? 0 }
 
     public init(model: MoETransformer<Float>, optimizer: AdamW<Float>, state: TrainerState, data: TextDataset, outDir: String?) {
         self.model = model
@@ -101,7 +105,14 @@ public final class Trainer {
             let out = model(ids: x, batch: c.batch, ForwardContext(tape: tape), options: RouteOptions(training: true, random: random))
             state.random = random.generator
             let ce = Variable.crossEntropy(out.logits, targets: y)
-            let loss = out.auxLoss.map { ce + $0 } ?? ce
+            var loss = out.auxLoss.map { ce + $0 } ?? ce
+            if let teacher, distillCoef > 0 {
+                // Chen et al. 2023: the old model's predictions on the new data as soft targets,
+                // coefficient · mean over tokens of −Σ p_teacher log p_student.
+                let p = teacher(ids: x, batch: c.batch, .inference).logits.value.softmax()
+                let distill = (Variable(p) * out.logits.logSoftmax()).sum(axis: 1).mean() * Float(-distillCoef)
+                loss = loss + distill
+            }
             grads = tape.backward(loss).byPath
             return (Double(loss.value.item), Double(ce.value.item), Double(out.auxLoss?.value.item ?? 0), out.moe.map(\.statistics))
         }()
@@ -199,7 +210,7 @@ public final class Trainer {
 
     public func saveCheckpoint(_ outDir: String) throws {
         let root = outDir + "/checkpoints"
-        try TrainCheckpoint.save(model: model, optimizer: optimizer, state: state, to: root + "/" + TrainCheckpoint.name(step: state.step))
+        try TrainCheckpoint.save(model: model, optimizer: optimizer, state: state, to: root + "/" + TrainCheckpoint.name(step: state.step), teacher: distillCoef > 0 ? teacher : nil)
         let all = TrainCheckpoint.list(root)
         for old in all.dropLast(config.keepCheckpoints) { try? FileManager.default.removeItem(atPath: old) }
     }

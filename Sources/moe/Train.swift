@@ -34,6 +34,7 @@ struct Train: ParsableCommand {
     @Flag(help: "Batch norm on the PEER queries.") var peerBatchNorm = false
     @Option(help: "With --resume: add this many experts to every MoE layer (lifelong growth), e.g. for new --data.") var addExperts: Int?
     @Flag(help: "With --add-experts: freeze the experts and router rows that existed before.") var freezeOld = false
+    @Option(help: "With --add-experts: distill from the model before the growth with this coefficient (e.g. 1).") var distill: Double?
     @Option(help: "Steps between progress lines and log entries.") var logEvery: Int?
     @Option(help: "Steps between validations.") var evalEvery: Int?
     @Option(help: "Steps between checkpoints.") var checkpointEvery: Int?
@@ -47,6 +48,7 @@ struct Train: ParsableCommand {
             throw UsageError("--add-experts and --freeze-old grow a trained run: add --resume RUN")
         }
         if freezeOld && addExperts == nil { throw UsageError("--freeze-old freezes the experts that exist before new ones are added: add --add-experts M") }
+        if distill != nil && addExperts == nil { throw UsageError("--distill regularizes a grown run toward the model before the growth: add --add-experts M") }
         let trainer: Trainer
         if let resume {
             trainer = try resumed(resume)
@@ -182,17 +184,22 @@ struct Train: ParsableCommand {
             let grown: (model: MoETransformer<Float>, optimizer: AdamW<Float>, state: TrainerState)
             do {
                 grown = try Growth.grow(model: loaded.model, optimizer: loaded.optimizer, state: state, add: addExperts, freezeOld: freezeOld,
-                                        data: dataset.source == state.dataSource ? nil : dataset, seed: state.train.seed &+ UInt64(state.step))
+                                        data: dataset.source == state.dataSource ? nil : dataset, seed: state.train.seed &+ UInt64(state.step),
+                                        distill: distill ?? 0)
             } catch let e as Growth.GrowthError { throw UsageError(e.description) }
             let e = loaded.model.config.moe!.numExperts
-            say("grew every MoE layer from \(e) to \(e + addExperts) experts at step \(state.step)\(freezeOld ? ", the first \(e) and their router rows frozen" : "")")
-            return Trainer(model: grown.model, optimizer: grown.optimizer, state: grown.state, data: dataset, outDir: out)
+            say("grew every MoE layer from \(e) to \(e + addExperts) experts at step \(state.step)\(freezeOld ? ", the first \(e) and their router rows frozen" : "")\((distill ?? 0) > 0 ? ", distilling from the model before the growth (coefficient \(distill!))" : "")")
+            let trainer = Trainer(model: grown.model, optimizer: grown.optimizer, state: grown.state, data: dataset, outDir: out)
+            if (distill ?? 0) > 0 { trainer.teacher = loaded.model }
+            return trainer
         }
         let dataset = try loadData(state.train)
         guard dataset.source == state.dataSource else {
             throw UsageError("the data differ from the checkpoint's (\(state.dataSource)); resume with the same data")
         }
-        return Trainer(model: loaded.model, optimizer: loaded.optimizer, state: state, data: dataset, outDir: out)
+        let trainer = Trainer(model: loaded.model, optimizer: loaded.optimizer, state: state, data: dataset, outDir: out)
+        do { trainer.teacher = try TrainCheckpoint.loadTeacher(dir, state: state) } catch { throw UsageError("\(error)") }
+        return trainer
     }
 
     func writePlots(_ trainer: Trainer) throws {

@@ -15,9 +15,10 @@ struct GrowthCLITests {
         let text = (0..<400).map { "new domain line \($0): the value is \($0 * 7 % 101)." }.joined(separator: "\n")
         try text.write(toFile: dir + "/new.txt", atomically: true, encoding: .utf8)
         let ckpt = dir + "/run/checkpoints/step-0000010"
-        let grow = try TestSupport.runMoE(["train", "--resume", ckpt, "--add-experts", "4", "--freeze-old", "--data", dir + "/new.txt", "--steps", "20", "--checkpoint-every", "5", "--out", dir + "/grown", "--samples", "0"])
+        let grow = try TestSupport.runMoE(["train", "--resume", ckpt, "--add-experts", "4", "--freeze-old", "--distill", "0.5", "--data", dir + "/new.txt", "--steps", "20", "--checkpoint-every", "5", "--out", dir + "/grown", "--samples", "0"])
         #expect(grow.status == 0, "\(grow.err)")
-        #expect(grow.out.contains("grew every MoE layer from 4 to 8 experts at step 10, the first 4 and their router rows frozen"))
+        #expect(grow.out.contains("grew every MoE layer from 4 to 8 experts at step 10, the first 4 and their router rows frozen, distilling from the model before the growth (coefficient 0.5)"))
+        #expect(FileManager.default.fileExists(atPath: dir + "/grown/checkpoints/step-0000020/teacher/config.json"))
         #expect(grow.out.contains("model: MoE (8 experts, top-2, softmax_topk)") && grow.out.contains("data: \(dir)/new.txt"))
         let state = try String(contentsOfFile: dir + "/grown/checkpoints/step-0000020/trainer_state.json", encoding: .utf8)
         #expect(state.contains("\"first_new\" : 4") && state.contains("\"froze_old\" : true"))
@@ -31,6 +32,8 @@ struct GrowthCLITests {
         for (args, message) in [
             (["--freeze-old", "--resume", ckpt], "--freeze-old freezes the experts that exist before new ones are added: add --add-experts M"),
             (["--add-experts", "4"], "--add-experts and --freeze-old grow a trained run: add --resume RUN"),
+            (["--resume", ckpt, "--distill", "1", "--steps", "20"], "--distill regularizes a grown run toward the model before the growth: add --add-experts M"),
+            (["--resume", ckpt, "--add-experts", "4", "--distill=-1", "--steps", "20"], "invalid distillation coefficient -1.0"),
             (["--resume", dir + "/dense/checkpoints/step-0000002", "--add-experts", "4", "--steps", "4"], "adding experts needs an MoE run; this one is dense"),
             (["--resume", ckpt, "--add-experts", "4", "--data", dir, "--steps", "20"], "is a directory; pass a UTF-8 text or JSONL file"),
             (["--resume", ckpt, "--add-experts", "4", "--data", dir + "/missing.txt", "--steps", "20"], "missing.txt: file not found"),

@@ -15,12 +15,40 @@ struct GrowthTests {
         return c
     }
 
-    /// A run trained 5 steps on A, then grown by 2 experts for B.
-    static func grown(freeze: Bool) throws -> (before: MoETransformer<Float>, trainer: Trainer) {
+    /// A run trained 5 steps on A, then grown by 2 experts for B (distilling from the model before the growth
+    /// with coefficient `distill`).
+    static func grown(freeze: Bool, distill: Double = 0) throws -> (before: MoETransformer<Float>, trainer: Trainer) {
         let t = Trainer(model: try MoETransformer<Float>(config, seed: 2), config: train(12), data: dataA, outDir: nil)
         for _ in 0..<5 { t.step() }
-        let g = try Growth.grow(model: t.model, optimizer: t.optimizer, state: t.state, add: 2, freezeOld: freeze, data: dataB, seed: 7)
-        return (t.model, Trainer(model: g.model, optimizer: g.optimizer, state: g.state, data: dataB, outDir: nil))
+        let g = try Growth.grow(model: t.model, optimizer: t.optimizer, state: t.state, add: 2, freezeOld: freeze, data: dataB, seed: 7, distill: distill)
+        let trainer = Trainer(model: g.model, optimizer: g.optimizer, state: g.state, data: dataB, outDir: nil)
+        if distill > 0 { trainer.teacher = t.model }
+        return (t.model, trainer)
+    }
+
+    @Test func distillationAddsTheTeachersTermAndResumesWithIt() throws {
+        let plain = try Self.grown(freeze: true).trainer, distilled = try Self.grown(freeze: true, distill: 1).trainer
+        plain.step()
+        distilled.step()
+        // Same weights and batch at the first step: the objectives differ by the distillation term, a cross-entropy
+        // against soft targets (positive).
+        #expect(distilled.stepLosses[0] > plain.stepLosses[0] + 0.1)
+        let dir = TestSupport.temporaryDirectory().path
+        let straight = try Self.grown(freeze: true, distill: 1).trainer
+        for _ in 0..<6 { straight.step() }
+        let first = try Self.grown(freeze: true, distill: 1).trainer
+        for _ in 0..<3 { first.step() }
+        try first.saveCheckpoint(dir)
+        let ckpt = dir + "/checkpoints/" + TrainCheckpoint.name(step: 8)
+        #expect(FileManager.default.fileExists(atPath: ckpt + "/teacher/model.safetensors"))
+        let (model, opt, state) = try TrainCheckpoint.load(ckpt)
+        let resumed = Trainer(model: model, optimizer: opt, state: state, data: Self.dataB, outDir: nil)
+        resumed.teacher = try TrainCheckpoint.loadTeacher(ckpt, state: state)
+        #expect(resumed.distillCoef == 1 && resumed.teacher?.config.moe?.numExperts == 4)
+        for _ in 0..<3 { resumed.step() }
+        #expect(first.stepLosses + resumed.stepLosses == straight.stepLosses)
+        try FileManager.default.removeItem(atPath: ckpt + "/teacher")
+        #expect(throws: TrainCheckpoint.CheckpointError.self) { try TrainCheckpoint.loadTeacher(ckpt, state: state) }
     }
 
     @Test(arguments: [true, false])
