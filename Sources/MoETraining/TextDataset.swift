@@ -13,13 +13,14 @@ public struct TextDataset: Sendable {
         public let description: String
     }
 
-    /// The built-in corpus: every 20th document goes to validation.
-    public init(seed: UInt64, documents: Int = 60_000) {
+    /// The built-in corpus: every 20th document goes to validation. `domains` keeps only those domains' documents
+    /// (the lifelong experiment's distributions).
+    public init(seed: UInt64, documents: Int = 60_000, domains: [Domain]? = nil) {
         let corpus = SyntheticCorpus(seed: seed, count: documents)
         let tok = ByteTokenizer()
         var train: [Int] = [], val: [Int] = []
         var valDocs: [SyntheticCorpus.Document] = []
-        for (i, d) in corpus.documents.enumerated() {
+        for (i, d) in corpus.documents.enumerated() where domains.map({ $0.contains(d.domain) }) ?? true {
             let ids = tok.encode(d.text + "\n")
             if i % 20 == 19 {
                 val += ids
@@ -31,7 +32,7 @@ public struct TextDataset: Sendable {
         self.train = train
         self.validation = val
         validationDocuments = valDocs
-        source = "built-in synthetic corpus (seed \(seed), \(documents) documents: \(Domain.allCases.map(\.rawValue).joined(separator: ", ")))"
+        source = "built-in synthetic corpus (seed \(seed), \(documents) documents: \((domains ?? Domain.allCases).map(\.rawValue).joined(separator: ", ")))"
     }
 
     /// A user's file: the last 5% of its bytes (at least one sequence) is the validation set.

@@ -10,14 +10,16 @@ struct ExperimentCommand: ParsableCommand {
             Experiments: balancing (the load-balancing methods on the default model), experts (expert count at fixed \
             active compute, Clark et al. 2022), granularity (fine-grained experts at fixed parameters, Krajewski et \
             al. 2024), peer (PEER at growing N against a dense FFN and a coarse MoE, He 2024), upcycling (a dense model \
-            continued as dense or upcycled to an MoE, Komatsuzaki et al. 2022; --steps is S = T), base (BASE layers against top-1 Switch, Lewis et al. 2021). Each trains every arm with every seed for the same steps, prints a table (mean and standard \
+            continued as dense or upcycled to an MoE, Komatsuzaki et al. 2022; --steps is S = T), base (BASE layers against top-1 Switch, Lewis et al. 2021), lifelong (prose, then code, then records: naive \
+            fine-tuning against expert growth, with freezing and distillation, Chen et al. 2023; each stage is half of \
+            --steps). Each trains every arm with every seed for the same steps, prints a table (mean and standard \
             deviation over seeds), then the criterion it tests and "reproduced: yes/no". An effect counts only beyond \
             2 standard deviations of the per-seed differences. Writes OUT/NAME.svg and OUT/NAME.json.
             """)
 
-    static let names = ["balancing", "experts", "granularity", "peer", "upcycling", "base"]
+    static let names = ["balancing", "experts", "granularity", "peer", "upcycling", "base", "lifelong"]
 
-    @Argument(help: "The experiment: balancing, experts, granularity, peer, upcycling or base.") var name: String
+    @Argument(help: "The experiment: balancing, experts, granularity, peer, upcycling, base or lifelong.") var name: String
     @Option(help: "Number of seeds (1, 2, ... counted from --seed).") var seeds = 3
     @Option(help: "First seed.") var seed: UInt64 = 1
     @Option(help: "Training steps per run.") var steps = 300
@@ -93,6 +95,10 @@ struct ExperimentCommand: ParsableCommand {
                 arms = BASEExperiment.arms
                 metrics.append(("worst layer max/mean load (inference)", { $0.worstMaxOverMean ?? .nan }))
                 metrics.append(("worst layer max/mean load (training routing)", { $0.extra["train_worst_max_over_mean"] ?? .nan }))
+            case "lifelong":
+                report = try LifelongExperiment.run(o, progress: progress)
+                arms = LifelongExperiment.arms
+                metrics = [("forgetting on A (loss rise after C)", { $0.extra["forgetting_A"] ?? .nan }), ("loss on C (the last distribution)", { $0.extra["loss_C"] ?? .nan })]
             case "upcycling":
                 report = try UpcyclingExperiment.run(o, progress: progress)
                 arms = UpcyclingExperiment.arms
@@ -116,7 +122,7 @@ struct ExperimentCommand: ParsableCommand {
             print(String(decoding: data, as: UTF8.self))
             return
         }
-        print("moe experiment \(name): \(seeds) seed\(seeds == 1 ? "" : "s") (\(o.seeds.map(String.init).joined(separator: ", "))), \(report.steps == steps ? "\(steps)" : "\(steps) + \(report.steps - steps)") steps per run, \(Int(report.seconds)) s")
+        print("moe experiment \(name): \(seeds) seed\(seeds == 1 ? "" : "s") (\(o.seeds.map(String.init).joined(separator: ", "))), \(report.steps) steps per run, \(Int(report.seconds)) s")
         print(report.table())
         print("\nfinding: \(report.finding)")
         print("criterion: \(report.criterion)")

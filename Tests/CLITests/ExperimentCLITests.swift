@@ -43,7 +43,7 @@ struct ExperimentCLITests {
     }
 
     @Test(arguments: [
-        (["bogus"], "unknown experiment bogus: use one of balancing, experts, granularity, peer, upcycling, base"),
+        (["bogus"], "unknown experiment bogus: use one of balancing, experts, granularity, peer, upcycling, base, lifelong"),
         (["peer", "--peer-sizes", "1000"], "PEER's product keys need a square n²; use 961 (31²) or 1024 (32²)"),
         (["peer", "--peer-sizes", "256", "--peer-k", "17"], "k must be between 1 and n = √num_experts (16)"),
         (["balancing", "--peer-k", "4"], "--peer-k applies only to the peer experiment; drop it for balancing"),

@@ -87,6 +87,14 @@ struct GrowthTests {
         #expect(first.stepLosses + resumed.stepLosses == straight.stepLosses)
     }
 
+    @Test func domainDatasetsHoldOnlyTheirDomain() {
+        let code = TextDataset(seed: 3, documents: 400, domains: [.code])
+        #expect(!code.validationDocuments.isEmpty && code.validationDocuments.allSatisfy { $0.domain == .code })
+        #expect(code.source.hasSuffix("documents: code)"))
+        let all = TextDataset(seed: 3, documents: 400)
+        #expect(code.train.count < all.train.count / 2 && Set(all.validationDocuments.map(\.domain)).count == 5)
+    }
+
     @Test func badGrowthIsRefused() throws {
         let dense = Trainer(model: try MoETransformer<Float>(DefaultModel.config(dense: true, dim: 16, layers: 1, heads: 2, kvHeads: 1, expertHidden: 8), seed: 1), config: Self.train(2), data: Self.dataA, outDir: nil)
         #expect(throws: Growth.GrowthError.self) { try Growth.grow(model: dense.model, optimizer: dense.optimizer, state: dense.state, add: 2, freezeOld: false, data: nil, seed: 1) }
