@@ -7,7 +7,9 @@ public enum ExperimentPlot {
     /// `metrics`: (label, value of a run); a metric that is NaN for every run is left out.
     public static func render(_ report: ExperimentReport, arms: [String], metrics: [(String, (ArmRun) -> Double)]) -> SVGDocument {
         let shown = metrics.filter { m in arms.contains { a in (report.runs[a] ?? []).contains { m.1($0).isFinite } } }
-        let panelW = max(360.0, 70.0 * Double(arms.count) + 90), panelH = 300.0, top = 70.0, m = 70.0
+        // Each arm's column is wide enough for its label at about 6.5 px a character.
+        let column = max(70.0, 6.5 * Double(arms.map(\.count).max() ?? 0) + 12)
+        let panelW = max(360.0, column * Double(arms.count) + 90), panelH = 300.0, top = 70.0, m = 70.0
         let x00 = max(0, (720 - Double(max(1, shown.count)) * panelW - 20) / 2)  // centres a lone narrow panel
         let w = max(720, max(1, Double(shown.count)) * panelW + 20)
         // The finding, wrapped to the width at about 6 px a character.
