@@ -13,7 +13,7 @@ extension Router {
     /// l2norm(Φ)ᵀ for the N tokens against the E·S slot parameters Φ, taken per group of `sequenceLength` tokens
     /// (the whole batch without it): dispatch = softmax over the group's tokens, combine = softmax over slots.
     public func soft(_ x: Variable<T>, _ ctx: ForwardContext<T>, _ options: RouteOptions) -> SoftWeights<T> {
-        let n = x.shape[0], e = config.numExperts, slots = e * config.slotsPerExpert
+        let n = x.shape[0], e = config.numExperts
         let t = options.sequenceLength ?? n
         Shape.require(t > 0 && n % t == 0, "soft_moe", "\(n) tokens do not split into groups of \(t)")
         let phi = ctx(gate!.weight)  // [E·S, D]
@@ -26,7 +26,6 @@ extension Router {
         let routing = Routing(
             numTokens: n, numExperts: e, tokens: Self.tokenMajor(n, e), experts: (0..<(n * e)).map { $0 % e },
             weights: Variable(mass.reshaped([n * e])), logits: nil, scores: nil, k: e)
-        _ = slots
         return SoftWeights(dispatch: dispatch, combine: combine, routing: routing)
     }
 

@@ -27,10 +27,10 @@ struct Train: ParsableCommand {
     @Option(help: "Switch loss per MoE layer, averaged (per_layer, the default), or pooled over all layers as transformers computes it (pooled).")
     var auxLossScope: String?
     @Option(help: "Layers (0-based, comma-separated) whose FFN is a PEER layer (He 2024) instead.") var peerLayers: String?
-    @Option(help: "PEER experts per layer, a square n² (e.g. 16384 = 128²).") var peerExperts = 16384
-    @Option(help: "PEER heads.") var peerHeads = 8
-    @Option(name: .customLong("peer-k"), help: "PEER experts per head, at most √(peer experts).") var peerK = 16
-    @Option(help: "PEER key width per half of a head's query.") var peerKeyDim = 32
+    @Option(help: "PEER experts per layer, a square n² (default 16384 = 128²).") var peerExperts: Int?
+    @Option(help: "PEER heads (default 8).") var peerHeads: Int?
+    @Option(name: .customLong("peer-k"), help: "PEER experts per head, at most √(peer experts) (default 16).") var peerK: Int?
+    @Option(help: "PEER key width per half of a head's query (default 32).") var peerKeyDim: Int?
     @Flag(help: "Batch norm on the PEER queries.") var peerBatchNorm = false
     @Option(help: "With --resume: add this many experts to every MoE layer (lifelong growth), e.g. for new --data.") var addExperts: Int?
     @Flag(help: "With --add-experts: freeze the experts and router rows that existed before.") var freezeOld = false
@@ -102,10 +102,13 @@ struct Train: ParsableCommand {
             guard config.moe != nil else { throw UsageError("--aux-loss-scope needs an MoE model; drop it with --dense") }
             config.moe?.auxLossScope = scope
         }
+        if peerLayers == nil && (peerExperts != nil || peerHeads != nil || peerK != nil || peerKeyDim != nil || peerBatchNorm) {
+            throw UsageError("the PEER options shape PEER layers: add --peer-layers (0-based layers, such as 2)")
+        }
         if let peerLayers {
             let layers = peerLayers.split(separator: ",", omittingEmptySubsequences: false).map { Int($0.trimmingCharacters(in: .whitespaces)) }
             guard !layers.isEmpty, layers.allSatisfy({ $0 != nil }) else { throw UsageError("invalid --peer-layers \(peerLayers): give 0-based layer numbers such as 1,2") }
-            var p = PEERConfig(hiddenSize: config.hiddenSize, numExperts: peerExperts, heads: peerHeads, expertsPerHead: peerK, keyDim: peerKeyDim)
+            var p = PEERConfig(hiddenSize: config.hiddenSize, numExperts: peerExperts ?? 16384, heads: peerHeads ?? 8, expertsPerHead: peerK ?? 16, keyDim: peerKeyDim ?? 32)
             p.queryBatchNorm = peerBatchNorm
             config.peer = p
             config.peerLayers = layers.map { $0! }
@@ -157,6 +160,11 @@ struct Train: ParsableCommand {
         check("router", router, mc.moe?.router.rawValue ?? "")
         check("aux-loss-coef", auxLossCoef, mc.moe?.auxLossCoef ?? 0)
         check("aux-loss-scope", auxLossScope, mc.moe?.auxLossScope.rawValue ?? "")
+        check("peer-experts", peerExperts, mc.peer?.numExperts ?? 0)
+        check("peer-heads", peerHeads, mc.peer?.heads ?? 0)
+        check("peer-k", peerK, mc.peer?.expertsPerHead ?? 0)
+        check("peer-key-dim", peerKeyDim, mc.peer?.keyDim ?? 0)
+        if peerBatchNorm && !(mc.peer?.queryBatchNorm ?? false) { conflicts.append("--peer-batch-norm (checkpoint: none)") }
         check("peer-layers", peerLayers.map { $0.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) } }, mc.peerLayers)
         if dense && mc.moe != nil { conflicts.append("--dense (checkpoint: MoE)") }
         if sharedExpertGate && !(mc.moe?.sharedExpertGate ?? false) { conflicts.append("--shared-expert-gate (checkpoint: no gate)") }
