@@ -60,21 +60,32 @@ public enum Evaluation {
     /// Mean cross-entropy over `evalBatches` x `batch` windows spread evenly over the validation tokens
     /// (the same windows every time, so values are comparable across steps and runs).
     public static func validationLoss(_ model: MoETransformer<Float>, data: TextDataset, config c: TrainConfig) -> Double {
-        let n = data.validation.count - c.sequence - 1
-        guard n > 0 else { return .nan }
-        let windows = c.evalBatches * c.batch
+        let batches = validationBatches(data, config: c)
+        guard !batches.isEmpty else { return .nan }
         var total = 0.0
-        for b in 0..<c.evalBatches {
+        for (x, y) in batches {
+            let out = model(ids: x, batch: c.batch, .inference)
+            total += Double(Variable.crossEntropy(out.logits, targets: y).value.item)
+        }
+        return total / Double(c.evalBatches)
+    }
+
+    /// The fixed validation windows: `evalBatches` batches of `batch` windows of `sequence` tokens spread evenly over
+    /// the validation tokens, each as (inputs, targets) [batch × sequence]; empty when the validation set is
+    /// shorter than a window.
+    public static func validationBatches(_ data: TextDataset, config c: TrainConfig) -> [(inputs: [Int], targets: [Int])] {
+        let n = data.validation.count - c.sequence - 1
+        guard n > 0 else { return [] }
+        let windows = c.evalBatches * c.batch
+        return (0..<c.evalBatches).map { b in
             var x: [Int] = [], y: [Int] = []
             for i in 0..<c.batch {
                 let start = (b * c.batch + i) * n / windows
                 x += data.validation[start..<(start + c.sequence)]
                 y += data.validation[(start + 1)...(start + c.sequence)]
             }
-            let out = model(ids: x, batch: c.batch, .inference)
-            total += Double(Variable.crossEntropy(out.logits, targets: y).value.item)
+            return (x, y)
         }
-        return total / Double(c.evalBatches)
     }
 
     /// Greedy completion of "a+b=" up to the newline, compared exactly with the sum.

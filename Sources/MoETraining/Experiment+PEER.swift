@@ -57,7 +57,7 @@ public enum PEERExperiment {
     public static func usage(_ model: MoETransformer<Float>, data: TextDataset, config c: TrainConfig) -> Double {
         guard let p = model.config.peer else { return .nan }
         var seen = [Bool](repeating: false, count: p.numExperts)
-        for x in ExperimentRunner.validationBatches(data, config: c) {
+        for (x, _) in Evaluation.validationBatches(data, config: c) {
             for e in model(ids: x, batch: c.batch, .inference).peerExperts.first ?? [] { seen[e] = true }
         }
         return Double(seen.filter { $0 }.count) / Double(p.numExperts)

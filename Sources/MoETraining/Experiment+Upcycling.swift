@@ -32,7 +32,7 @@ public enum UpcyclingExperiment {
             opt.noDecay = Trainer.noDecayPaths(upcycled)
             // The upcycled model's distance from the dense one before any training, on the validation windows.
             var diff = 0.0
-            for x in ExperimentRunner.validationBatches(data, config: c).prefix(1) {
+            for (x, _) in Evaluation.validationBatches(data, config: c).prefix(1) {
                 let a = dense.model(ids: x, batch: c.batch, .inference).logits.value, b = upcycled(ids: x, batch: c.batch, .inference).logits.value
                 diff = max(diff, Double(a.maxAbsDifference(b)))
             }

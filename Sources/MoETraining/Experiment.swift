@@ -199,20 +199,6 @@ public enum ExperimentRunner {
             parameters: net.parameterCount, activeParameters: net.activeParameterCount)
     }
 
-    /// The inputs of the fixed validation windows, one [batch × sequence] array per evaluation batch (the
-    /// windows `Evaluation.validationLoss` scores).
-    public static func validationBatches(_ data: TextDataset, config c: TrainConfig) -> [[Int]] {
-        let n = data.validation.count - c.sequence - 1
-        guard n > 0 else { return [] }
-        let windows = c.evalBatches * c.batch
-        return (0..<c.evalBatches).map { b in
-            (0..<c.batch).flatMap { i in
-                let start = (b * c.batch + i) * n / windows
-                return data.validation[start..<(start + c.sequence)]
-            }
-        }
-    }
-
     /// Kept assignments per expert, per MoE layer, over the fixed validation windows, routed with `options`
     /// (inference by default; training routing for BASE's balanced assignment).
     public static func validationLoad(
@@ -220,7 +206,7 @@ public enum ExperimentRunner {
     ) -> [[Int]] {
         var load = model.moeLayers.map { [Int](repeating: 0, count: $0.config.numExperts) }
         guard !load.isEmpty else { return load }
-        for x in validationBatches(data, config: c) {
+        for (x, _) in Evaluation.validationBatches(data, config: c) {
             let out = model(ids: x, batch: c.batch, .inference, options: options)
             for (i, m) in out.moe.enumerated() {
                 for (e, k) in m.statistics.tokensPerExpert.enumerated() { load[i][e] += k }
