@@ -89,9 +89,15 @@ public struct RoutingStatistics: Sendable, Codable, Equatable {
         let mean = Double(load.reduce(0, +)) / Double(max(load.count, 1))
         let variance = load.reduce(0.0) { $0 + (Double($1) - mean) * (Double($1) - mean) } / Double(max(load.count, 1))
         loadCV = mean > 0 ? variance.squareRoot() / mean : 0
-        maxOverMean = mean > 0 ? Double(load.max() ?? 0) / mean : 0
+        maxOverMean = Self.maxOverMean(load)
         unusedExperts = load.filter { $0 == 0 }.count
         routerEntropy = r.scores.map { Self.meanEntropy($0.value) } ?? 0
+    }
+
+    /// The busiest expert's load over the mean load; 0 when no expert has a token.
+    public static func maxOverMean(_ load: [Int]) -> Double {
+        let mean = Double(load.reduce(0, +)) / Double(max(load.count, 1))
+        return mean > 0 ? Double(load.max() ?? 0) / mean : 0
     }
 
     /// Mean over rows of the entropy of each row of `s` [N, E] normalized to sum to one.

@@ -19,13 +19,13 @@ public enum BASEExperiment {
     /// windows.
     static func trainingBalance(_ model: MoETransformer<Float>, data: TextDataset, config c: TrainConfig) -> Double {
         let load = ExperimentRunner.validationLoad(model, data: data, config: c, options: RouteOptions(training: true, random: RandomSource(seed: 1)))
-        return load.map { l in Double(l.max()!) * Double(l.count) / Double(max(l.reduce(0, +), 1)) }.max() ?? .nan
+        return load.map(RoutingStatistics.maxOverMean).max() ?? .nan
     }
 
     public static func run(_ o: ExperimentOptions, progress: ((String) -> Void)? = nil) throws -> ExperimentReport {
         let start = ContinuousClock.now
-        let runs = try ExperimentRunner.runArms(models(), options: o, progress: progress) { _, model, run in
-            run.extra["train_worst_max_over_mean"] = trainingBalance(model, data: TextDataset(seed: run.seed), config: ExperimentRunner.trainConfig(o, seed: run.seed))
+        let runs = try ExperimentRunner.runArms(models(), options: o, progress: progress) { _, model, data, run in
+            run.extra["train_worst_max_over_mean"] = trainingBalance(model, data: data, config: ExperimentRunner.trainConfig(o, seed: run.seed))
         }
         var columns = ExperimentRunner.standardColumns
         columns.insert("train_worst_max_over_mean", at: 5)

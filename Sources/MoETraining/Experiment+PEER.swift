@@ -66,11 +66,8 @@ public enum PEERExperiment {
     public static func run(_ o: ExperimentOptions, peer p: Options = Options(), progress: ((String) -> Void)? = nil) throws -> ExperimentReport {
         let start = ContinuousClock.now
         let arms = try arms(p)
-        var datasets: [UInt64: TextDataset] = [:]
-        let runs = try ExperimentRunner.runArms(arms, options: o, progress: progress) { arm, model, run in
+        let runs = try ExperimentRunner.runArms(arms, options: o, progress: progress) { arm, model, data, run in
             guard arm.model.peer != nil else { return }
-            let data = datasets[run.seed] ?? TextDataset(seed: run.seed)
-            datasets = [run.seed: data]
             run.extra["expert_usage"] = usage(model, data: data, config: ExperimentRunner.trainConfig(o, seed: run.seed))
         }
         var columns = ExperimentRunner.standardColumns

@@ -83,7 +83,7 @@ public enum GranularityExperiment {
     public static func run(_ o: ExperimentOptions, progress: ((String) -> Void)? = nil) throws -> ExperimentReport {
         let start = ContinuousClock.now
         let arms = try arms()
-        let runs = try ExperimentRunner.runArms(arms, options: o, progress: progress) { _, model, run in
+        let runs = try ExperimentRunner.runArms(arms, options: o, progress: progress) { _, model, _, run in
             let (r, l) = routingShare(model.moeLayers[0])
             run.extra["routing_ms"] = r * 1000
             run.extra["layer_ms"] = l * 1000

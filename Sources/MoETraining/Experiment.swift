@@ -187,10 +187,8 @@ public enum ExperimentRunner {
         let loss = Evaluation.validationLoss(net, data: data, config: c)
         let load = validationLoad(net, data: data, config: c)
         var worst: Double? = load.isEmpty ? nil : 1, unused = 0
-        for l in load where !l.isEmpty {
-            let total = l.reduce(0, +)
-            guard total > 0 else { continue }
-            worst = max(worst ?? 1, Double(l.max()!) / (Double(total) / Double(l.count)))
+        for l in load where l.contains(where: { $0 > 0 }) {
+            worst = max(worst ?? 1, RoutingStatistics.maxOverMean(l))
             unused += l.filter { $0 == 0 }.count
         }
         return ArmRun(
@@ -253,10 +251,10 @@ public struct ExperimentArm: Sendable {
 
 extension ExperimentRunner {
     /// Runs every arm with every seed (seed-major, so each seed's corpus is built once), reporting progress as
-    /// "[arm seed s] ...". `measure` may add figures to a finished run from its trained model.
+    /// "[arm seed s] ...". `measure` may add figures to a finished run from its trained model and the seed's data.
     public static func runArms(
         _ arms: [ExperimentArm], options o: ExperimentOptions, progress: ((String) -> Void)? = nil,
-        measure: ((ExperimentArm, MoETransformer<Float>, inout ArmRun) -> Void)? = nil
+        measure: ((ExperimentArm, MoETransformer<Float>, TextDataset, inout ArmRun) -> Void)? = nil
     ) throws -> [String: [ArmRun]] {
         var runs: [String: [ArmRun]] = [:]
         for seed in o.seeds {
@@ -265,7 +263,7 @@ extension ExperimentRunner {
                 var (run, model) = try ExperimentRunner.run(arm.model, seed: seed, options: o, data: data) { line in
                     progress?("[\(arm.name), seed \(seed)] \(line)")
                 }
-                measure?(arm, model, &run)
+                measure?(arm, model, data, &run)
                 let balance = run.worstMaxOverMean.map { String(format: ", worst max/mean %.2f, %d unused", $0, run.unusedExperts) } ?? ""
                 progress?(String(format: "[%@, seed %llu] validation loss %.4f%@, %.0f tok/s",
                                  arm.name, seed, run.validationLoss, balance, run.tokensPerSecond))

@@ -21,10 +21,8 @@ public struct TrainLogEntry: Codable, Sendable, Equatable {
     /// that got no token; nil without MoE layers or tokens.
     public var worstLayer: (layer: Int, maxOverMean: Double, unused: Int)? {
         var worst: (layer: Int, maxOverMean: Double, unused: Int)? = nil
-        for (i, l) in expertLoad.enumerated() where !l.isEmpty {
-            let total = l.reduce(0, +)
-            guard total > 0 else { continue }
-            let ratio = Double(l.max()!) / (Double(total) / Double(l.count))
+        for (i, l) in expertLoad.enumerated() where l.contains(where: { $0 > 0 }) {
+            let ratio = RoutingStatistics.maxOverMean(l)
             if worst == nil || ratio > worst!.maxOverMean { worst = (i, ratio, l.filter { $0 == 0 }.count) }
         }
         return worst
