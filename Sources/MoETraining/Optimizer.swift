@@ -26,6 +26,23 @@ public struct AdamW<T: TensorScalar>: Optimizer {
     public var v: [String: Tensor<T>] = [:]
     public var stepCount = 0
 
+    /// How many leading elements of the tensor at `path` with `shape` are frozen (`frozenRows` rows of it).
+    public func frozenCount(_ path: String, shape: [Int]) -> Int {
+        guard let rows = frozenRows[path], let first = shape.first, first > 0 else { return 0 }
+        let count = shape.reduce(1, *)
+        return Swift.min(count, rows * (count / first))
+    }
+
+    /// Zeroes the frozen rows' gradients, so that they count toward no clipping norm either.
+    public func zeroFrozen(_ gradients: inout [String: Tensor<T>]) {
+        for path in frozenRows.keys {
+            guard var g = gradients[path] else { continue }
+            let n = frozenCount(path, shape: g.shape)
+            g.withUnsafeMutablePointer { p in p.update(repeating: 0, count: n) }
+            gradients[path] = g
+        }
+    }
+
     public init(beta1: T = 0.9, beta2: T = 0.999, eps: T = 1e-8, weightDecay: T = 0.01) {
         self.beta1 = beta1
         self.beta2 = beta2
@@ -46,8 +63,7 @@ public struct AdamW<T: TensorScalar>: Optimizer {
             m[p.path] = nil
             v[p.path] = nil
             let n = g.count
-            // Frozen leading rows are skipped entirely.
-            let first = frozenRows[p.path].map { rows in Swift.min(n, rows * (n / Swift.max(p.shape[0], 1))) } ?? 0
+            let first = frozenCount(p.path, shape: p.shape)  // frozen leading rows are skipped entirely
             g.withUnsafePointer { pg in
                 mt.withUnsafeMutablePointer { pm in
                     vt.withUnsafeMutablePointer { pv in

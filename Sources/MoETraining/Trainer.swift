@@ -114,13 +114,7 @@ public final class Trainer {
             grads = tape.backward(loss).byPath
             return (Double(loss.value.item), Double(ce.value.item), Double(out.auxLoss?.value.item ?? 0), out.moe.map(\.statistics))
         }()
-        // Frozen rows take no gradient, so they do not count toward the clipping norm either.
-        for (path, rows) in optimizer.frozenRows {
-            guard var g = grads[path] else { continue }
-            let n = Swift.min(g.count, rows * (g.count / Swift.max(g.shape[0], 1)))
-            g.withUnsafeMutablePointer { p in for i in 0..<n { p[i] = 0 } }
-            grads[path] = g
-        }
+        optimizer.zeroFrozen(&grads)
         clipGradientNorm(&grads, maxNorm: c.clipNorm)
         optimizer.step(model.parameters, gradients: grads, lr: Float(lr))
         for (layer, s) in zip(model.moeLayers, stats) where layer.router.selectionBias != nil {
