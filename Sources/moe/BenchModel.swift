@@ -19,7 +19,7 @@ struct BenchModel: ParsableCommand {
         guard runs >= 5 && runs <= 1000 else { throw UsageError("invalid --runs \(runs): use between 5 and 1000 runs") }
         guard promptTokens >= 1 && promptTokens <= 1_000_000 else { throw UsageError("invalid --prompt-tokens \(promptTokens): use between 1 and 1000000") }
         guard newTokens >= 1 && newTokens <= 1_000_000 else { throw UsageError("invalid --new-tokens \(newTokens): use between 1 and 1000000") }
-        guard let kv = InferenceSession.KVCache(rawValue: kvCache) else { throw UsageError("invalid --kv-cache \(kvCache): use f32 or f16") }
+        let kv = try InferenceSession.KVCache.option(kvCache)
         var failure: Error?
         Bench.report(json: json) {
             do { return try ModelBenchmark.run(model: model, promptTokens: promptTokens, newTokens: newTokens, runs: runs, kvCache: kv) } catch {

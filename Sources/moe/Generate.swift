@@ -36,7 +36,7 @@ struct Generate: ParsableCommand {
         o.maxNewTokens = maxNewTokens
         o.stop = stop.map { $0.replacingOccurrences(of: "\\n", with: "\n").replacingOccurrences(of: "\\t", with: "\t") }
         do { try o.validate() } catch { throw UsageError("\(error)") }
-        guard let kv = InferenceSession.KVCache(rawValue: kvCache) else { throw UsageError("invalid --kv-cache \(kvCache): use f32 or f16") }
+        let kv = try InferenceSession.KVCache.option(kvCache)
         guard format == "text" || format == "json" else { throw UsageError("invalid --format \(format): use text or json") }
         guard let location = checkpoint ?? model else { throw UsageError("missing --model (or --checkpoint): the model directory to generate with") }
         guard (prompt == nil) != (ids == nil) else { throw UsageError("give exactly one of --prompt and --ids") }
@@ -76,5 +76,15 @@ struct Generate: ParsableCommand {
         out.write(Data((prompt ?? tokenizer.decode(promptIDs)).utf8))
         _ = generate { out.write(Data($0.utf8)) }
         out.write(Data("\n".utf8))
+    }
+}
+
+extension InferenceSession.KVCache {
+    /// The `--kv-cache` option of generate and bench model, or a one-line error.
+    static func option(_ value: String) throws -> Self {
+        guard let kv = Self(rawValue: value) else {
+            throw UsageError("invalid --kv-cache \(value): use \(allCases.map(\.rawValue).joined(separator: " or "))")
+        }
+        return kv
     }
 }
