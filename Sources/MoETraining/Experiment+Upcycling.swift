@@ -28,8 +28,7 @@ public enum UpcyclingExperiment {
             let upcycled = try Upcycling.upcycle(dense.model, options)
             var state = dense.state
             state.adamSteps = 0
-            var opt = AdamW<Float>(weightDecay: Float(c.weightDecay))
-            opt.noDecay = Trainer.noDecayPaths(upcycled)
+            let opt = Trainer.optimizer(for: upcycled, weightDecay: c.weightDecay)
             // The upcycled model's distance from the dense one before any training, on the validation windows.
             var diff = 0.0
             for (x, _) in Evaluation.validationBatches(data, config: c).prefix(1) {

@@ -38,9 +38,7 @@ public enum Growth {
         let grown: MoETransformer<Float>
         do { grown = try MoETransformer<Float>(config, seed: seed) } catch { throw GrowthError("\(error)") }
         let before = old.namedParameters
-        var opt = AdamW<Float>(weightDecay: optimizer.weightDecay)
-        opt.noDecay = Trainer.noDecayPaths(grown)
-        opt.frozenRows = Trainer.frozenRows(grown)
+        var opt = Trainer.optimizer(for: grown, weightDecay: Double(optimizer.weightDecay))
         opt.stepCount = optimizer.stepCount
         for p in grown.parameters + grown.buffers {
             guard let src = before[p.path] else { throw GrowthError("\(p.path) has no counterpart in the run being grown") }

@@ -112,9 +112,7 @@ public enum TrainCheckpoint {
             throw CheckpointError(description: "\(dir)/trainer_state.json: corrupt or incomplete; use an earlier checkpoint")
         }
         let file = try SafetensorsFile(path: dir + "/optimizer.safetensors")
-        var opt = AdamW<Float>(weightDecay: Float(state.train.weightDecay))
-        opt.noDecay = Trainer.noDecayPaths(model)
-        opt.frozenRows = Trainer.frozenRows(model)
+        var opt = Trainer.optimizer(for: model, weightDecay: state.train.weightDecay)
         opt.stepCount = state.adamSteps
         for p in model.parameters where file.info("m." + p.path) != nil {
             let m: Tensor<Float> = try file.tensor("m." + p.path)

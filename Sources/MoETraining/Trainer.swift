@@ -58,9 +58,7 @@ public final class Trainer {
 
     /// A fresh run.
     public convenience init(model: MoETransformer<Float>, config: TrainConfig, data: TextDataset, outDir: String?) {
-        var opt = AdamW<Float>(weightDecay: Float(config.weightDecay))
-        opt.noDecay = Self.noDecayPaths(model)
-        opt.frozenRows = Self.frozenRows(model)
+        let opt = Self.optimizer(for: model, weightDecay: config.weightDecay)
         let state = TrainerState(
             step: 0, adamSteps: 0, sampler: BatchSampler(seed: config.seed), random: RandomGenerator(seed: config.seed ^ 0x7A11),
             train: config, dataSource: data.source)
@@ -72,6 +70,14 @@ public final class Trainer {
     public static func noDecayPaths(_ model: MoETransformer<Float>) -> Set<String> {
         let routers = Set(model.moeLayers.flatMap { $0.router.parameters.map(\.path) })
         return Set(model.parameters.filter { $0.shape.count < 2 || routers.contains($0.path) }.map(\.path))
+    }
+
+    /// A fresh AdamW for `model`: decay except on its norms, biases and routers, none at all for frozen rows.
+    public static func optimizer(for model: MoETransformer<Float>, weightDecay: Double) -> AdamW<Float> {
+        var opt = AdamW<Float>(weightDecay: Float(weightDecay))
+        opt.noDecay = noDecayPaths(model)
+        opt.frozenRows = frozenRows(model)
+        return opt
     }
 
     /// Leading rows that take no update, by path: each MoE layer's first `frozen_experts` experts (their slices of

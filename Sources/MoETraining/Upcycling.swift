@@ -129,8 +129,7 @@ public enum Upcycling {
     public static func upcycle(checkpoint dir: String, _ o: Options) throws -> (model: MoETransformer<Float>, optimizer: AdamW<Float>, state: TrainerState) {
         let (dense, _, denseState) = try TrainCheckpoint.load(dir)
         let model = try upcycle(dense, o)
-        var opt = AdamW<Float>(weightDecay: Float(denseState.train.weightDecay))
-        opt.noDecay = Trainer.noDecayPaths(model)
+        let opt = Trainer.optimizer(for: model, weightDecay: denseState.train.weightDecay)
         var state = denseState
         state.adamSteps = 0
         return (model, opt, state)
