@@ -74,42 +74,36 @@ struct ExperimentCommand: ParsableCommand {
             FileHandle.standardError.write(Data((interactive ? "\r\u{1B}[K" + line : line + "\n").utf8))
         }
         let report: ExperimentReport
-        let arms: [String]
         var metrics: [(String, (ArmRun) -> Double)] = [("validation loss (nats/byte)", { $0.validationLoss })]
         do {
             switch name {
             case "balancing":
                 report = try BalancingExperiment.run(o, progress: progress)
-                arms = BalancingExperiment.arms().map(\.name)
                 metrics.append(("worst layer max/mean load", { $0.worstMaxOverMean ?? .nan }))
             case "experts":
                 report = try ExpertCountExperiment.run(o, progress: progress)
-                arms = ExpertCountExperiment.arms().map(\.name)
             case "peer":
                 let p = try peerOptions()
                 report = try PEERExperiment.run(o, peer: p, progress: progress)
-                arms = try PEERExperiment.arms(p).map(\.name)
                 metrics.append(("PEER experts retrieved on validation (share)", { $0.extra["expert_usage"] ?? .nan }))
             case "base":
                 report = try BASEExperiment.run(o, progress: progress)
-                arms = BASEExperiment.arms
                 metrics.append(("worst layer max/mean load (inference)", { $0.worstMaxOverMean ?? .nan }))
                 metrics.append(("worst layer max/mean load (training routing)", { $0.extra["train_worst_max_over_mean"] ?? .nan }))
             case "lifelong":
                 report = try LifelongExperiment.run(o, progress: progress)
-                arms = LifelongExperiment.arms
                 metrics = [("forgetting on A (loss rise after C)", { $0.extra["forgetting_A"] ?? .nan }), ("loss on C (the last distribution)", { $0.extra["loss_C"] ?? .nan })]
             case "upcycling":
                 report = try UpcyclingExperiment.run(o, progress: progress)
-                arms = UpcyclingExperiment.arms
                 metrics.append(("worst layer max/mean load", { $0.worstMaxOverMean ?? .nan }))
             default:
                 report = try GranularityExperiment.run(o, progress: progress)
-                arms = try GranularityExperiment.arms().map(\.name)
                 metrics.append(("routing share of an MoE layer's forward", { ($0.extra["routing_ms"] ?? .nan) / ($0.extra["layer_ms"] ?? .nan) }))
             }
         } catch let e as ConfigError { throw UsageError("\(e)") }
         if interactive { FileHandle.standardError.write(Data("\n".utf8)) }
+        // Every experiment's table has one row per arm, named in its first column.
+        let arms = report.rows.compactMap { row -> String? in if case .text(let name) = row.first { return name } else { return nil } }
         let svg = ExperimentPlot.render(report, arms: arms, metrics: metrics)
         let enc = JSONEncoder()
         enc.outputFormatting = [.sortedKeys, .prettyPrinted]
