@@ -195,10 +195,17 @@ public struct MoEConfig: Codable, Sendable, Equatable {
     }
 
     /// Throws a ConfigError naming the field, the value and what to change.
+    /// Upper bounds on the sizes (a corrupted config is refused before its products can overflow or its
+    /// tensors be allocated); each is far above any released model.
+    public static let maxDimension = 1 << 20, maxExperts = 1 << 16
+
     public func validate() throws(ConfigError) {
-        try ConfigError.check(hiddenSize >= 1, "hidden_size", hiddenSize, "use a positive model dimension")
-        try ConfigError.check(expertHiddenSize >= 1, "moe_intermediate_size", expertHiddenSize, "use a positive expert width")
-        try ConfigError.check(numExperts >= 1, "num_experts", numExperts, "use at least one expert")
+        try ConfigError.check(hiddenSize >= 1 && hiddenSize <= Self.maxDimension, "hidden_size", hiddenSize, "use a model dimension between 1 and \(Self.maxDimension)")
+        try ConfigError.check(expertHiddenSize >= 1 && expertHiddenSize <= Self.maxDimension, "moe_intermediate_size", expertHiddenSize, "use an expert width between 1 and \(Self.maxDimension)")
+        try ConfigError.check(numExperts >= 1 && numExperts <= Self.maxExperts, "num_experts", numExperts, "use between 1 and \(Self.maxExperts) experts")
+        try ConfigError.check(sharedExpertHiddenSize >= 0 && sharedExpertHiddenSize <= Self.maxDimension * 64, "shared_expert_intermediate_size", sharedExpertHiddenSize,
+                              "use 0 (none) or a positive width up to \(Self.maxDimension * 64)")
+        try ConfigError.check(swigluAlpha.isFinite && swigluLimit.isFinite, "swiglu_limit", swigluLimit, "use finite values")
         if router != .dense && router != .expertChoice && router != .soft {
             try ConfigError.check(
                 expertsPerToken >= 1 && expertsPerToken <= numExperts, "num_experts_per_tok", expertsPerToken,

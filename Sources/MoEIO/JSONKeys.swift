@@ -1,8 +1,8 @@
 /// Finds duplicated keys in a JSON object's top level. Foundation's parser keeps the last of two equal
 /// keys silently; a strict safetensors reader must reject them. This scans the already-validated JSON text
 /// (strings and nesting only), it does not parse values.
-enum JSONKeys {
-    static func firstDuplicateTopLevelKey(_ bytes: some Collection<UInt8>) -> String? {
+public enum JSONKeys {
+    public static func firstDuplicateTopLevelKey(_ bytes: some Collection<UInt8>) -> String? {
         let b = Array(bytes)
         var depth = 0, i = 0
         var seen = Set<String>()

@@ -414,6 +414,31 @@ public final class SafetensorsCheckpoint: @unchecked Sendable {
     /// The shard that holds `name`.
     public func shard(holding name: String) -> SafetensorsFile? { location[name].map { files[$0] } }
 
+    /// The shape `tensor(name)` returns (an MXFP4 pair's or a block-quantized tensor's logical shape), read from
+    /// the headers alone; nil when no shard holds `name`.
+    public func logicalShape(_ name: String) -> [Int]? {
+        guard let f = shard(holding: name) else { return nil }
+        return f.mxfp4[name]?.shape ?? f.quantized[name]?.shape ?? f.info(name)?.shape
+    }
+
+    /// Elements of every logical tensor, summed without overflow (nil past Int).
+    public var logicalElementCount: Int? {
+        var total = 0
+        for name in logicalNames {
+            guard let shape = logicalShape(name) else { continue }
+            var n = 1
+            for s in shape {
+                let (m, o) = n.multipliedReportingOverflow(by: s)
+                if o { return nil }
+                n = m
+            }
+            let (t, o) = total.addingReportingOverflow(n)
+            if o { return nil }
+            total = t
+        }
+        return total
+    }
+
     public func tensor<T: TensorScalar>(_ name: String, as: T.Type = T.self) throws -> Tensor<T> {
         guard let i = location[name] else {
             throw SafetensorsError(path, tensor: name, "is missing", hint: "the checkpoint does not match the model; check the config")

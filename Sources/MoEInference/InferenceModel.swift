@@ -63,6 +63,7 @@ public final class InferenceModel: @unchecked Sendable {
         try Self.checkSupported(c, path: dir + "/config.json")
         config = c
         checkpoint = try SafetensorsCheckpoint(directory: dir)
+        try HuggingFace.checkSizes(c, against: checkpoint, path: dir + "/config.json", names: HuggingFace.names(for: c, file: checkpoint))
         let family = c.modelType
         let reader = Reader(checkpoint: checkpoint, family: family)
         let (d, dh, h, kv) = (c.hiddenSize, c.headDim, c.numHeads, c.numKVHeads)

@@ -44,7 +44,7 @@ public enum Quantizer {
             throw QuantizeError("\(out): already exists; choose another --out or remove it")
         }
         let checkpoint = try SafetensorsCheckpoint(directory: dir)
-        var config = try HuggingFace.readConfig(dir)
+        var config = try HuggingFace.readConfig(dir).json
         if config["quantization_config"] != nil || checkpoint.files.contains(where: { !$0.quantized.isEmpty || !$0.mxfp4.isEmpty }) {
             throw QuantizeError("\(dir): is already quantized; quantize the original 16- or 32-bit checkpoint")
         }

@@ -8,12 +8,16 @@ extension HuggingFace {
     /// `down_proj` [E, F, D]. Released checkpoints store the experts as MXFP4 (`*_blocks` and `*_scales`,
     /// [E, rows, cols / 32, 16] and [E, rows, cols / 32], rows the output features); those are dequantized here
     /// (the inference engine multiplies them as stored).
-    static func loadGptOss(_ dir: String, config j: [String: Any]) throws -> MoETransformer<Float> {
-        let c = try gptOssConfig(j, path: dir + "/config.json")
-        let (e, f, d) = (c.moe!.numExperts, c.moe!.expertHiddenSize, c.hiddenSize)
+    static func loadGptOss(_ dir: String, config j: ConfigReader) throws -> MoETransformer<Float> {
+        let c = try gptOssConfig(j)
         let file = try SafetensorsCheckpoint(directory: dir)
-        let model = try build(c, path: dir + "/config.json")
-        try ModelFiles.install(model.parameters, from: file, family: "gpt_oss") { name in
+        return try buildAndInstall(c, dir: dir, family: "gpt_oss", file: file, names: gptOssNames(c, file: file))
+    }
+
+    /// gpt-oss's file names for the model's parameters, with the rearrangements its stored layouts need.
+    static func gptOssNames(_ c: TransformerConfig, file: SafetensorsCheckpoint) -> (String) -> ModelFiles.TensorSource {
+        let (e, f, d) = (c.moe?.numExperts ?? 0, c.moe?.expertHiddenSize ?? 0, c.hiddenSize)
+        return { name in
             if name == "lm_head.weight" { return .tensor(name) }
             let full = "model." + name
             if name.hasSuffix(".mlp.gate.weight") || name.hasSuffix(".mlp.gate.bias") {
@@ -44,25 +48,24 @@ extension HuggingFace {
             }
             return .tensor(full)
         }
-        return model
     }
 
-    static func gptOssConfig(_ j: [String: Any], path: String) throws -> TransformerConfig {
-        let f = try int(j, "intermediate_size", path)
+    static func gptOssConfig(_ j: ConfigReader) throws -> TransformerConfig {
+        let f = try j.int("intermediate_size")
         var moe = MoEConfig(
-            hiddenSize: try int(j, "hidden_size", path), expertHiddenSize: f, numExperts: try int(j, "num_local_experts", path),
-            expertsPerToken: try int(j, "num_experts_per_tok", path), router: .topKSoftmax)
+            hiddenSize: try j.int("hidden_size"), expertHiddenSize: f, numExperts: try j.int("num_local_experts"),
+            expertsPerToken: try j.int("num_experts_per_tok"), router: .topKSoftmax)
         moe.routerBias = true
         moe.expertBias = true
         moe.expertActivation = .clampedSwiglu
-        moe.swigluAlpha = double(j, "swiglu_alpha", default: 1.702)
-        moe.swigluLimit = double(j, "swiglu_limit", default: 7)
-        moe.auxLossCoef = double(j, "router_aux_loss_coef", default: 0)
-        var c = try baseConfig(j, path: path, modelType: "gpt_oss", intermediate: f, moe: moe)
-        c.attentionBias = j["attention_bias"] as? Bool ?? true
+        moe.swigluAlpha = try j.double("swiglu_alpha", default: 1.702)
+        moe.swigluLimit = try j.double("swiglu_limit", default: 7)
+        moe.auxLossCoef = try j.double("router_aux_loss_coef", default: 0)
+        var c = try baseConfig(j, modelType: "gpt_oss", intermediate: f, moe: moe)
+        c.attentionBias = try j.bool("attention_bias", default: true)
         c.attentionOutputBias = c.attentionBias
         c.attentionSinks = true
-        try slidingLayers(j, path: path, into: &c, nopeOnFullLayers: false)
+        try slidingLayers(j, into: &c, nopeOnFullLayers: false)
         return c
     }
 }

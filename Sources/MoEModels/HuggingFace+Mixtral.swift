@@ -5,28 +5,28 @@ extension HuggingFace {
     /// `block_sparse_moe`, softmax top-k routing with renormalized weights.
     /// PhiMoE (`PhimoeForCausalLM`): the same layout with LayerNorm (weight and bias) in place of RMSNorm,
     /// optional biases on q/k/v/o and the head, and SparseMixer routing (top-2, margin `router_jitter_noise`).
-    static func loadMixtral(_ dir: String, config j: [String: Any], family: String) throws -> MoETransformer<Float> {
-        let c = try mixtralConfig(j, path: dir + "/config.json", family: family)
+    static func loadMixtral(_ dir: String, config j: ConfigReader, family: String) throws -> MoETransformer<Float> {
+        let c = try mixtralConfig(j, family: family)
         return try buildAndInstall(c, dir: dir, family: family, names: mixtralNames(experts: c.moe?.numExperts ?? 0))
     }
 
-    static func mixtralConfig(_ j: [String: Any], path: String, family: String) throws -> TransformerConfig {
-        let f = try int(j, "intermediate_size", path)
+    static func mixtralConfig(_ j: ConfigReader, family: String) throws -> TransformerConfig {
+        let f = try j.int("intermediate_size")
         var moe = MoEConfig(
-            hiddenSize: try int(j, "hidden_size", path), expertHiddenSize: f, numExperts: try int(j, "num_local_experts", path),
-            expertsPerToken: try int(j, "num_experts_per_tok", path))
+            hiddenSize: try j.int("hidden_size"), expertHiddenSize: f, numExperts: try j.int("num_local_experts"),
+            expertsPerToken: try j.int("num_experts_per_tok"))
         moe.normalizeTopK = true
-        moe.auxLossCoef = j["router_aux_loss_coef"] as? Double ?? 0
-        var c = try baseConfig(j, path: path, modelType: family, intermediate: f, moe: moe)
+        moe.auxLossCoef = try j.double("router_aux_loss_coef", default: 0)
+        var c = try baseConfig(j, modelType: family, intermediate: f, moe: moe)
         if family == "phimoe" {
             moe.router = .sparseMixer
-            moe.sparseMixerEps = j["router_jitter_noise"] as? Double ?? 0.01
-            moe.jitterEps = j["input_jitter_noise"] as? Double ?? 0
+            moe.sparseMixerEps = try j.double("router_jitter_noise", default: 0.01)
+            moe.jitterEps = try j.double("input_jitter_noise", default: 0)
             c.moe = moe
             c.normKind = .layer
-            c.attentionBias = j["attention_bias"] as? Bool ?? false
+            c.attentionBias = try j.bool("attention_bias", default: false)
             c.attentionOutputBias = c.attentionBias
-            c.lmHeadBias = j["lm_head_bias"] as? Bool ?? false
+            c.lmHeadBias = try j.bool("lm_head_bias", default: false)
         }
         return c
     }

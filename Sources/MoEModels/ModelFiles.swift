@@ -107,8 +107,10 @@ public enum ModelFiles {
     /// Builds the model described by `dir/config.json` and loads `dir/model.safetensors`.
     public static func load<T>(_ dir: String, as: T.Type = T.self) throws -> MoETransformer<T> {
         let config = try loadConfig(from: dir)
+        let file = SafetensorsCheckpoint(file: try SafetensorsFile(path: dir + "/model.safetensors"))
+        try HuggingFace.checkSizes(config, against: file, path: dir + "/config.json") { .tensor($0) }
         let model = try MoETransformer<T>(config, seed: 0)
-        try loadWeights(model, from: dir + "/model.safetensors")
+        try install(model.parameters + model.buffers, from: file, family: model.config.modelType) { .tensor($0) }
         return model
     }
 }

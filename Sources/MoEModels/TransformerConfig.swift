@@ -147,17 +147,34 @@ public struct TransformerConfig: Codable, Sendable, Equatable {
     public func validate() throws(ConfigError) {
         try ConfigError.check(Self.modelTypes.contains(modelType), "model_type", modelType, "supported: \(Self.modelTypes.joined(separator: ", "))")
         try ConfigError.check(qkNorm == nil || qkNorm == "per_head" || qkNorm == "full", "qk_norm", qkNorm ?? "", "use per_head, full, or leave it out")
-        try ConfigError.check(vocabSize >= 1, "vocab_size", vocabSize, "use a positive vocabulary size")
-        try ConfigError.check(hiddenSize >= 1, "hidden_size", hiddenSize, "use a positive model dimension")
-        try ConfigError.check(numLayers >= 1, "num_hidden_layers", numLayers, "use at least one layer")
-        try ConfigError.check(numHeads >= 1, "num_attention_heads", numHeads, "use at least one head")
+        let maxDim = MoEConfig.maxDimension
+        try ConfigError.check(vocabSize >= 1 && vocabSize <= Self.maxVocabulary, "vocab_size", vocabSize, "use a vocabulary size between 1 and \(Self.maxVocabulary)")
+        try ConfigError.check(hiddenSize >= 1 && hiddenSize <= maxDim, "hidden_size", hiddenSize, "use a model dimension between 1 and \(maxDim)")
+        try ConfigError.check(numLayers >= 1 && numLayers <= Self.maxLayers, "num_hidden_layers", numLayers, "use between 1 and \(Self.maxLayers) layers")
+        try ConfigError.check(numHeads >= 1 && numHeads <= Self.maxHeads, "num_attention_heads", numHeads, "use between 1 and \(Self.maxHeads) heads")
         try ConfigError.check(
             numKVHeads >= 1 && numHeads % numKVHeads == 0, "num_key_value_heads", numKVHeads,
             "must divide num_attention_heads (\(numHeads))")
-        try ConfigError.check(headDim >= 2 && headDim % 2 == 0, "head_dim", headDim, "use an even head dimension (rotary pairs)")
-        try ConfigError.check(intermediateSize >= 1, "intermediate_size", intermediateSize, "use a positive FFN width")
-        try ConfigError.check(moeEvery >= 1, "moe_layer_freq", moeEvery, "use 1 (every layer) or more")
-        try ConfigError.check(firstDenseLayers >= 0, "first_k_dense_replace", firstDenseLayers, "use 0 or more")
+        if let mla {
+            try ConfigError.check(mla.kvLoraRank >= 1 && mla.kvLoraRank <= maxDim, "kv_lora_rank", mla.kvLoraRank, "use a latent rank between 1 and \(maxDim)")
+            try ConfigError.check(mla.qLoraRank.map { $0 >= 1 && $0 <= maxDim } ?? true, "q_lora_rank", mla.qLoraRank ?? 0, "use a rank between 1 and \(maxDim), or null for a full q_proj")
+            try ConfigError.check(mla.ropeDim >= 2 && mla.ropeDim % 2 == 0 && mla.ropeDim <= Self.maxHeadDim, "qk_rope_head_dim", mla.ropeDim, "use an even rotary dimension up to \(Self.maxHeadDim)")
+            try ConfigError.check(mla.nopeDim >= 0 && mla.nopeDim <= Self.maxHeadDim, "qk_nope_head_dim", mla.nopeDim, "use a head dimension between 0 and \(Self.maxHeadDim)")
+            try ConfigError.check(mla.valueDim >= 1 && mla.valueDim <= Self.maxHeadDim, "v_head_dim", mla.valueDim, "use a head dimension between 1 and \(Self.maxHeadDim)")
+        }
+        try ConfigError.check(headDim >= 2 && headDim % 2 == 0 && headDim <= Self.maxHeadDim, "head_dim", headDim,
+                              "use an even head dimension (rotary pairs) up to \(Self.maxHeadDim)")
+        try ConfigError.check(intermediateSize >= 1 && intermediateSize <= maxDim, "intermediate_size", intermediateSize, "use an FFN width between 1 and \(maxDim)")
+        try ConfigError.check(moeEvery >= 1 && moeEvery <= Self.maxLayers, "moe_layer_freq", moeEvery, "use 1 (every layer) or more")
+        try ConfigError.check(firstDenseLayers >= 0 && firstDenseLayers <= Self.maxLayers, "first_k_dense_replace", firstDenseLayers, "use 0 or more")
+        try ConfigError.check(maxPositions >= 1 && maxPositions <= 1 << 30, "max_position_embeddings", maxPositions, "use a positive context length")
+        try ConfigError.check(ropeTheta > 0 && ropeTheta.isFinite, "rope_theta", ropeTheta, "use a positive base such as 10000")
+        try ConfigError.check(rmsNormEps > 0 && rmsNormEps < 1, "rms_norm_eps", rmsNormEps, "use a small positive epsilon such as 1e-06")
+        try ConfigError.check(initStd >= 0 && initStd.isFinite, "initializer_range", initStd, "use a non-negative standard deviation such as 0.02")
+        try ConfigError.check(attentionScale.map { $0 > 0 && $0.isFinite } ?? true, "attention_scale", attentionScale ?? 0, "use a positive scale, or leave it out")
+        for (name, v) in [("embedding_multiplier", embeddingMultiplier), ("residual_multiplier", residualMultiplier)] {
+            try ConfigError.check(v.isFinite, name, v, "use a finite factor")
+        }
         try ConfigError.check(logitsScaling != 0 && logitsScaling.isFinite, "logits_scaling", logitsScaling, "use a non-zero factor")
         try ConfigError.check(!interleavedRope || rotaryDim == nil, "rope_interleave", interleavedRope, "interleaved pairs with partial rotary are not supported; drop one")
         try ConfigError.check(rotaryDim.map { $0 >= 2 && $0 % 2 == 0 && $0 <= headDim } ?? true, "rotary_dim", rotaryDim ?? 0, "use an even number of dims up to head_dim (\(headDim))")
@@ -168,12 +185,6 @@ public struct TransformerConfig: Codable, Sendable, Equatable {
             try ConfigError.check(y.originalMaxPositions >= 1, "rope_scaling.original_max_position_embeddings", y.originalMaxPositions, "use a positive context length")
             try ConfigError.check(y.betaFast > 0 && y.betaSlow > 0, "rope_scaling.beta_fast", y.betaFast, "use positive beta_fast and beta_slow")
             try ConfigError.check(mla == nil, "rope_scaling", "yarn", "YaRN with latent attention (DeepSeek's softmax mscale) is not supported yet")
-        }
-        if let mla {
-            try ConfigError.check(mla.kvLoraRank >= 1, "kv_lora_rank", mla.kvLoraRank, "use a positive latent rank")
-            try ConfigError.check(mla.qLoraRank.map { $0 >= 1 } ?? true, "q_lora_rank", mla.qLoraRank ?? 0, "use a positive rank, or null for a full q_proj")
-            try ConfigError.check(mla.ropeDim >= 2 && mla.ropeDim % 2 == 0, "qk_rope_head_dim", mla.ropeDim, "use an even rotary dimension")
-            try ConfigError.check(mla.nopeDim >= 0 && mla.valueDim >= 1, "v_head_dim", mla.valueDim, "use positive head dims")
         }
         if let peer {
             try peer.validate()
@@ -189,7 +200,15 @@ public struct TransformerConfig: Codable, Sendable, Equatable {
             try moe.validate()
             try ConfigError.check(moe.hiddenSize == hiddenSize, "moe.hidden_size", moe.hiddenSize, "must equal hidden_size (\(hiddenSize))")
         }
+        for l in slidingLayers + nopeLayers {
+            try ConfigError.check(l >= 0 && l < numLayers, slidingLayers.contains(l) ? "sliding_layers" : "nope_layers", l, "use layers between 0 and \(numLayers - 1)")
+        }
+        _ = try parameterCount()
     }
+
+    /// Bounds on the sizes, far above any released model: a corrupted config is refused before its products
+    /// can overflow or its tensors be allocated.
+    public static let maxVocabulary = 1 << 24, maxLayers = 1 << 12, maxHeads = 1 << 14, maxHeadDim = 1 << 14
 
     /// Parameters a token touches: everything but the experts it is not routed to.
     /// PEER counts H·K experts as active (the heads may retrieve the same one).

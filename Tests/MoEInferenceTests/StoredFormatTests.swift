@@ -280,8 +280,10 @@ import Testing
         }
         try SafetensorsWriter.write(oddPayloads, metadata: ["format": "pt"], to: odd.appendingPathComponent("model.safetensors").path)
         let reference = Self.message { _ = try HuggingFace.load(odd.path) }
-        #expect(reference.hasSuffix("tensor 'model.layers.1.mlp.experts.gate_up_proj': has shape [4, 64, 32] but the gpt_oss layout stores it as [4, 32, 64]; the weights and the config disagree"), "\(reference)")
-        #expect(Self.message { _ = try InferenceModel(directory: odd.path) }.contains("'model.layers.1.mlp.experts.gate_up_proj': has shape [4, 64, 32] but config.json needs [4, 32, 64]"))
+        // Refused from the headers, before the model is built, by the reference loader and the engine alike.
+        let expected = "config.json: the config needs model.layers.1.mlp.experts.gate_up_proj stored as [4, 32, 64] (from num_local_experts, intermediate_size, hidden_size, first_k_dense_replace, moe_layer_freq) but the weights hold [4, 64, 32]; fix those keys in config.json"
+        #expect(reference.hasSuffix(expected), "\(reference)")
+        #expect(Self.message { _ = try InferenceModel(directory: odd.path) }.hasSuffix(expected))
         let plain = EngineFixtureTests.testsRoot.appendingPathComponent("Fixtures/hf/gpt_oss").path
         #expect(Self.message { _ = try Quantizer.quantize(model: plain, to: .q8, scope: .experts, out: tmp.appendingPathComponent("q").path) }
             .hasSuffix("gpt_oss stores its experts transposed ([in, out]), which q8/q4 rows cannot represent yet; run the released MXFP4 checkpoint, or this one as it is"))
