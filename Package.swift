@@ -58,6 +58,8 @@ let package = Package(
                 "MoEAnalysis", "MoEBenchmarks", "MoEInference",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
+        // libFuzzer targets (scripts/fuzz.sh builds this with -sanitize=fuzzer,address); a plain build replays inputs.
+        .executableTarget(name: "moe-fuzz", dependencies: ["MoEModels", "MoETokenizers"], swiftSettings: fast),
         .target(
             name: "MoETestSupport",
             dependencies: ["MoEAnalysis", .product(name: "Numerics", package: "swift-numerics")]),

@@ -368,19 +368,11 @@ public final class SafetensorsCheckpoint: @unchecked Sendable {
             self.init(file: try SafetensorsFile(path: dir + "/model.safetensors"))
             return
         }
-        guard let data = FileManager.default.contents(atPath: indexPath),
-            let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
-        else {
-            throw SafetensorsError(indexPath, "is not valid JSON", hint: "fix or re-download the index file")
+        guard let data = FileManager.default.contents(atPath: indexPath) else {
+            throw SafetensorsError(indexPath, "cannot be read", hint: "check the file's permissions")
         }
-        guard let map = json["weight_map"] as? [String: Any], map.values.allSatisfy({ $0 is String }), !map.isEmpty else {
-            throw SafetensorsError(indexPath, "has no \"weight_map\" of tensor names to shard files", hint: "fix or re-download the index file")
-        }
-        let weightMap = map.mapValues { $0 as! String }
+        let weightMap = try SafetensorsIndex.parse(data, path: indexPath)
         let shardNames = Array(Set(weightMap.values)).sorted()
-        for name in shardNames where name.contains("/") || name.hasPrefix(".") || !name.hasSuffix(".safetensors") {
-            throw SafetensorsError(indexPath, "names the shard \"\(name)\", which is not a .safetensors file in the same directory", hint: "fix the index file")
-        }
         var opened: [SafetensorsFile] = []
         for name in shardNames {
             let shardPath = dir + "/" + name
@@ -444,5 +436,30 @@ public final class SafetensorsCheckpoint: @unchecked Sendable {
             throw SafetensorsError(path, tensor: name, "is missing", hint: "the checkpoint does not match the model; check the config")
         }
         return try files[i].tensor(name, as: T.self)
+    }
+}
+
+/// `model.safetensors.index.json`: its `weight_map` of tensor names to shard files.
+public enum SafetensorsIndex {
+    /// The weight map, checked: a JSON object whose `weight_map` maps at least one tensor to a shard, and every
+    /// shard a `.safetensors` file in the same directory (no path, no hidden file).
+    public static func parse(_ data: Data, path: String) throws -> [String: String] {
+        guard let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            throw SafetensorsError(path, "is not valid JSON", hint: "fix or re-download the index file")
+        }
+        guard let map = json["weight_map"] as? [String: Any], !map.isEmpty else {
+            throw SafetensorsError(path, "has no \"weight_map\" of tensor names to shard files", hint: "fix or re-download the index file")
+        }
+        var weightMap: [String: String] = [:]
+        for (tensor, shard) in map {
+            guard let name = shard as? String else {
+                throw SafetensorsError(path, tensor: tensor, "maps to something other than a shard file name", hint: "fix the index file")
+            }
+            guard !name.contains("/"), !name.hasPrefix("."), name.hasSuffix(".safetensors") else {
+                throw SafetensorsError(path, "names the shard \"\(name)\", which is not a .safetensors file in the same directory", hint: "fix the index file")
+            }
+            weightMap[tensor] = name
+        }
+        return weightMap
     }
 }

@@ -1,6 +1,16 @@
 import Foundation
 
 extension HuggingFace {
+    /// The end-of-sequence ids of a generation_config.json (`eos_token_id`: one id, a list, or null for none).
+    public static func endTokens(_ data: Data, path: String) throws -> Set<Int> {
+        guard let o = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
+            throw LoadError(description: "\(path): not a JSON object; fix or remove the file")
+        }
+        let j = ConfigReader(o, path: path)
+        if j["eos_token_id"] is [Any] { return Set(try j.ints("eos_token_id") ?? []) }
+        return Set(try j.optionalInt("eos_token_id", min: 0, nullable: true).map { [$0] } ?? [])
+    }
+
     /// A config.json object read strictly: every value is checked for its JSON type (a boolean is not a number,
     /// a string is not a number, null is not a value unless the key allows it) and sizes for range, and an error
     /// names the file, the key, the value and the fix. Ranges that depend on other keys are `validate()`'s.

@@ -17,8 +17,12 @@ public enum HuggingFace {
 
     /// Loads any supported checkpoint directory.
     public static func load(_ dir: String) throws -> MoETransformer<Float> {
-        let path = dir + "/config.json"
-        let j = try readConfig(dir)
+        try load(dir, config: readConfig(dir))
+    }
+
+    /// Loads the weights of `dir` as the config `j` describes (read from `dir/config.json` by `load(_:)`).
+    public static func load(_ dir: String, config j: ConfigReader) throws -> MoETransformer<Float> {
+        let path = j.path
         let type = try j.string("model_type") ?? "(none)"
         switch type {
         case "swift_moe": return try ModelFiles.load(dir, as: Float.self)

@@ -65,14 +65,6 @@ enum ModelLocation {
     static func endTokens(_ dir: String) throws -> Set<Int> {
         let path = dir + "/generation_config.json"
         guard let data = FileManager.default.contents(atPath: path) else { return [] }
-        guard let o = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
-            throw UsageError("\(path): not a JSON object; fix or remove the file")
-        }
-        switch o["eos_token_id"] {
-        case nil, is NSNull: return []
-        case let n as Int: return [n]
-        case let list as [Int]: return Set(list)
-        default: throw UsageError("\(path): eos_token_id is neither an integer nor a list of integers; fix the file")
-        }
+        do { return try HuggingFace.endTokens(data, path: path) } catch { throw UsageError("\(error)") }
     }
 }
