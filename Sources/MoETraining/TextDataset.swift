@@ -37,10 +37,16 @@ public struct TextDataset: Sendable {
 
     /// A user's file: the last 5% of its bytes (at least one sequence) is the validation set.
     public init(file path: String, minimumValidation: Int) throws {
-        guard FileManager.default.fileExists(atPath: path) else {
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
             throw DataError(description: "\(path): file not found; pass a UTF-8 text file or a JSONL file with a \"text\" field")
         }
-        let data = try Data(contentsOf: URL(fileURLWithPath: path))
+        guard !isDir.boolValue else {
+            throw DataError(description: "\(path): is a directory; pass a UTF-8 text file or a JSONL file with a \"text\" field")
+        }
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw DataError(description: "\(path): cannot be read; check its permissions")
+        }
         guard let text = String(data: data, encoding: .utf8) else {
             throw DataError(description: "\(path): not valid UTF-8; convert the file to UTF-8 text")
         }

@@ -67,10 +67,39 @@ public enum TrainCheckpoint {
     ) throws {
         let fm = FileManager.default
         let parent = (dir as NSString).deletingLastPathComponent
-        try fm.createDirectory(atPath: parent, withIntermediateDirectories: true)
+        do { try fm.createDirectory(atPath: parent, withIntermediateDirectories: true) } catch {
+            throw CheckpointError(description: "\(parent): cannot be created (\(reason(error))); choose another --out")
+        }
         let tmp = parent + "/." + (dir as NSString).lastPathComponent + ".tmp-\(getpid())"
-        try? fm.removeItem(atPath: tmp)
-        try fm.createDirectory(atPath: tmp, withIntermediateDirectories: false)
+        // A failed write (a full disk, a read-only folder) removes its partial directory and leaves every earlier
+        // checkpoint as it was.
+        do {
+            try? fm.removeItem(atPath: tmp)
+            try fm.createDirectory(atPath: tmp, withIntermediateDirectories: false)
+            try write(model: model, optimizer: optimizer, state: state, teacher: teacher, into: tmp)
+        } catch {
+            try? fm.removeItem(atPath: tmp)
+            throw CheckpointError(description: "\(dir): cannot be written (\(reason(error))); the earlier checkpoints are untouched; free space or choose another --out")
+        }
+        if fm.fileExists(atPath: dir) { try fm.removeItem(atPath: dir) }
+        guard rename(tmp, dir) == 0 else {
+            throw CheckpointError(description: "cannot move \(tmp) to \(dir): \(String(cString: strerror(errno)))")
+        }
+        AtomicFile.syncDirectory(parent)
+    }
+
+    /// The system's reason, short (Foundation's errors carry a paragraph).
+    public static func reason(_ error: Error) -> String {
+        if let w = error as? AtomicFile.WriteError { return w.reason }
+        let ns = error as NSError
+        if let posix = ns.userInfo[NSUnderlyingErrorKey] as? NSError, posix.domain == NSPOSIXErrorDomain {
+            return String(cString: strerror(Int32(posix.code)))
+        }
+        return "\(error)"
+    }
+
+    static func write(model: MoETransformer<Float>, optimizer: AdamW<Float>, state: TrainerState, teacher: MoETransformer<Float>?, into tmp: String) throws {
+        let fm = FileManager.default
         try ModelFiles.saveWeights(model, to: tmp + "/model.safetensors")
         try ModelFiles.saveConfig(model.config, to: tmp)
         if let teacher {
@@ -89,11 +118,9 @@ public enum TrainCheckpoint {
         let enc = JSONEncoder()
         enc.outputFormatting = [.prettyPrinted, .sortedKeys]
         try AtomicFile.write(try enc.encode(state), to: tmp + "/trainer_state.json")
-        if fm.fileExists(atPath: dir) { try fm.removeItem(atPath: dir) }
-        guard rename(tmp, dir) == 0 else {
-            throw CheckpointError(description: "cannot move \(tmp) to \(dir): \(String(cString: strerror(errno)))")
-        }
-        AtomicFile.syncDirectory(parent)
+        // Last: the manifest of every file's size and checksum. A directory without it, or whose files disagree
+        // with it, was never finished (or was damaged since) and is never read.
+        try writeManifest(tmp)
     }
 
     /// Loads a checkpoint into a new model and optimizer; every file is checked strictly.
@@ -104,6 +131,9 @@ public enum TrainCheckpoint {
         }
         for f in ["config.json", "model.safetensors", "optimizer.safetensors", "trainer_state.json"] where !FileManager.default.fileExists(atPath: dir + "/" + f) {
             throw CheckpointError(description: "\(dir)/\(f): missing; the checkpoint is incomplete, use an earlier one")
+        }
+        if let problem = verify(dir) {
+            throw CheckpointError(description: "\(dir): \(problem); use an earlier checkpoint (or resume from the run directory, which picks the newest intact one)")
         }
         let model = try ModelFiles.load(dir, as: Float.self)
         let stateData = try Data(contentsOf: URL(fileURLWithPath: dir + "/trainer_state.json"))
@@ -135,6 +165,69 @@ public enum TrainCheckpoint {
             return nil
         }
         return try ModelFiles.load(dir + "/teacher", as: Float.self)
+    }
+
+    public static let manifestName = "manifest.json"
+
+    /// Writes `dir/manifest.json`: every other file under `dir` with its size and CRC-32.
+    static func writeManifest(_ dir: String) throws {
+        var files: [String: [String: String]] = [:]
+        for rel in try regularFiles(dir) where rel != manifestName {
+            guard let (crc, bytes) = CRC32.file(dir + "/" + rel) else {
+                throw CheckpointError(description: "\(dir)/\(rel): cannot be read back to checksum it")
+            }
+            files[rel] = ["bytes": String(bytes), "crc32": String(format: "%08x", crc)]
+        }
+        let data = try JSONSerialization.data(withJSONObject: ["files": files], options: [.prettyPrinted, .sortedKeys])
+        try AtomicFile.write(data, to: dir + "/" + manifestName)
+    }
+
+    static func regularFiles(_ dir: String) throws -> [String] {
+        guard let e = FileManager.default.enumerator(atPath: dir) else { return [] }
+        var out: [String] = []
+        while let rel = e.nextObject() as? String {
+            var isDir: ObjCBool = false
+            if FileManager.default.fileExists(atPath: dir + "/" + rel, isDirectory: &isDir), !isDir.boolValue { out.append(rel) }
+        }
+        return out.sorted()
+    }
+
+    /// Why the checkpoint in `dir` cannot be trusted, or nil when its manifest is there and every file matches it
+    /// (and no file is missing from it).
+    public static func verify(_ dir: String) -> String? {
+        guard let data = FileManager.default.contents(atPath: dir + "/" + manifestName) else {
+            return "\(manifestName) is missing (the checkpoint was never finished)"
+        }
+        guard let o = try? JSONSerialization.jsonObject(with: data) as? [String: Any], let files = o["files"] as? [String: [String: String]] else {
+            return "\(manifestName) is not a manifest"
+        }
+        for rel in ["config.json", "model.safetensors", "optimizer.safetensors", "trainer_state.json"] where files[rel] == nil {
+            return "\(manifestName) does not list \(rel)"
+        }
+        for (rel, entry) in files.sorted(by: { $0.key < $1.key }) {
+            guard let (crc, bytes) = CRC32.file(dir + "/" + rel) else { return "\(rel) is missing or unreadable" }
+            guard String(bytes) == entry["bytes"], String(format: "%08x", crc) == entry["crc32"] else {
+                return "\(rel) does not match \(manifestName) (\(bytes) bytes, crc32 \(String(format: "%08x", crc)); the manifest says \(entry["bytes"] ?? "?") bytes, crc32 \(entry["crc32"] ?? "?"))"
+            }
+        }
+        return nil
+    }
+
+    /// The newest checkpoint under `root` that passes `verify`, each newer one skipped with a warning through
+    /// `warn`; nil when none does.
+    public static func newestIntact(_ root: String, warn: (String) -> Void) -> String? {
+        for dir in list(root).reversed() {
+            guard let problem = verify(dir) else { return dir }
+            warn("warning: skipping \(dir): \(problem)")
+        }
+        return nil
+    }
+
+    /// Removes what a killed save left behind: `.step-*.tmp-*` directories under `root`.
+    public static func removeUnfinished(_ root: String) {
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: root)) ?? [] where name.hasPrefix(".step-") && name.contains(".tmp-") {
+            try? FileManager.default.removeItem(atPath: root + "/" + name)
+        }
     }
 
     /// Checkpoint directories under `root`, oldest first.

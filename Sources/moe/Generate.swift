@@ -10,6 +10,7 @@ struct Generate: ParsableCommand {
     @Option(help: "Model directory (Hugging Face format or a swift-moe checkpoint); the same as --checkpoint.") var model: String?
     @Option(help: "The prompt text (encoded with the model's tokenizer.json, or as bytes for swift-moe models).") var prompt: String?
     @Option(help: "The prompt as comma-separated token ids.") var ids: String?
+    @Option(help: "The prompt text from a UTF-8 file.") var promptFile: String?
     @Option(help: "Output: text (streamed) or json ({\"ids\": [...], \"text\": ...}).") var format = "text"
     @Option(help: "0 is greedy decoding.") var temperature = 0.8
     @Option(name: .customLong("top-k"), help: "Keep the k most likely tokens (0 = all).") var topK = 0
@@ -17,7 +18,7 @@ struct Generate: ParsableCommand {
     @Option(name: .customLong("min-p"), help: "Keep tokens at least this fraction as likely as the best (0 = off).") var minP = 0.0
     @Option(help: "Penalize tokens already in the context (> 1).") var repetitionPenalty = 1.0
     @Option(help: "Sampling seed.") var seed: UInt64 = 0
-    @Option(help: "Tokens to generate at most.") var maxNewTokens = 200
+    @Option(help: "Tokens to generate at most (default 200, or what the context has room for after the prompt).") var maxNewTokens: Int?
     @Option(help: "Stop when the text ends with this string (repeatable). Escapes \\n and \\t are understood.") var stop: [String] = []
     @Option(help: "The inference engine's KV cache: f32 (exact) or f16 (half the memory and the bytes a deep decode step reads).") var kvCache = "f32"
     @Flag(help: "Recompute the whole context each step instead of using the KV cache (runs the reference model).") var noCache = false
@@ -33,13 +34,14 @@ struct Generate: ParsableCommand {
         o.minP = minP
         o.repetitionPenalty = repetitionPenalty
         o.seed = seed
-        o.maxNewTokens = maxNewTokens
+        o.maxNewTokens = maxNewTokens ?? 200
         o.stop = stop.map { $0.replacingOccurrences(of: "\\n", with: "\n").replacingOccurrences(of: "\\t", with: "\t") }
         do { try o.validate() } catch { throw UsageError("\(error)") }
         let kv = try InferenceSession.KVCache.option(kvCache)
         guard format == "text" || format == "json" else { throw UsageError("invalid --format \(format): use text or json") }
         guard let location = checkpoint ?? model else { throw UsageError("missing --model (or --checkpoint): the model directory to generate with") }
-        guard (prompt == nil) != (ids == nil) else { throw UsageError("give exactly one of --prompt and --ids") }
+        guard [prompt, ids, promptFile].compactMap({ $0 }).count == 1 else { throw UsageError("give exactly one of --prompt, --prompt-file and --ids") }
+        let text = try prompt ?? promptFile.map(Self.readPrompt)
         let dir = try ModelLocation.checkpointDirectory(location)
         let runner = try ModelLocation.runner(dir, reference: reference || noCache)
         if kv != .f32, case .reference = runner {
@@ -47,12 +49,22 @@ struct Generate: ParsableCommand {
         }
         let tokenizer = try ModelLocation.tokenizer(dir, modelType: runner.config.modelType)
         if !ignoreEOS { o.endTokens = try ModelLocation.endTokens(dir) }
-        guard prompt == nil || tokenizer != nil else {
+        guard text == nil || tokenizer != nil else {
             throw UsageError("\(dir) has no tokenizer.json; pass the prompt as --ids")
         }
         let vocabulary = runner.config.vocabSize
-        let promptIDs = try prompt.map { tokenizer!.encode($0) } ?? parseIDs(ids!, vocabulary: vocabulary)
-        guard !promptIDs.isEmpty else { throw UsageError("invalid --prompt: give at least one character") }
+        let promptIDs = try text.map { tokenizer!.encode($0) } ?? parseIDs(ids!, vocabulary: vocabulary)
+        guard !promptIDs.isEmpty else { throw UsageError("invalid \(promptFile == nil ? "--prompt" : "--prompt-file \(promptFile!)"): give at least one character") }
+        // The model's context bounds prompt plus generation: an explicit --max-new-tokens beyond it is refused,
+        // the default shrinks to fit.
+        let context = runner.config.maxPositions
+        guard promptIDs.count < context else {
+            throw UsageError("the prompt's \(promptIDs.count) tokens fill the model's context of \(context) (max_position_embeddings); shorten the prompt")
+        }
+        if let n = maxNewTokens, promptIDs.count + n > context {
+            throw UsageError("--max-new-tokens \(n) after the prompt's \(promptIDs.count) tokens goes beyond the model's context of \(context) (max_position_embeddings); use at most \(context - promptIDs.count)")
+        }
+        o.maxNewTokens = min(o.maxNewTokens, context - promptIDs.count)
         guard promptIDs.allSatisfy({ $0 < vocabulary }) else {
             throw UsageError("the tokenizer gives ids beyond the model's vocabulary of \(vocabulary); check that tokenizer.json belongs to this model")
         }
@@ -76,6 +88,20 @@ struct Generate: ParsableCommand {
         out.write(Data((prompt ?? tokenizer.decode(promptIDs)).utf8))
         _ = generate { out.write(Data($0.utf8)) }
         out.write(Data("\n".utf8))
+    }
+
+    /// A prompt file's text: it must exist, be a regular file and hold valid UTF-8.
+    static func readPrompt(_ path: String) throws -> String {
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else { throw UsageError("--prompt-file \(path): not found") }
+        guard !isDir.boolValue, let data = FileManager.default.contents(atPath: path) else {
+            throw UsageError("--prompt-file \(path): \(isDir.boolValue ? "is a directory" : "cannot be read"); pass a UTF-8 text file")
+        }
+        guard let text = String(validating: data, as: UTF8.self) else {
+            let bad = Array(data).indices.first { String(validating: data.prefix($0 + 1), as: UTF8.self) == nil && String(validating: data.prefix($0 + 4), as: UTF8.self) == nil } ?? 0
+            throw UsageError("--prompt-file \(path): not valid UTF-8 (near byte \(bad)); save it as UTF-8")
+        }
+        return text
     }
 }
 

@@ -49,6 +49,7 @@ struct Train: ParsableCommand {
         }
         if freezeOld && addExperts == nil { throw UsageError("--freeze-old freezes the experts that exist before new ones are added: add --add-experts M") }
         if distill != nil && addExperts == nil { throw UsageError("--distill regularizes a grown run toward the model before the growth: add --add-experts M") }
+        try Self.checkWritable(out)
         let trainer: Trainer
         if let resume {
             trainer = try resumed(resume)
@@ -132,15 +133,59 @@ struct Train: ParsableCommand {
         return TextDataset(seed: c.seed)
     }
 
+    /// Refuses an output folder that cannot be written (read-only, not a folder) before any training is spent.
+    static func checkWritable(_ out: String) throws {
+        do { try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true) } catch {
+            throw UsageError("--out \(out): cannot be created (\(TrainCheckpoint.reason(error))); choose another --out")
+        }
+        let probe = out + "/.write-test-\(getpid())"
+        guard FileManager.default.createFile(atPath: probe, contents: Data()) else {
+            throw UsageError("--out \(out): cannot be written (\(String(cString: strerror(errno)))); choose another --out")
+        }
+        try? FileManager.default.removeItem(atPath: probe)
+    }
+
     /// A fresh run starts a fresh log; its checkpoints replace any old ones.
     func clearOldRun() throws {
         try? FileManager.default.removeItem(atPath: out + "/train_log.jsonl")
         try? FileManager.default.removeItem(atPath: out + "/checkpoints")
     }
 
-    func resumed(_ dir: String) throws -> Trainer {
+    /// The checkpoint `--resume PATH` names: PATH itself when it is a checkpoint, else the newest intact one of the
+    /// run PATH (or of the checkpoints folder PATH), each newer unfinished or damaged one skipped with a warning.
+    func checkpoint(toResume path: String) throws -> String {
+        let fm = FileManager.default
+        var isDir: ObjCBool = false
+        guard fm.fileExists(atPath: path, isDirectory: &isDir), isDir.boolValue else {
+            throw UsageError("--resume \(path): not found; pass a run directory (a run's --out) or a checkpoint such as runs/default/checkpoints/step-0000400")
+        }
+        if fm.fileExists(atPath: path + "/trainer_state.json") || fm.fileExists(atPath: path + "/" + TrainCheckpoint.manifestName) { return path }
+        let root = fm.fileExists(atPath: path + "/checkpoints") ? path + "/checkpoints" : path
+        guard !TrainCheckpoint.list(root).isEmpty else {
+            throw UsageError("--resume \(path): holds no checkpoints; pass a run directory (a run's --out) or a checkpoint such as runs/default/checkpoints/step-0000400")
+        }
+        guard let newest = TrainCheckpoint.newestIntact(root, warn: { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }) else {
+            throw UsageError("--resume \(path): no checkpoint there is intact (see the warnings); start a new run")
+        }
+        return newest
+    }
+
+    /// The log as the checkpoint left it: entries past its step (written by the interrupted run after that
+    /// checkpoint) and a torn last line are dropped, so the resumed run's entries follow without duplicates.
+    func truncateLog(after step: Int) throws {
+        let path = out + "/train_log.jsonl"
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return }
+        let kept = text.split(separator: "\n").filter { line in
+            (try? JSONDecoder().decode(TrainLogEntry.self, from: Data(line.utf8))).map { $0.step <= step } ?? false
+        }
+        try AtomicFile.write(Data(kept.map { $0 + "\n" }.joined().utf8), to: path)
+    }
+
+    func resumed(_ path: String) throws -> Trainer {
+        let dir = try checkpoint(toResume: path)
         let loaded: (model: MoETransformer<Float>, optimizer: AdamW<Float>, state: TrainerState)
         do { loaded = try TrainCheckpoint.load(dir) } catch { throw UsageError("\(error)") }
+        if dir != path { say("resuming from \(dir)") }
         var state = loaded.state
         let mc = loaded.model.config
         // Options given on resume must agree with the checkpoint (except --steps, which may extend the run).
@@ -207,6 +252,7 @@ struct Train: ParsableCommand {
         }
         let trainer = Trainer(model: loaded.model, optimizer: loaded.optimizer, state: state, data: dataset, outDir: out)
         do { trainer.teacher = try TrainCheckpoint.loadTeacher(dir, state: state) } catch { throw UsageError("\(error)") }
+        try truncateLog(after: state.step)
         return trainer
     }
 

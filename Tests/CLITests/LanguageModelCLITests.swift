@@ -98,7 +98,7 @@ struct LanguageModelCLITests {
         (["train", "--router", "expert_choice"], "Error: invalid --router expert_choice: a causal language model needs a token-choice router"),
         (["train", "--experts", "2", "--top-k", "3", "--steps", "1"], "Error: invalid num_experts_per_tok = 3: k must be between 1 and num_experts (2)"),
         (["generate", "--checkpoint", "/nonexistent", "--prompt", "a"], "Error: /nonexistent: not found; pass a checkpoint directory (runs/default/checkpoints/step-0001200) or a run directory (runs/default)"),
-        (["train", "--resume", "/nonexistent"], "Error: /nonexistent: checkpoint directory not found; pass a directory such as out/checkpoints/step-0000400"),
+        (["train", "--resume", "/nonexistent"], "Error: --resume /nonexistent: not found; pass a run directory (a run's --out) or a checkpoint such as runs/default/checkpoints/step-0000400"),
         (["generate", "--checkpoint", "/tmp", "--prompt", "a", "--top-p", "0"], "Error: invalid top-p = 0.0: use a value in (0, 1]"),
     ])
     func badInputGivesOneLineErrors(_ args: [String], _ message: String) throws {
