@@ -23,7 +23,13 @@ enum ModelLocation {
             throw UsageError("\(path): not found; pass a checkpoint directory (runs/default/checkpoints/step-0001200) or a run directory (runs/default)")
         }
         if FileManager.default.fileExists(atPath: path + "/config.json") { return path }
-        if let newest = TrainCheckpoint.list(path + "/checkpoints").last { return newest }
+        if !TrainCheckpoint.list(path + "/checkpoints").isEmpty {
+            // The newest checkpoint whose manifest holds; unfinished or damaged ones are skipped with a warning.
+            guard let newest = TrainCheckpoint.newestIntact(path + "/checkpoints", warn: { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }) else {
+                throw UsageError("\(path): no checkpoint there is intact (see the warnings); pass one explicitly or retrain")
+            }
+            return newest
+        }
         throw UsageError("\(path): holds neither config.json nor checkpoints/; pass a checkpoint or run directory")
     }
 

@@ -93,6 +93,15 @@ struct Train: ParsableCommand {
             }
             kindValue = k
         }
+        // Each size option in range before any arithmetic on it (their products size the model).
+        let maxDim = MoEConfig.maxDimension
+        for (name, value, low, high) in [("--dim", dim, 8, maxDim), ("--layers", layers, 1, TransformerConfig.maxLayers), ("--experts", experts, 1, MoEConfig.maxExperts),
+                                         ("--top-k", topK, 1, experts ?? 16), ("--expert-hidden", expertHidden, 1, maxDim), ("--shared-hidden", sharedHidden, 0, maxDim)] {
+            if let value, value < low || value > high {
+                throw UsageError("invalid \(name) \(value): use \(low)...\(high)\(name == "--top-k" ? " (at most --experts)" : "")")
+            }
+        }
+        if let dim, dim % 8 != 0 { throw UsageError("invalid --dim \(dim): use a multiple of 8 (4 heads of an even width)") }
         var config = DefaultModel.config(
             dense: dense, dim: dim ?? 128, layers: layers ?? 4, experts: experts ?? 16, topK: topK ?? ([.switchTop1, .hash, .base].contains(kindValue) ? 1 : 2),
             expertHidden: expertHidden ?? 64, sharedHidden: sharedHidden ?? 0, router: kindValue, auxLossCoef: auxLossCoef ?? (kindValue == .base ? 0 : 0.1))
@@ -119,6 +128,7 @@ struct Train: ParsableCommand {
             guard (sharedHidden ?? 0) > 0 else { throw UsageError("--shared-expert-gate needs a shared expert: add --shared-hidden 64, say") }
             config.moe?.sharedExpertGate = true
         }
+        try Self.checkMemory(config)
         let model: MoETransformer<Float>
         do { model = try MoETransformer<Float>(config, seed: c.seed) } catch { throw UsageError("\(error)") }
         let dataset = try loadData(c)
@@ -131,6 +141,19 @@ struct Train: ParsableCommand {
             do { return try TextDataset(file: path, minimumValidation: c.sequence + 2) } catch let e as TextDataset.DataError { throw UsageError(e.description) }
         }
         return TextDataset(seed: c.seed)
+    }
+
+    /// Refuses a model whose training state cannot fit in this machine's memory, before allocating any of it:
+    /// weights, gradients and AdamW's two moments are 16 bytes per parameter in f32.
+    static func checkMemory(_ config: TransformerConfig) throws {
+        let parameters: Int
+        do { parameters = try config.parameterCount() } catch { throw UsageError("\(error)") }
+        let (bytes, overflow) = parameters.multipliedReportingOverflow(by: 16)
+        let physical = Double(ProcessInfo.processInfo.physicalMemory)
+        if overflow || Double(bytes) > 0.8 * physical {
+            let need = String(format: "%.1f", Double(parameters) * 16 / 1_073_741_824), have = String(format: "%.1f", physical / 1_073_741_824)
+            throw UsageError("the model has \(parameters) parameters: training needs about \(need) GiB (weights, gradients and AdamW moments), more than 80% of this machine's \(have) GiB; lower --dim, --layers, --experts or --expert-hidden")
+        }
     }
 
     /// Refuses an output folder that cannot be written (read-only, not a folder) before any training is spent.

@@ -96,7 +96,7 @@ struct LanguageModelCLITests {
         (["train", "--data", "/nonexistent/corpus.txt", "--steps", "1"], "Error: /nonexistent/corpus.txt: file not found; pass a UTF-8 text file or a JSONL file with a \"text\" field"),
         (["train", "--steps", "0"], "Error: invalid steps = 0: use between 1 and 10000000 steps"),
         (["train", "--router", "expert_choice"], "Error: invalid --router expert_choice: a causal language model needs a token-choice router"),
-        (["train", "--experts", "2", "--top-k", "3", "--steps", "1"], "Error: invalid num_experts_per_tok = 3: k must be between 1 and num_experts (2)"),
+        (["train", "--experts", "2", "--top-k", "3", "--steps", "1"], "Error: invalid --top-k 3: use 1...2 (at most --experts)"),
         (["generate", "--checkpoint", "/nonexistent", "--prompt", "a"], "Error: /nonexistent: not found; pass a checkpoint directory (runs/default/checkpoints/step-0001200) or a run directory (runs/default)"),
         (["train", "--resume", "/nonexistent"], "Error: --resume /nonexistent: not found; pass a run directory (a run's --out) or a checkpoint such as runs/default/checkpoints/step-0000400"),
         (["generate", "--checkpoint", "/tmp", "--prompt", "a", "--top-p", "0"], "Error: invalid top-p = 0.0: use a value in (0, 1]"),
@@ -130,11 +130,14 @@ struct LanguageModelCLITests {
         let weights = dir + "/checkpoints/step-0000002/model.safetensors"
         let bytes = try Data(contentsOf: URL(fileURLWithPath: weights))
         try bytes.prefix(100).write(to: URL(fileURLWithPath: weights))
-        let g = try TestSupport.runMoE(["generate", "--checkpoint", dir, "--prompt", "a"])
+        // Named explicitly, the checkpoint is read and the file named; through the run, its manifest rules it out.
+        let g = try TestSupport.runMoE(["generate", "--checkpoint", dir + "/checkpoints/step-0000002", "--prompt", "a"])
         #expect(g.status != 0)
         let line = g.err.trimmingCharacters(in: .newlines)
         #expect(!line.contains("\n"))
         #expect(line.hasPrefix("Error: \(weights): "))
         #expect(line.contains("truncated"))
+        let run = try TestSupport.runMoE(["generate", "--checkpoint", dir, "--prompt", "a"])
+        #expect(run.status != 0 && run.err == "warning: skipping \(dir)/checkpoints/step-0000002: model.safetensors does not match manifest.json (100 bytes, crc32 1496670c; the manifest says \(bytes.count) bytes, crc32 \(String(format: "%08x", bytes.withUnsafeBytes { CRC32.checksum($0) })))\nError: \(dir): no checkpoint there is intact (see the warnings); pass one explicitly or retrain\n", "\(run.err)")
     }
 }

@@ -34,6 +34,10 @@ struct RobustnessCLITests {
         try refused(["train", "--data", dir + "/folder", "--out", dir + "/d", "--steps", "2"] + Self.shape, "\(dir)/folder: is a directory; pass a UTF-8 text file or a JSONL file")
         try refused(["eval", "--checkpoint", dir + "/run", "--data", dir + "/folder"], "is a directory")
         try refused(["train", "--out", dir + "/bad.txt/run", "--steps", "2"] + Self.shape, "--out \(dir)/bad.txt/run: cannot be created")
+        // Train options: sizes in range before any product of them, and a model that cannot fit refused before allocation.
+        try refused(["train", "--out", dir + "/o", "--top-k", "9223372036854775807"], "invalid --top-k 9223372036854775807: use 1...16 (at most --experts)")
+        try refused(["train", "--out", dir + "/o", "--dim", "12"], "invalid --dim 12: use a multiple of 8")
+        try refused(["train", "--out", dir + "/o", "--dim", "65536", "--layers", "64"], "the model has 837627740160 parameters: training needs about 12481.6 GiB")
     }
 
     /// Without the fuzzer, moe-fuzz replays inputs once: the fixtures each target's fuzzing starts from, and every
