@@ -24,12 +24,37 @@ public enum ModelFiles {
         } catch let DecodingError.typeMismatch(_, ctx) {
             throw ModelFileError(path, "has a value of the wrong type at \(ctx.codingPath.map(\.stringValue).joined(separator: "."))", hint: "fix the value")
         } catch let DecodingError.dataCorrupted(ctx) where ctx.codingPath.isEmpty {
+            if let key = fractionalSize(data) {
+                throw ModelFileError(path, "has a fraction at \(key), which takes a whole number", hint: "fix the value")
+            }
             throw ModelFileError(path, "is not valid JSON", hint: "fix or re-export the file")
         } catch {
             throw ModelFileError(path, "cannot be decoded (\(error))", hint: "fix or re-export the file")
         }
         do { try config.validate() } catch { throw ModelFileError(path, "\(error)", hint: "fix the config") }
         return config
+    }
+
+    /// The key whose fractional value the decoder could not take as an integer (it names none): the first
+    /// one, top level or in `moe`/`mla`/`peer`, whose floor makes the config decode.
+    static func fractionalSize(_ data: Data) -> String? {
+        guard let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return nil }
+        var paths: [[String]] = json.keys.sorted().map { [$0] }
+        for (k, v) in json { if let o = v as? [String: Any] { paths += o.keys.sorted().map { [k, $0] } } }
+        for p in paths {
+            var copy = json
+            let value = p.count == 1 ? copy[p[0]] : (copy[p[0]] as? [String: Any])?[p[1]]
+            guard let n = value as? NSNumber, n.doubleValue.isFinite, n.doubleValue != n.doubleValue.rounded() else { continue }
+            if p.count == 1 { copy[p[0]] = Int(n.doubleValue.rounded(.down)) } else {
+                var inner = copy[p[0]] as! [String: Any]
+                inner[p[1]] = Int(n.doubleValue.rounded(.down))
+                copy[p[0]] = inner
+            }
+            if let fixed = try? JSONSerialization.data(withJSONObject: copy), (try? JSONDecoder().decode(TransformerConfig.self, from: fixed)) != nil {
+                return p.joined(separator: ".")
+            }
+        }
+        return nil
     }
 
     public static func saveWeights<T>(_ model: MoETransformer<T>, to path: String) throws {

@@ -34,7 +34,7 @@ extension TransformerConfig {
         }
         for i in 0..<numLayers {
             let p = "layers.\(i)"
-            norm(p + (postNorms ? ".post_attention_layernorm" : ".input_layernorm"), d, ["hidden_size"])
+            norm(p + (postNorms ? ".post_attention_layernorm" : ".input_layernorm"), d, ["hidden_size", "post_norms", "norm_kind"])
             let a = p + ".self_attn"
             if let m = mla {
                 let qk = m.nopeDim + m.ropeDim
@@ -65,9 +65,9 @@ extension TransformerConfig {
                 linear(a + ".k_proj", out: kv, in: d, bias: attentionBias, kvKeys + ["hidden_size"])
                 linear(a + ".v_proj", out: kv, in: d, bias: attentionBias, kvKeys + ["hidden_size"])
                 linear(a + ".o_proj", out: d, in: q, bias: attentionOutputBias, ["hidden_size"] + qKeys, biasKey: "attention_output_bias")
-                if attentionSinks { add(a + ".sinks", [numHeads], ["num_attention_heads"]) }
+                if attentionSinks { add(a + ".sinks", [numHeads], ["num_attention_heads", "attention_sinks"]) }
             }
-            norm(p + (postNorms ? ".post_feedforward_layernorm" : ".post_attention_layernorm"), d, ["hidden_size"])
+            norm(p + (postNorms ? ".post_feedforward_layernorm" : ".post_attention_layernorm"), d, ["hidden_size", "post_norms", "norm_kind"])
             let mlp = p + ".mlp"
             // Which layers hold experts is the placement keys' doing.
             let placement = ["first_k_dense_replace", "moe_layer_freq"]

@@ -96,6 +96,49 @@ struct ConfigMutationTests {
         #expect(throws: ConfigError.self) { try c.validate() }
     }
 
+    /// swift-moe's own config.json (decoded strictly, then validated, then checked against the weights): every
+    /// key and every key of its `moe` object, set to each of `values`, is refused in one line naming it or
+    /// computes the same logits (keys inference does not read), or is a valid setting of a value key.
+    @Test func ownConfigMutations() throws {
+        let dir = TestSupport.temporaryDirectory()
+        var c = TransformerConfig(vocabSize: 11, hiddenSize: 16, numLayers: 2, numHeads: 2, numKVHeads: 1, headDim: 8, intermediateSize: 12,
+                                  moe: MoEConfig(hiddenSize: 16, expertHiddenSize: 8, numExperts: 4, expertsPerToken: 2))
+        c.maxPositions = 64
+        let model = try MoETransformer<Float>(c, seed: 3)
+        try ModelFiles.saveConfig(c, to: dir.path)
+        try ModelFiles.saveWeights(model, to: dir.path + "/model.safetensors")
+        let expected = model(ids: [1, 2, 3], batch: 1, ForwardContext<Float>(tape: nil)).logits.value.scalars
+        let original = try JSONSerialization.jsonObject(with: Data(contentsOf: dir.appendingPathComponent("config.json"))) as! [String: Any]
+        var paths: [[String]] = original.keys.sorted().map { [$0] }
+        paths += (original["moe"] as! [String: Any]).keys.sorted().map { ["moe", $0] }
+        var tried = 0, refused = 0
+        var bad: [String] = []
+        for path in paths {
+            for (label, value) in Self.values {
+                var json = original
+                if path.count == 1 { json[path[0]] = value } else {
+                    var inner = json[path[0]] as! [String: Any]
+                    inner[path[1]] = value
+                    json[path[0]] = inner
+                }
+                try JSONSerialization.data(withJSONObject: json).write(to: dir.appendingPathComponent("config.json"))
+                tried += 1
+                do {
+                    let loaded = try ModelFiles.load(dir.path, as: Float.self)
+                    let got = loaded(ids: [1, 2, 3], batch: 1, ForwardContext<Float>(tape: nil)).logits.value.scalars
+                    if got != expected && !Self.valueKeys.contains(path.last!) && !["rms_norm_eps", "rope_theta", "attention_scale", "rope_interleave"].contains(path.last!) {
+                        bad.append("\(path.joined(separator: "."))=\(label): accepted, different logits")
+                    }
+                } catch {
+                    refused += 1
+                    if "\(error)".contains("\n") || !path.contains(where: { "\(error)".contains($0) }) { bad.append("\(path.joined(separator: "."))=\(label): \(error)") }
+                }
+            }
+        }
+        print("own config mutations: \(tried) tried, \(refused) refused")
+        #expect(bad.isEmpty, "\(bad.count):\n\(bad.prefix(40).joined(separator: "\n"))")
+    }
+
     /// The sweep: every key (and every key one object down) of every family's config, set to each of `values`.
     @Test func everyMutationIsRefusedCleanlyOrHarmless() throws {
         var tried = 0, refused = 0, unchanged = 0
