@@ -27,8 +27,10 @@ struct AddedTokens {
             let o = try s.object(item)
             let content = scalars(try s.string(o, "content"))
             guard !content.isEmpty else { throw s.error("empty content; remove the entry") }
+            let id = try s.at("id").int(o["id"])
+            guard id >= 0 && id < Tokenizer.maxID else { throw s.at("id").error("\(id) is not an id between 0 and \(Tokenizer.maxID - 1); the file is corrupt") }
             let t = Token(
-                id: try s.at("id").int(o["id"]), content: content, pattern: content,
+                id: id, content: content, pattern: content,
                 singleWord: try s.bool(o, "single_word", default: false), lstrip: try s.bool(o, "lstrip", default: false),
                 rstrip: try s.bool(o, "rstrip", default: false), normalized: try s.bool(o, "normalized", default: true),
                 special: try s.bool(o, "special", default: false))

@@ -43,6 +43,8 @@ struct BPE {
         var maxID = -1
         for (key, value) in entries {
             guard let id = Int(value), id >= 0 else { throw spec.at("vocab").error("\(key): id \(value) is not a non-negative integer") }
+            // The token table is indexed by id: a corrupt, huge id must not size it (found by fuzzing).
+            guard id < Tokenizer.maxID else { throw spec.at("vocab").error("\(key): id \(value) is beyond \(Tokenizer.maxID - 1); the file is corrupt") }
             guard ids.updateValue(id, forKey: Array(key.utf8)) == nil else {
                 throw spec.at("vocab").error("token \(key.debugDescription) is listed twice; keep one")
             }

@@ -27,6 +27,8 @@ public struct TokenizerError: Error, CustomStringConvertible, Sendable {
 /// Text is handled as Unicode scalars and vocabulary keys as UTF-8 bytes throughout, because Swift's `String`
 /// compares by canonical equivalence ("é" == "e\u{301}") while a tokenizer must tell those apart.
 public struct Tokenizer: TextTokenizer {
+    /// Ids past this are refused as corrupt (tables are indexed by id; no vocabulary is near 2^24).
+    public static let maxID = 1 << 24
     let addedTokens: AddedTokens
     let normalizer: Normalizer?
     let preTokenizer: PreTokenizer?
