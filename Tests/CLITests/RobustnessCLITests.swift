@@ -41,7 +41,7 @@ struct RobustnessCLITests {
     }
 
     /// Without the fuzzer, moe-fuzz replays inputs once: the fixtures each target's fuzzing starts from, and every
-    /// input a fuzzer found (Tests/Fixtures/fuzz/TARGET/, none so far), so nothing fixed can come back.
+    /// input a fuzzer found (Tests/Fixtures/fuzz/TARGET/), so nothing fixed can come back.
     @Test func fuzzTargetsReplayTheirSeeds() throws {
         guard let moe = TestSupport.moeExecutable() else { Issue.record("moe executable not found"); return }
         let fuzz = moe.deletingLastPathComponent().appendingPathComponent("moe-fuzz")
