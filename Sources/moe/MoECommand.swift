@@ -12,6 +12,9 @@ struct MoECommand: ParsableCommand {
 
     /// Loads the BLAS before anything else, so that a missing or unidentifiable library is one line and exit 1.
     static func main() {
+        // A file-size limit (ulimit -f) makes a write fail with EFBIG, reported like a full disk, instead of
+        // killing the process mid-write.
+        signal(SIGXFSZ, SIG_IGN)
         do { try BLAS.load() } catch {
             FileHandle.standardError.write(Data("Error: \(error)\n".utf8))
             Foundation.exit(1)

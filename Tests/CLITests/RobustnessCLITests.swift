@@ -124,7 +124,7 @@ struct RobustnessCLITests {
 
     /// A full disk (a 3 MiB tmpfs: room for one checkpoint, not two) and a read-only output folder: a clear
     /// error, a non-zero exit, no partial checkpoint left, and the earlier checkpoint intact. Needs mount (root);
-    /// elsewhere the test says so and checks the read-only case through permissions.
+    /// without it, only the simulated failed write (a file-size limit) runs, and the test says so.
     @Test func fullDiskAndReadOnlyFolder() throws {
         let dir = TestSupport.temporaryDirectory().path
         let mnt = dir + "/mnt"
@@ -139,7 +139,10 @@ struct RobustnessCLITests {
             return p.terminationStatus
         }
         guard sh("mount -t tmpfs -o size=3m tmpfs '\(mnt)'") == 0 else {
-            print("fullDiskAndReadOnlyFolder: mount is not permitted here; the full-disk case is not exercised")
+            // No mount here: a file-size limit makes the same write fail (EFBIG instead of ENOSPC), and the
+            // read-only case is left to machines that can mount.
+            print("fullDiskAndReadOnlyFolder: mount is not permitted; simulating the failed write with ulimit -f")
+            try simulatedFullDisk(dir)
             return
         }
         defer { _ = sh("umount '\(mnt)'") }
@@ -159,5 +162,26 @@ struct RobustnessCLITests {
         let ro = try TestSupport.runMoE(["train", "--resume", mnt + "/run", "--out", mnt + "/run"] + args)
         #expect(ro.status != 0 && ro.err == "Error: --out \(mnt)/run: cannot be written (Read-only file system); choose another --out\n", "\(ro.err)")
         #expect(try FileManager.default.contentsOfDirectory(atPath: mnt + "/run/checkpoints") == ["step-0000002"])
+        try simulatedFullDisk(dir)
+    }
+
+    /// The failed write without mount: `ulimit -f` caps every file at 1 MiB, which the step-2 checkpoint's
+    /// files fit under and the optimizer file of a larger model does not.
+    func simulatedFullDisk(_ dir: String) throws {
+        guard let moe = TestSupport.moeExecutable() else { Issue.record("moe executable not found"); return }
+        let out = dir + "/limited"
+        let args = ["train", "--out", out, "--steps", "4", "--checkpoint-every", "2", "--dim", "64", "--layers", "2", "--experts", "4",
+                    "--batch", "8", "--sequence", "64", "--samples", "0", "--arithmetic-problems", "0", "--log-every", "1", "--eval-every", "1000"]
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/sh")
+        p.arguments = ["-c", "ulimit -f 2048; exec \"$0\" \"$@\"", moe.path] + args
+        let err = Pipe()
+        p.standardError = err
+        p.standardOutput = FileHandle.nullDevice
+        try p.run()
+        let e = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        #expect(p.terminationStatus == 1 && e == "Error: \(out)/checkpoints/step-0000002: cannot be written (File too large); the earlier checkpoints are untouched; free space or choose another --out\n", "\(p.terminationStatus) \(e)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: out + "/checkpoints").isEmpty)
     }
 }
