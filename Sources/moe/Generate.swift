@@ -98,7 +98,15 @@ struct Generate: ParsableCommand {
             throw UsageError("--prompt-file \(path): \(isDir.boolValue ? "is a directory" : "cannot be read"); pass a UTF-8 text file")
         }
         guard let text = String(validating: data, as: UTF8.self) else {
-            let bad = Array(data).indices.first { String(validating: data.prefix($0 + 1), as: UTF8.self) == nil && String(validating: data.prefix($0 + 4), as: UTF8.self) == nil } ?? 0
+            // The offset of the first byte that starts no valid sequence (one pass).
+            var parser = Unicode.UTF8.ForwardParser(), bytes = data.makeIterator(), bad = 0
+            scan: while true {
+                switch parser.parseScalar(from: &bytes) {
+                case .valid(let s): bad += s.count
+                case .error: break scan
+                case .emptyInput: break scan
+                }
+            }
             throw UsageError("--prompt-file \(path): not valid UTF-8 (near byte \(bad)); save it as UTF-8")
         }
         return text
