@@ -29,6 +29,10 @@ public enum RouterKind: String, Codable, Sendable, CaseIterable {
     /// BASE layers (Lewis et al. 2021): balanced assignment (every expert the same number of tokens, by auction) in
     /// training, greedy in inference; output σ(x·c_e)·f_e(x) + x; no balancing loss.
     case base
+
+    /// Routers whose gate rows belong to experts one to one (row e scores expert e), so experts can be frozen or
+    /// added row by row.
+    public var hasOneRowPerExpert: Bool { [.softmaxTopK, .topKSoftmax, .switchTop1, .noisyTopK, .gshard, .dense].contains(self) }
 }
 
 public enum ScoreFunction: String, Codable, Sendable { case softmax, sigmoid }
@@ -194,11 +198,11 @@ public struct MoEConfig: Codable, Sendable, Equatable {
         return c
     }
 
-    /// Throws a ConfigError naming the field, the value and what to change.
     /// Upper bounds on the sizes (a corrupted config is refused before its products can overflow or its
     /// tensors be allocated); each is far above any released model.
     public static let maxDimension = 1 << 20, maxExperts = 1 << 16
 
+    /// Throws a ConfigError naming the field, the value and what to change.
     public func validate() throws(ConfigError) {
         try ConfigError.check(hiddenSize >= 1 && hiddenSize <= Self.maxDimension, "hidden_size", hiddenSize, "use a model dimension between 1 and \(Self.maxDimension)")
         try ConfigError.check(expertHiddenSize >= 1 && expertHiddenSize <= Self.maxDimension, "moe_intermediate_size", expertHiddenSize, "use an expert width between 1 and \(Self.maxDimension)")
@@ -239,7 +243,7 @@ public struct MoEConfig: Codable, Sendable, Equatable {
         }
         try ConfigError.check(frozenExperts >= 0 && frozenExperts < numExperts, "frozen_experts", frozenExperts,
                               "freeze between 0 and num_experts - 1 (\(numExperts - 1)) experts: some must still learn")
-        try ConfigError.check(frozenExperts == 0 || [.softmaxTopK, .topKSoftmax, .switchTop1, .noisyTopK, .gshard, .dense].contains(router), "frozen_experts", frozenExperts,
+        try ConfigError.check(frozenExperts == 0 || router.hasOneRowPerExpert, "frozen_experts", frozenExperts,
                               "frozen experts need a router whose rows belong to experts one to one (not \(router.rawValue))")
         try ConfigError.check(numGroups >= 1, "n_group", numGroups, "use at least one group")
         try ConfigError.check(

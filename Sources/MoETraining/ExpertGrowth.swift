@@ -12,9 +12,6 @@ public enum Growth {
         init(_ d: String) { description = d }
     }
 
-    /// Routers whose rows belong to experts one to one.
-    static let growable: [RouterKind] = [.softmaxTopK, .topKSoftmax, .switchTop1, .noisyTopK, .gshard, .dense]
-
     public static func grow(
         model old: MoETransformer<Float>, optimizer: AdamW<Float>, state: TrainerState, add m: Int, freezeOld: Bool,
         data: TextDataset?, seed: UInt64, distill: Double = 0
@@ -25,7 +22,7 @@ public enum Growth {
         guard m >= 1 && m <= 4096 && moe.numExperts + m <= 8192 else {
             throw GrowthError("cannot add \(m) experts to \(moe.numExperts): add between 1 and 4096, at most 8192 in all")
         }
-        guard growable.contains(moe.router) else {
+        guard moe.router.hasOneRowPerExpert else {
             throw GrowthError("the \(moe.router.rawValue) router cannot grow (its rows are not one per expert); use softmax_topk, topk_softmax, switch, noisy_topk, gshard or dense")
         }
         guard distill >= 0 && distill <= 100 && distill.isFinite else {
