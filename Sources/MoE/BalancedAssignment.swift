@@ -20,11 +20,10 @@ public enum BalancedAssignment {
         let range = max(scores.max()! - scores.min()!, 1e-12)
         let final = range / Double(8 * n)
         var price = [Double](repeating: 0, count: e)
-        var owner = [Int](repeating: -1, count: n)
         var eps = n == e * capacity ? range / 4 : final
         while true {
             eps = max(eps, final)
-            owner = phase(scores, n, e, capacity, eps, &price)
+            let owner = phase(scores, n, e, capacity, eps, &price)
             if eps == final { return owner }
             eps /= 8
         }
@@ -38,9 +37,7 @@ public enum BalancedAssignment {
         var owner = [Int](repeating: -1, count: n)
         var queue = Array((0..<n).reversed())
         // A phase starts with no holders, so an expert's price is what its holders paid only once it is full.
-        let start = price
-        var current = [Double](repeating: 0, count: e)
-        for j in 0..<e { current[j] = start[j] }
+        var current = price
         while let t = queue.popLast() {
             var best = -1, v1 = -Double.infinity, v2 = -Double.infinity
             for j in 0..<e {
