@@ -70,6 +70,7 @@ public enum TrainCheckpoint {
         do { try fm.createDirectory(atPath: parent, withIntermediateDirectories: true) } catch {
             throw CheckpointError(description: "\(parent): cannot be created (\(reason(error))); choose another --out")
         }
+        removeUnfinished(parent)
         let tmp = parent + "/." + (dir as NSString).lastPathComponent + ".tmp-\(getpid())"
         // A failed write (a full disk, a read-only folder) removes its partial directory and leaves every earlier
         // checkpoint as it was.
@@ -129,7 +130,7 @@ public enum TrainCheckpoint {
         guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDir), isDir.boolValue else {
             throw CheckpointError(description: "\(dir): checkpoint directory not found; pass a directory such as out/checkpoints/step-0000400")
         }
-        for f in ["config.json", "model.safetensors", "optimizer.safetensors", "trainer_state.json"] where !FileManager.default.fileExists(atPath: dir + "/" + f) {
+        for f in requiredFiles where !FileManager.default.fileExists(atPath: dir + "/" + f) {
             throw CheckpointError(description: "\(dir)/\(f): missing; the checkpoint is incomplete, use an earlier one")
         }
         if let problem = verify(dir) {
@@ -168,6 +169,8 @@ public enum TrainCheckpoint {
     }
 
     public static let manifestName = "manifest.json"
+    /// The files every checkpoint holds (a teacher's directory may come with them).
+    static let requiredFiles = ["config.json", "model.safetensors", "optimizer.safetensors", "trainer_state.json"]
 
     /// Writes `dir/manifest.json`: every other file under `dir` with its size and CRC-32.
     static func writeManifest(_ dir: String) throws {
@@ -201,7 +204,7 @@ public enum TrainCheckpoint {
         guard let o = try? JSONSerialization.jsonObject(with: data) as? [String: Any], let files = o["files"] as? [String: [String: String]] else {
             return "\(manifestName) is not a manifest"
         }
-        for rel in ["config.json", "model.safetensors", "optimizer.safetensors", "trainer_state.json"] where files[rel] == nil {
+        for rel in requiredFiles where files[rel] == nil {
             return "\(manifestName) does not list \(rel)"
         }
         for (rel, entry) in files.sorted(by: { $0.key < $1.key }) {
@@ -223,8 +226,8 @@ public enum TrainCheckpoint {
         return nil
     }
 
-    /// Removes what a killed save left behind: `.step-*.tmp-*` directories under `root`.
-    public static func removeUnfinished(_ root: String) {
+    /// Removes what a killed save left behind: `.step-*.tmp-*` directories under `root` (each save starts so).
+    static func removeUnfinished(_ root: String) {
         for name in (try? FileManager.default.contentsOfDirectory(atPath: root)) ?? [] where name.hasPrefix(".step-") && name.contains(".tmp-") {
             try? FileManager.default.removeItem(atPath: root + "/" + name)
         }

@@ -208,7 +208,6 @@ public final class Trainer {
 
     public func saveCheckpoint(_ outDir: String) throws {
         let root = outDir + "/checkpoints"
-        TrainCheckpoint.removeUnfinished(root)
         try TrainCheckpoint.save(model: model, optimizer: optimizer, state: state, to: root + "/" + TrainCheckpoint.name(step: state.step), teacher: distillCoef > 0 ? teacher : nil)
         let all = TrainCheckpoint.list(root)
         for old in all.dropLast(config.keepCheckpoints) { try? FileManager.default.removeItem(atPath: old) }
