@@ -413,24 +413,6 @@ public final class SafetensorsCheckpoint: @unchecked Sendable {
         return f.mxfp4[name]?.shape ?? f.quantized[name]?.shape ?? f.info(name)?.shape
     }
 
-    /// Elements of every logical tensor, summed without overflow (nil past Int).
-    public var logicalElementCount: Int? {
-        var total = 0
-        for name in logicalNames {
-            guard let shape = logicalShape(name) else { continue }
-            var n = 1
-            for s in shape {
-                let (m, o) = n.multipliedReportingOverflow(by: s)
-                if o { return nil }
-                n = m
-            }
-            let (t, o) = total.addingReportingOverflow(n)
-            if o { return nil }
-            total = t
-        }
-        return total
-    }
-
     public func tensor<T: TensorScalar>(_ name: String, as: T.Type = T.self) throws -> Tensor<T> {
         guard let i = location[name] else {
             throw SafetensorsError(path, tensor: name, "is missing", hint: "the checkpoint does not match the model; check the config")

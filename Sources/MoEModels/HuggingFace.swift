@@ -136,20 +136,17 @@ public enum HuggingFace {
     ) throws -> MoETransformer<Float> {
         let path = dir + "/config.json"
         let weights = try file ?? SafetensorsCheckpoint(directory: dir)
-        try checkSizes(c, against: weights, path: path, names: names)
-        let model = try build(c, path: path)
+        try checkSizes(c, against: weights, path: path, names: names)  // validates c first
+        let model: MoETransformer<Float>
+        do { model = try MoETransformer<Float>(c, seed: 0) } catch { throw LoadError(description: "\(path): \(error)") }
         try ModelFiles.install(model.parameters + model.buffers, from: weights, family: family, source: names)
         return model
     }
 
-    static func build(_ c: TransformerConfig, path: String) throws -> MoETransformer<Float> {
-        try validate(c, path: path)
-        do { return try MoETransformer<Float>(c, seed: 0) } catch { throw LoadError(description: "\(path): \(error)") }
-    }
-
-    /// Every size of `c` against the shapes in the weights' headers, before anything is allocated: the model
-    /// must not ask for more parameters than the files hold, and each of its tensors, named through `names`,
-    /// must be in the files with the shape the config gives it. Errors name the key, the tensor and the fix.
+    /// Every size of `c` against the shapes in the weights' headers, before anything is allocated: `c` is
+    /// validated (so every size is bounded), each of its tensors, named through `names`, must be in the files
+    /// with the shape the config gives it, and every file tensor must be used. Errors name the key, the tensor
+    /// and the fix.
     public static func checkSizes(
         _ c: TransformerConfig, against file: SafetensorsCheckpoint, path: String, names: (String) -> ModelFiles.TensorSource
     ) throws {
