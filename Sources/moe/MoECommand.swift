@@ -16,7 +16,7 @@ struct MoECommand: ParsableCommand {
         // killing the process mid-write.
         signal(SIGXFSZ, SIG_IGN)
         do { try BLAS.load() } catch {
-            FileHandle.standardError.write(Data("Error: \(error)\n".utf8))
+            warn("Error: \(error)")
             Foundation.exit(1)
         }
         main(nil)

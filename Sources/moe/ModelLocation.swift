@@ -25,7 +25,7 @@ enum ModelLocation {
         if FileManager.default.fileExists(atPath: path + "/config.json") { return path }
         if !TrainCheckpoint.list(path + "/checkpoints").isEmpty {
             // The newest checkpoint whose manifest holds; unfinished or damaged ones are skipped with a warning.
-            guard let newest = TrainCheckpoint.newestIntact(path + "/checkpoints", warn: { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }) else {
+            guard let newest = TrainCheckpoint.newestIntact(path + "/checkpoints", warn: warn) else {
                 throw UsageError("\(path): no checkpoint there is intact (see the warnings); pass one explicitly or retrain")
             }
             return newest

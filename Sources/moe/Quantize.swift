@@ -27,7 +27,7 @@ struct Quantize: ParsableCommand {
         }
         let start = Date()
         let s = try Quantizer.quantize(model: model, to: format, scope: scope, out: out) { line in
-            FileHandle.standardError.write(Data("quantize: \(line)\n".utf8))
+            warn("quantize: \(line)")
         }
         say(String(format: "wrote %@: %d of %d tensors as %@, %.2f GB -> %.2f GB, %.1f s", out, s.quantized, s.tensors, format.rawValue,
                    Double(s.inputBytes) / 1e9, Double(s.outputBytes) / 1e9, Date().timeIntervalSince(start)))

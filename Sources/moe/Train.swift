@@ -187,7 +187,7 @@ struct Train: ParsableCommand {
         guard !TrainCheckpoint.list(root).isEmpty else {
             throw UsageError("--resume \(path): holds no checkpoints; pass a run directory (a run's --out) or a checkpoint such as runs/default/checkpoints/step-0000400")
         }
-        guard let newest = TrainCheckpoint.newestIntact(root, warn: { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }) else {
+        guard let newest = TrainCheckpoint.newestIntact(root, warn: warn) else {
             throw UsageError("--resume \(path): no checkpoint there is intact (see the warnings); start a new run")
         }
         return newest
