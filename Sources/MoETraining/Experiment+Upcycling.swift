@@ -25,10 +25,7 @@ public enum UpcyclingExperiment {
             _ = ExperimentRunner.train(dense, until: s, progress: report("dense"))
             var options = Upcycling.Options(experts: experts)
             options.seed = seed
-            let upcycled = try Upcycling.upcycle(dense.model, options)
-            var state = dense.state
-            state.adamSteps = 0
-            let opt = Trainer.optimizer(for: upcycled, weightDecay: c.weightDecay)
+            let (upcycled, opt, state) = try Upcycling.upcycle(dense.model, state: dense.state, options)
             // The upcycled model's distance from the dense one before any training, on the validation windows.
             var diff = 0.0
             for (x, _) in Evaluation.validationBatches(data, config: c).prefix(1) {

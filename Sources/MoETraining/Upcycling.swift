@@ -124,14 +124,25 @@ public enum Upcycling {
         return moe
     }
 
-    /// A checkpoint of the upcycled model that `moe train --resume` continues: the dense checkpoint's trainer
-    /// state (step, data position, random state, schedule) with a new optimizer.
-    public static func upcycle(checkpoint dir: String, _ o: Options) throws -> (model: MoETransformer<Float>, optimizer: AdamW<Float>, state: TrainerState) {
-        let (dense, _, denseState) = try TrainCheckpoint.load(dir)
+    /// The upcycled run that training continues: the dense run's trainer state (step, data position, random
+    /// state, schedule) with a new optimizer for the upcycled model.
+    public static func upcycle(
+        _ dense: MoETransformer<Float>, state denseState: TrainerState, _ o: Options
+    ) throws -> (model: MoETransformer<Float>, optimizer: AdamW<Float>, state: TrainerState) {
         let model = try upcycle(dense, o)
         let opt = Trainer.optimizer(for: model, weightDecay: denseState.train.weightDecay)
         var state = denseState
         state.adamSteps = 0
         return (model, opt, state)
+    }
+
+    /// The same from a dense checkpoint, which `moe train --resume` continues once saved; the dense model is
+    /// returned too.
+    public static func upcycle(checkpoint dir: String, _ o: Options) throws
+        -> (dense: MoETransformer<Float>, model: MoETransformer<Float>, optimizer: AdamW<Float>, state: TrainerState)
+    {
+        let (dense, _, denseState) = try TrainCheckpoint.load(dir)
+        let (model, opt, state) = try upcycle(dense, state: denseState, o)
+        return (dense, model, opt, state)
     }
 }

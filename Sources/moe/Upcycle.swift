@@ -34,12 +34,12 @@ struct Upcycle: ParsableCommand {
         }
         var o = Upcycling.Options(experts: experts)
         (o.topK, o.granularity, o.placement, o.seed) = (topK, granularity, placement, seed)
-        let up: (model: MoETransformer<Float>, optimizer: AdamW<Float>, state: TrainerState)
+        let up: (dense: MoETransformer<Float>, model: MoETransformer<Float>, optimizer: AdamW<Float>, state: TrainerState)
         do { up = try Upcycling.upcycle(checkpoint: source, o) } catch let e as Upcycling.UpcycleError {
             throw UsageError(e.description)
         } catch { throw UsageError("\(source): \(error)") }
         // The equality the construction promises, on a fixed text.
-        let dense = try ModelLocation.loadModel(source).model
+        let dense = up.dense
         let ids = ByteTokenizer().encode("\nthe small farmer watches the bright city.\n47+5=52\ndef f8(x): return x * 8 + 12\n")
         let diff = dense(ids: ids, batch: 1, .inference).logits.value.maxAbsDifference(up.model(ids: ids, batch: 1, .inference).logits.value)
         let target = out + "/checkpoints/" + TrainCheckpoint.name(step: up.state.step)

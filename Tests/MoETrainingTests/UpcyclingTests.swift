@@ -56,7 +56,7 @@ struct UpcyclingTests {
         let t = Trainer(model: try MoETransformer<Float>(Self.dense(), seed: 4), config: c, data: data, outDir: dir)
         for _ in 0..<5 { t.step() }
         try t.saveCheckpoint(dir)
-        let (model, opt, state) = try Upcycling.upcycle(checkpoint: dir + "/checkpoints/" + TrainCheckpoint.name(step: 5), Upcycling.Options(experts: 4))
+        let (_, model, opt, state) = try Upcycling.upcycle(checkpoint: dir + "/checkpoints/" + TrainCheckpoint.name(step: 5), Upcycling.Options(experts: 4))
         #expect(state.step == 5 && state.adamSteps == 0 && opt.stepCount == 0 && opt.m.isEmpty)
         #expect(state.sampler == t.state.sampler && state.train == t.state.train)
         #expect(model.config.moe?.numExperts == 4)
