@@ -402,7 +402,10 @@ __attribute__((target("avx2"))) static inline float hsum128(__m128 s4) {
 // depends on the kernel and the row's length (two threads from memory, 200 MB, passes with and without it
 // alternating in one process, median of 50-60 paired ratios): q8 rows of 1088 bytes ran 1.19-1.34x faster with it
 // and q4 rows of 576 1.11-1.15x, q4 rows of 1584 bytes 1.03-1.08x, but q8 rows of 2992 bytes 1.04-1.13x slower
-// (and BF16 rows, which take no prefetch, 1.16-1.23x slower with it at 2048 and 5632 bytes). So on AMD only rows
+// (and BF16 rows, which take no prefetch, 1.16-1.23x slower with it at 2048 and 5632 bytes). A long stream is not
+// the whole story: with the leftover q4 pairs vectorized, rows of 1584 bytes ran 1.23-1.25x faster without it in
+// one long pass, but 1.00-1.06x faster with it in a C replay of a decoded token's 33 passes (2 to 16 pieces of
+// 0.6 to 18 MB; medians of 30-40 paired tokens, four runs), which is what decode runs. So on AMD only rows
 // shorter than `mv_short` = 2 KB are prefetched. MOE_MATVEC_PREFETCH=N (rows ahead, 0-64, for every row length)
 // overrides the choice for such measurements.
 __attribute__((target("avx512f,avx512vl,avx512vnni,avx512bw,avx2,f16c,fma"))) static void q8_512(
@@ -511,8 +514,8 @@ __attribute__((target("avx512f,avx512vl,avx512vnni,avx2,fma"))) static void mxfp
 // instructions where it was fourteen (one thread in cache: 23-26 GB/s before). One row at a time reads the matrix
 // as one sequential stream (on the Xeon, one thread from memory: 12.1 GB/s for 1 row, 10.9 for 2, 9.7 for 4 rows
 // at a time, measured on the earlier kernel; on Zen 4 four rows at a time ran 0.67x from memory), with the row
-// mv_ahead ahead prefetched where that helps (see q8). Leftover pairs run one at a time, an odd last group in
-// 256-bit registers.
+// mv_ahead ahead prefetched where that helps (see q8). Leftover pairs (fewer than eight) take the same step on
+// masked loads of their scales, one pair at a time; an odd last group runs in 256-bit registers.
 __attribute__((target("avx512f,avx512vl,avx512vnni,avx512bw,avx2,f16c,fma"))) static void q4_512(
     const uint8_t *w, const int8_t *packed, const int8_t *xq, const float *xd, const float *xs, float *y, long rows, long cols) {
     long rb = moe_q4_row_bytes(cols), ng = cols / 64, np = ng / 2, ahead = prefetch_rows(rb);
@@ -548,19 +551,30 @@ __attribute__((target("avx512f,avx512vl,avx512vnni,avx512bw,avx2,f16c,fma"))) st
                 idx = _mm512_add_epi32(idx, two);
             }
         }
-        // Leftover pairs (a row of 2816 has 22: 16 above, 6 here) into the same accumulators, reduced once below.
-        float rest = 0;
-        for (; p < np; p++) {
-            long g = 2 * p;
-            __m512i b0 = _mm512_loadu_si512(c + p * 64);
-            __m512i d0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_and_si512(b0, low), _mm512_loadu_si512(packed + p * 128));
-            d0 = _mm512_dpbusd_epi32(d0, _mm512_and_si512(_mm512_srli_epi16(b0, 4), low), _mm512_loadu_si512(packed + p * 128 + 64));
-            __m512 sv = _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_set1_ps(_cvtsh_ss(sm[2 * g]) * xd[g])),
-                                                            _mm256_castps_pd(_mm256_set1_ps(_cvtsh_ss(sm[2 * g + 2]) * xd[g + 1])), 1));
-            a0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d0), sv, a0);
-            rest += _cvtsh_ss(sm[2 * g + 1]) * xs[g] + _cvtsh_ss(sm[2 * g + 3]) * xs[g + 1];
+        // Leftover pairs (a row of 2816 has 22: 16 above, 6 here): the same step on masked loads of the scales,
+        // minimums and activation scales (masked-off lanes are zero), one pair at a time. Before, each leftover pair
+        // converted its four scalars one by one: rows of 2816 ran at 21 GB/s from memory on two Zen 4 cores, where
+        // rows of 1024 ran at 28 and a plain read at 30.
+        if (p < np) {
+            long g = 2 * p, left = np - p, halves = 4 * left;  // f16 values: s m per group, two groups per pair
+            __mmask16 k0 = halves >= 16 ? 0xFFFF : (__mmask16)((1u << halves) - 1);
+            __mmask16 k1 = halves <= 16 ? 0 : (__mmask16)((1u << (halves - 16)) - 1);
+            __mmask16 kg = (__mmask16)((1u << (2 * left)) - 1);
+            __m512 v0 = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(k0, sm + 2 * g));
+            __m512 v1 = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(k1, sm + 2 * g + 16));
+            __m512 ds = _mm512_mul_ps(_mm512_permutex2var_ps(v0, evens, v1), _mm512_maskz_loadu_ps(kg, xd + g));
+            mins = _mm512_fmadd_ps(_mm512_permutex2var_ps(v0, odds, v1), _mm512_maskz_loadu_ps(kg, xs + g), mins);
+            __m512i idx = firstPair;
+            for (long k = 0; k < left; k++) {
+                __m512i b0 = _mm512_loadu_si512(c + (p + k) * 64);
+                const int8_t *x0 = packed + (p + k) * 128;
+                __m512i d0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_and_si512(b0, low), _mm512_loadu_si512(x0));
+                d0 = _mm512_dpbusd_epi32(d0, _mm512_and_si512(_mm512_srli_epi16(b0, 4), low), _mm512_loadu_si512(x0 + 64));
+                a0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d0), _mm512_permutexvar_ps(idx, ds), a0);
+                idx = _mm512_add_epi32(idx, two);
+            }
         }
-        float total = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), mins)) + rest;
+        float total = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), mins));
         for (long g = 2 * np; g < ng; g++) {  // an odd last group
             __m256i bytes = _mm256_loadu_si256((const __m256i *)(c + g * 32));
             __m256i dot = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_and_si256(bytes, low256),

@@ -69,10 +69,13 @@ import Testing
 
     /// Quantizing a row keeps every weight within half a step of its block's scale; the integer products match
     /// the portable ones and the product of the dequantized weights with the dequantized activations.
-    @Test(arguments: [BlockFormat.q8, .q4])
-    func blockProductsMatchTheirReferences(format: BlockFormat) {
-        // An odd number of rows (a partial group of four) and of q4 groups (the 256-bit tail).
-        let rows = 11, cols = 1024 + 64
+    /// Columns: 1088 (q4: one step of eight pairs and an odd group; q8: two blocks past the last sixteen), 2816 (M1's
+    /// down rows: six leftover pairs; eight leftover blocks), 1856 (seven leftover pairs and an odd group) and 320
+    /// (two leftover pairs and an odd group; ten leftover blocks: no full step of either).
+    @Test(arguments: [BlockFormat.q8, .q4], [1088, 2816, 1856, 320])
+    func blockProductsMatchTheirReferences(format: BlockFormat, cols: Int) {
+        // An odd number of rows (a partial group of four).
+        let rows = 11
         let w = Self.randomFloats(rows * cols, seed: 5, scale: 0.02) , x = Self.randomFloats(cols, seed: 6)
         let rb = format.rowBytes(cols)
         var codes = [UInt8](repeating: 0, count: rows * rb)
@@ -139,8 +142,10 @@ import Testing
             }
             #expect(abs(Double(fast[r]) - exact) <= bound + 1e-3, "\(format) row \(r): \(fast[r]) vs f32 \(exact), bound \(bound)")
             // Expected sizes for normal weights: q4's step is about (5 sigma)/15, so |dw| averages 0.08 sigma against
-            // |w|'s 0.8 sigma (10%); q8's is under 1% (weights and activations together).
-            #expect(bound < (format == .q8 ? 0.01 : 0.15) * size, "\(format) row \(r): termwise error \(bound) of \(size)")
+            // |w|'s 0.8 sigma (10%); q8's step is about (2.1 sigma)/127, so |dw| averages a quarter of it, 0.5% of |w|,
+            // and as much again from the activations: about 1% on average, so a row's bound is held to 1.5% (short
+            // rows spread more: 1.02% at 320 columns).
+            #expect(bound < (format == .q8 ? 0.015 : 0.15) * size, "\(format) row \(r): termwise error \(bound) of \(size)")
         }
     }
 
