@@ -3,6 +3,7 @@ import PackageDescription
 
 // Layers point one way, downward:
 // CMoEBLAS -> MoETensor -> MoEAutograd -> MoENN -> MoE -> MoETraining -> MoEAnalysis -> moe (CLI)
+// (MoEInference, weights as stored, sits beside MoETraining; MoEAnalysis reads models through both)
 // (MoEIO and MoETokenizers are file formats and text, beside the stack: MoEModels and MoETraining use them)
 let blas: [Target.Dependency] = [
     .target(name: "CMoEBLAS", condition: .when(platforms: [.linux])),
@@ -50,7 +51,7 @@ let package = Package(
         // Inference on weights as stored (mapped f32, 16-bit, block-quantized): decode, prefill, quantize.
         .target(name: "MoEInference", dependencies: ["MoEModels"] + blas, swiftSettings: fast),
         .target(name: "MoETraining", dependencies: ["MoEModels", "MoETokenizers"] + blas, swiftSettings: fast),
-        .target(name: "MoEAnalysis", dependencies: ["MoETraining"], swiftSettings: fast),
+        .target(name: "MoEAnalysis", dependencies: ["MoETraining", "MoEInference"] + blas, swiftSettings: fast),
         .target(name: "MoEBenchmarks", dependencies: ["MoEAnalysis", "MoEInference"] + blas, swiftSettings: fast),
         .executableTarget(
             name: "moe",
@@ -71,6 +72,7 @@ let package = Package(
         .testTarget(name: "MoEModelsTests", dependencies: ["MoETestSupport"]),
         .testTarget(name: "MoEInferenceTests", dependencies: ["MoETestSupport", "MoEInference"] + blas),
         .testTarget(name: "MoETokenizersTests", dependencies: ["MoETestSupport"]),
+        .testTarget(name: "MoEAnalysisTests", dependencies: ["MoETestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["MoETestSupport", "MoEBenchmarks", "moe"]),
     ],
     swiftLanguageModes: [.v6]

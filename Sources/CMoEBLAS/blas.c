@@ -217,6 +217,8 @@ static int load_locked(void) {
     table.dgemm = (void (*)(int, int, int, int, int, int, double, const double *, int, const double *, int, double, double *, int))dlsym(h, "cblas_dgemm");
     table.sgemv = (void (*)(int, int, int, int, float, const float *, int, const float *, int, float, float *, int))dlsym(h, "cblas_sgemv");
     table.dgemv = (void (*)(int, int, int, int, double, const double *, int, const double *, int, double, double *, int))dlsym(h, "cblas_dgemv");
+    table.dsyevd = (void (*)(const char *, const char *, const int *, double *, const int *, double *, double *, const int *, int *,
+                             const int *, int *))dlsym(h, "dsyevd_");
     if (!table.sgemm || !table.dgemm || !table.sgemv || !table.dgemv)
         return fail("the BLAS library %s has no CBLAS interface (cblas_sgemm, cblas_dgemm, cblas_sgemv, cblas_dgemv); "
                     "use OpenBLAS or BLIS built with CBLAS", path);
@@ -311,3 +313,35 @@ static __thread int parallel_depth;
 int moe_parallel_depth(void) { return parallel_depth; }
 void moe_parallel_enter(void) { parallel_depth++; }
 void moe_parallel_leave(void) { parallel_depth--; }
+
+// LAPACK is column-major: a row-major symmetric matrix is its own transpose, so it goes in as it is, and the
+// eigenvectors come back as LAPACK's columns, i.e. rows of the row-major buffer; they are transposed in place so
+// that column j holds the eigenvector of w[j], as a row-major reader expects.
+int moe_dsyevd(int n, double *a, double *w) {
+    const moe_blas_table_t *t = moe_blas();
+    if (!t->dsyevd) return -1;
+    if (n <= 0) return 0;
+    int lwork = -1, liwork = -1, info = 0, iq = 0;
+    double wq = 0;
+    t->dsyevd("V", "U", &n, a, &n, w, &wq, &lwork, &iq, &liwork, &info);  // workspace query
+    if (info != 0) return info;
+    lwork = (int)wq;
+    liwork = iq;
+    double *work = malloc(sizeof(double) * (size_t)(lwork > 1 ? lwork : 1));
+    int *iwork = malloc(sizeof(int) * (size_t)(liwork > 1 ? liwork : 1));
+    if (!work || !iwork) {
+        free(work);
+        free(iwork);
+        return -2;
+    }
+    t->dsyevd("V", "U", &n, a, &n, w, work, &lwork, iwork, &liwork, &info);
+    free(work);
+    free(iwork);
+    for (int i = 0; i < n; i++)
+        for (int j = i + 1; j < n; j++) {
+            double x = a[(size_t)i * n + j];
+            a[(size_t)i * n + j] = a[(size_t)j * n + i];
+            a[(size_t)j * n + i] = x;
+        }
+    return info;
+}

@@ -71,6 +71,12 @@ public final class InferenceSession {
 
     public func reset() { length = 0 }
 
+    /// For analyses (`moe analyze`): called at each MoE layer with the layer's index, its input (the normed hidden
+    /// state [T, D]) and the router's decision, before the experts run.
+    public var moeObserver: ((Int, Tensor<Float>, Routing<Float>) -> Void)?
+    /// Routers that replace the model's in the given layers (analyses: experts removed, another top-k).
+    public var routerOverrides: [Int: Router<Float>] = [:]
+
     /// Runs `ids` at positions `length ..< length + T` and appends them to the cache. Returns logits [T, V] with
     /// `allLogits`, else [1, V] for the last position.
     public func forward(_ ids: [Int], allLogits: Bool = false) -> Tensor<Float> {
@@ -110,7 +116,7 @@ public final class InferenceSession {
             let h = Tensor.rmsNorm(x, weight: layer.postNorm, eps: Float(c.rmsNormEps)).y
             let f: Tensor<Float>
             switch (layer.router, layer.dense) {
-            case (let router?, _): f = moe(layer, router: router, h)
+            case (let router?, _): f = moe(layer, index: i, router: routerOverrides[i] ?? router, h)
             case (nil, let dense?): f = mlp(dense, h)
             case (nil, nil): preconditionFailure("[inference] layer \(i) has neither a router nor a dense MLP")
             }
@@ -351,11 +357,45 @@ public final class InferenceSession {
         return y
     }
 
+    /// Expert `e` of `layer` on every row of h [T, D], as if each token had chosen it: its output [T, D] (the down
+    /// product, bias included, before the routing weight), and with `activations` also act(gate x) [T, F] (the
+    /// gate's activation before the product with up).
+    public func expertOutput(layer: Int, expert e: Int, _ h: Tensor<Float>) -> Tensor<Float> {
+        mlp(model.layers[layer].experts[e], h)
+    }
+
+    public func expertGateActivations(layer: Int, expert e: Int, _ h: Tensor<Float>) -> Tensor<Float> {
+        let m = model.layers[layer].experts[e]
+        let t = h.shape[0], f = m.width
+        let g: Tensor<Float>
+        if m.interleaved {  // rows alternate gate and up: the even columns of the product
+            let both = project(m.first[0], h)
+            g = Tensor(uninitializedShape: [t, f])
+            for r in 0..<t { for j in 0..<f { g.storage.base[r * f + j] = both.storage.base[r * 2 * f + 2 * j] } }
+        } else {
+            g = project(m.first[0], h)
+        }
+        var out = Tensor<Float>(uninitializedShape: [t, f])
+        g.withUnsafePointer { pg in
+            out.withUnsafeMutablePointer { po in
+                for r in 0..<t {
+                    for j in 0..<f {
+                        var x = pg[r * f + j] + (m.firstBias?[m.interleaved ? 2 * j : j] ?? 0)
+                        if let c = clamp { x = Swift.min(x, c.limit); po[r * f + j] = x / (1 + Foundation.exp(-c.alpha * x)); continue }
+                        po[r * f + j] = x / (1 + Foundation.exp(-x))
+                    }
+                }
+            }
+        }
+        return out
+    }
+
     /// The MoE block: the shared router picks the experts; one token runs its k experts' gate and up in one
     /// parallel pass and their downs in another; a prompt runs each expert once over its block of tokens.
-    func moe(_ l: InferenceModel.Layer, router: Router<Float>, _ h: Tensor<Float>) -> Tensor<Float> {
+    func moe(_ l: InferenceModel.Layer, index: Int, router: Router<Float>, _ h: Tensor<Float>) -> Tensor<Float> {
         let t = h.shape[0], d = h.shape[1]
         let routing = router.route(Variable(h), .inference, .inference)
+        moeObserver?(index, h, routing)
         let weights = routing.weights.value.scalars
         let out = Tensor<Float>.zeros([t, d])
         let po = out.storage.base

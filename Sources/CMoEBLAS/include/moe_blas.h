@@ -86,6 +86,9 @@ typedef struct {
     void (*dgemv)(int, int, int, int, double, const double *, int, const double *, int, double, double *, int);
     void (*set_threads)(int);
     int (*get_threads)(void);
+    // LAPACK's symmetric eigensolver (OpenBLAS ships LAPACK); NULL when the library has none (BLIS).
+    void (*dsyevd)(const char *, const char *, const int *, double *, const int *, double *, double *, const int *, int *,
+                   const int *, int *);
 } moe_blas_table_t;
 
 /// Loads the BLAS (once; later calls return the first result). Returns 0 on success; otherwise writes a one-line
@@ -125,6 +128,10 @@ static inline void moe_dgemv(int ta, int rows, int cols, double alpha, const dou
                              int incx, double beta, double *y, int incy) {
     moe_blas()->dgemv(101, ta ? 112 : 111, rows, cols, alpha, a, lda, x, incx, beta, y, incy);
 }
+/// Eigenvalues (ascending, into w[n]) and eigenvectors of the symmetric n x n matrix a (row-major; one triangle
+/// is read), by LAPACK's dsyevd: on return column j of a (row-major) is the unit eigenvector of w[j]. Returns 0,
+/// LAPACK's positive info when it did not converge, -1 when the loaded library has no LAPACK, -2 without memory.
+int moe_dsyevd(int n, double *a, double *w);
 static inline void moe_blas_set_threads(int n) { moe_blas()->set_threads(n); }
 static inline int moe_blas_get_threads(void) { return moe_blas()->get_threads(); }
 
