@@ -7,7 +7,7 @@ struct MoECommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "moe",
         abstract: "swift-moe: mixture-of-experts models, from the 1991 mixture of local experts on.",
-        subcommands: [Train.self, Generate.self, Eval.self, Inspect.self, Logits.self, Export.self, Quantize.self, PerplexityCommand.self, Classic.self, Upcycle.self, ExperimentCommand.self, Bench.self],
+        subcommands: [Train.self, Generate.self, Eval.self, Inspect.self, Logits.self, Export.self, Quantize.self, PerplexityCommand.self, Classic.self, Upcycle.self, ExperimentCommand.self, Analyze.self, Bench.self],
         defaultSubcommand: Train.self)
 
     /// Loads the BLAS before anything else, so that a missing or unidentifiable library is one line and exit 1.
