@@ -93,30 +93,7 @@ struct Analyze: ParsableCommand {
         }
         try Train.checkWritable(out)
         var tokens: [Int] = [], pieces: [String] = []
-        if text == "builtin" {
-            guard m.config.vocabSize == 256 else { throw UsageError("--text builtin is the byte corpus; the model's vocabulary is \(m.config.vocabSize), not 256: give a text file") }
-            tokens = Array(TextDataset(seed: 1).validation.prefix(maxTokens))
-            pieces = tokens.map { String(decoding: [UInt8($0)], as: UTF8.self) }
-        } else if let text {
-            guard let data = FileManager.default.contents(atPath: text), !data.isEmpty else {
-                throw UsageError("--text \(text): missing or empty; give a UTF-8 text file")
-            }
-            guard let s = String(data: data, encoding: .utf8) else { throw UsageError("--text \(text): not UTF-8; convert it") }
-            if byteModel {
-                tokens = Array(s.utf8.prefix(maxTokens)).map(Int.init)
-                pieces = tokens.map { String(decoding: [UInt8($0)], as: UTF8.self) }
-            } else {
-                guard let tok = try ModelLocation.tokenizer(dir, modelType: m.config.modelType) else {
-                    throw UsageError("\(dir) has no tokenizer.json; pass --bytes for a byte model")
-                }
-                tokens = Array(tok.encode(s).prefix(maxTokens))
-                pieces = tokens.map { tok.decode([$0]) }
-            }
-            guard tokens.count >= 2 else { throw UsageError("--text \(text): fewer than 2 tokens; give a longer text") }
-            if let bad = tokens.first(where: { $0 >= m.config.vocabSize }) {
-                throw UsageError("token id \(bad) is beyond the model's vocabulary of \(m.config.vocabSize); check the tokenizer (or --bytes)")
-            }
-        }
+        if let text { (tokens, pieces) = try ModelLocation.textTokens(text, dir: dir, config: m.config, bytes: byteModel, maxTokens: maxTokens) }
         var window = context ?? trainedSequence ?? 256
         guard window >= 2 else { throw UsageError("invalid --context \(window): use at least 2") }
         if m.config.maxPositions > 0 { window = Swift.min(window, m.config.maxPositions) }

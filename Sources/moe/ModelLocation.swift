@@ -67,6 +67,39 @@ enum ModelLocation {
         return modelType == "swift_moe" ? ByteTokenizer() : nil
     }
 
+    /// The token ids of --text (a UTF-8 file, or `builtin`: the built-in corpus' validation split for byte models),
+    /// at most `maxTokens` of them, with each token's text: through the model's tokenizer.json, or as UTF-8 bytes
+    /// with `bytes`. At least 2 tokens, all inside the vocabulary, or one line naming the problem.
+    static func textTokens(_ text: String, dir: String, config c: TransformerConfig, bytes: Bool, maxTokens: Int) throws -> (ids: [Int], pieces: [String]) {
+        let asBytes = { (ids: [Int]) in ids.map { String(decoding: [UInt8(truncatingIfNeeded: $0)], as: UTF8.self) } }
+        var ids: [Int], pieces: [String]
+        if text == "builtin" {
+            guard c.vocabSize >= 256 else { throw UsageError("--text builtin is the byte corpus; the model's vocabulary is \(c.vocabSize), under 256: give a text file") }
+            ids = Array(TextDataset(seed: 1).validation.prefix(maxTokens))
+            pieces = asBytes(ids)
+        } else {
+            guard let data = FileManager.default.contents(atPath: text), !data.isEmpty else {
+                throw UsageError("--text \(text): missing or empty; give a UTF-8 text file or `builtin`")
+            }
+            guard let s = String(data: data, encoding: .utf8) else { throw UsageError("--text \(text): not UTF-8; convert it") }
+            if bytes {
+                ids = Array(s.utf8.prefix(maxTokens)).map(Int.init)
+                pieces = asBytes(ids)
+            } else {
+                guard let tok = try tokenizer(dir, modelType: c.modelType) else {
+                    throw UsageError("\(dir) has no tokenizer.json; pass --bytes for a byte model")
+                }
+                ids = Array(tok.encode(s).prefix(maxTokens))
+                pieces = ids.map { tok.decode([$0]) }
+            }
+        }
+        guard ids.count >= 2 else { throw UsageError("--text \(text): fewer than 2 tokens; give a longer text") }
+        if let bad = ids.first(where: { $0 >= c.vocabSize }) {
+            throw UsageError("token id \(bad) is beyond the model's vocabulary of \(c.vocabSize); check the tokenizer (or --bytes)")
+        }
+        return (ids, pieces)
+    }
+
     /// End-of-sequence ids from generation_config.json (`eos_token_id`, one id or a list); none without the file.
     static func endTokens(_ dir: String) throws -> Set<Int> {
         let path = dir + "/generation_config.json"

@@ -36,28 +36,7 @@ struct PerplexityCommand: ParsableCommand {
             }
             base = b
         }
-        var ids: [Int]
-        if text == "builtin" {
-            ids = TextDataset(seed: 1).validation
-        } else {
-            guard let data = FileManager.default.contents(atPath: text), !data.isEmpty else {
-                throw UsageError("--text \(text): missing or empty; give a UTF-8 text file or `builtin`")
-            }
-            guard let s = String(data: data, encoding: .utf8) else { throw UsageError("--text \(text): not UTF-8; convert it") }
-            if bytes {
-                ids = Array(s.utf8).map(Int.init)
-            } else {
-                guard let tok = try ModelLocation.tokenizer(dir, modelType: m.config.modelType) else {
-                    throw UsageError("\(dir) has no tokenizer.json; pass --bytes for a byte model")
-                }
-                ids = tok.encode(s)
-            }
-        }
-        ids = Array(ids.prefix(maxTokens))
-        guard ids.count >= 2 else { throw UsageError("--text \(text): fewer than 2 tokens; give a longer text") }
-        if let bad = ids.first(where: { $0 >= m.config.vocabSize }) {
-            throw UsageError("token id \(bad) is beyond the model's vocabulary of \(m.config.vocabSize); check the tokenizer (or --bytes)")
-        }
+        let ids = try ModelLocation.textTokens(text, dir: dir, config: m.config, bytes: bytes, maxTokens: maxTokens).ids
         let r = Perplexity.run(model: m, baseline: base, tokens: ids, context: Swift.min(context, m.config.maxPositions))
         if json {
             let enc = JSONEncoder()
