@@ -92,4 +92,44 @@ import Testing
         #expect(d.removal.count == 8)
         #expect(d.topK.count == 4)
     }
+
+    /// Every dynamic number against the numpy forward of scripts/analysis_fixtures.py (its own forward, checked
+    /// there against transformers' logits), on a text of 12 tokens in windows of 8.
+    @Test(arguments: ["mixtral", "qwen2_moe"])
+    func dynamicAnalysesMatchNumpy(family: String) throws {
+        let want = (WeightStatisticsTests.expected["dynamic"] as! [[String: Any]]).first { $0["family"] as! String == family }!
+        let model = try InferenceModel(directory: WeightStatisticsTests.tests.appendingPathComponent("Fixtures/hf/\(family)").path)
+        let tokens = WeightStatisticsTests.ints(want["tokens"])
+        let d = try DynamicAnalysis.run(model, tokens: tokens, pieces: tokens.map(String.init), layers: [0, 1], activationTokens: [0, 5],
+                                        context: want["context"] as! Int)
+        func near(_ a: Double, _ b: Any?, _ tol: Double, _ what: String) {
+            let x = (b as! NSNumber).doubleValue
+            #expect(abs(a - x) <= tol, "\(family) \(what): \(a) vs numpy \(x)")
+        }
+        near(d.loss, want["loss"], 1e-4, "loss")
+        for (k, v) in (want["top_k"] as! [Any]).enumerated() { near(d.topK[k].loss ?? .nan, v, 1e-4, "top-\(k + 1) loss") }
+        for layer in want["layers"] as! [[String: Any]] {
+            let l = layer["layer"] as! Int
+            let o = try #require(d.outputSimilarity.first { $0.layer == l })
+            #expect(WeightStatisticsTests.close(o.cosine, WeightStatisticsTests.matrix(layer["cosine"]), 1e-4), "\(family) layer \(l) output cosine")
+            #expect(WeightStatisticsTests.close(o.angular, WeightStatisticsTests.matrix(layer["angular"]), 1e-4), "\(family) layer \(l) angular")
+            near(o.meanAngular, layer["mean_angular"], 1e-4, "layer \(l) mean angular")
+            let r = try #require(d.rankCounts.first { $0.layer == l })
+            #expect(r.counts == (layer["counts"] as! [[Int]]), "\(family) layer \(l) rank counts")
+            near(r.topScoreLargestNorm, layer["top_score_largest_norm"], 1e-12, "layer \(l) top score has largest norm")
+            let g = try #require(d.routing.first { $0.layer == l })
+            #expect(WeightStatisticsTests.close(g.weights, WeightStatisticsTests.matrix(layer["weights"]), 1e-5), "\(family) layer \(l) routing weights")
+            #expect(g.load == WeightStatisticsTests.ints(layer["load"]), "\(family) layer \(l) load")
+            #expect(WeightStatisticsTests.close([g.saliency], [WeightStatisticsTests.doubles(layer["saliency"])], 1e-4), "\(family) layer \(l) saliency")
+            for a in layer["activations"] as! [[String: Any]] {
+                let p = a["token"] as! Int
+                let mine = try #require(d.activations.first { $0.layer == l && $0.token == p })
+                #expect(WeightStatisticsTests.close(mine.values, WeightStatisticsTests.matrix(a["values"]), 1e-5), "\(family) layer \(l) token \(p) gate activations")
+            }
+            for (x, v) in (layer["removal"] as! [Any]).enumerated() {
+                let mine = try #require(d.removal.first { $0.layer == l && $0.expert == x })
+                near(mine.loss, v, 1e-4, "layer \(l) without expert \(x)")
+            }
+        }
+    }
 }
