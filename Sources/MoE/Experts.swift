@@ -1,3 +1,4 @@
+import Foundation
 /// E expert networks stored stacked, as one tensor per projection (MLX and Megablocks style):
 /// - `gate_up_proj` [E, 2F, D] for SwiGLU (gate rows 0..<F, up rows F..<2F: one product computes both),
 ///   or `up_proj` [E, F, D] for a plain FFN; optional bias [E, 2F] or [E, F];
@@ -45,6 +46,46 @@ public final class ExpertBank<T: TensorScalar>: Module {
     }
 
     var spec: ExpertBankActivation { ExpertBankActivation(kind: activation, alpha: swigluAlpha, limit: swigluLimit) }
+
+    public var gated: Bool { activation == .swiglu || activation == .clampedSwiglu }
+
+    /// For analyses: expert `e` on every row of x [N, D] with weight 1, as if every token had chosen it; [N, D],
+    /// biases included (the fused path).
+    public func output(expert e: Int, _ x: Tensor<T>) -> Tensor<T> {
+        let n = x.shape[0]
+        let all = Routing(numTokens: n, numExperts: count, tokens: Array(0..<n), experts: [Int](repeating: e, count: n),
+                          weights: Variable(Tensor<T>.ones([n])), logits: nil, scores: nil, k: 1)
+        return self(Variable(x), weights: all.weights, plan: DispatchPlan(all), .inference).value
+    }
+
+    /// For analyses: the activation of expert `e`'s first product on every row of x [N, D], [N, F]: act(gate x)
+    /// for SwiGLU (the gate rows, before the product with up; clamped as the clamped SwiGLU clamps it), act(up x)
+    /// for a plain FFN.
+    public func firstActivations(expert e: Int, _ x: Tensor<T>) -> Tensor<T> {
+        let n = x.shape[0], d = x.shape[1], f = hidden, rows = w1.shape[1]
+        var pre = Tensor<T>.zeros([n, f])
+        x.withUnsafePointer { px in
+            w1.value.withUnsafePointer { pw in
+                pre.withUnsafeMutablePointer { pp in
+                    T.gemm(transA: false, transB: true, m: n, n: f, k: d, alpha: 1, a: px, lda: d, b: pw + e * rows * d, ldb: d,
+                           beta: 0, c: pp, ldc: f)
+                }
+            }
+        }
+        let bias = b1.map { Array($0.value.scalars[(e * rows)..<(e * rows + f)]) }
+        let alpha = swigluAlpha, limit = swigluLimit, kind = activation
+        return Tensor(shape: [n, f], pre.scalars.enumerated().map { i, v in
+            var z = Double(v) + (bias.map { Double($0[i % f]) } ?? 0)
+            switch kind {
+            case .swiglu, .silu: z = z / (1 + Foundation.exp(-z))
+            case .clampedSwiglu: z = Swift.min(z, limit); z = z / (1 + Foundation.exp(-alpha * z))
+            case .relu: z = Swift.max(z, 0)
+            case .gelu: z = 0.5 * z * (1 + Foundation.erf(z / 2.0.squareRoot()))
+            case .geluTanh: z = 0.5 * z * (1 + Foundation.tanh(0.7978845608028654 * (z + 0.044715 * z * z * z)))
+            }
+            return T(z)
+        })
+    }
 
     /// The naive reference: every kept assignment computed on its own, token by token, from primitives.
     /// Slow; tests pin the fused path to it (outputs and gradients).

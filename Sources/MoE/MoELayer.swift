@@ -21,6 +21,10 @@ public final class MoELayer<T: TensorScalar>: Module {
     public let experts: ExpertBank<T>
     public let shared: ExpertBank<T>?
     public let sharedGate: Linear<T>?
+    /// For analyses (`moe analyze`): called with the block's input [N, D] and the router's decision before the
+    /// experts run; and a router used instead of `router` (experts removed, another top-k).
+    public var observer: ((Tensor<T>, Routing<T>) -> Void)?
+    public var routerOverride: Router<T>?
 
     /// `causal`: the block sits in a causal decoder, where Expert Choice needs the documented opt-in.
     public init(config: MoEConfig, path: String = "", causal: Bool = true, rng: inout RandomGenerator) throws(ConfigError) {
@@ -72,10 +76,11 @@ public final class MoELayer<T: TensorScalar>: Module {
         if config.router == .soft {
             (y, routing) = soft(flat, ctx, options: options, reference: reference)
         } else {
-            routing = router.route(flat, ctx, options)
+            routing = (routerOverride ?? router).route(flat, ctx, options)
             if let cf = options.training ? config.capacityFactor : config.evalCapacityFactor {
                 routing = Capacity.apply(routing, factor: cf, minimum: config.minCapacity, policy: config.dropPolicy)
             }
+            observer?(flat.value, routing)
             y = reference
                 ? experts.reference(flat, weights: routing.weights, routing: routing, ctx)
                 : experts(flat, weights: routing.weights, plan: DispatchPlan(routing), ctx)

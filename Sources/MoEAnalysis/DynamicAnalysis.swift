@@ -104,35 +104,34 @@ public struct DynamicAnalysis: Codable, Sendable {
 
     /// The text in windows of `context` tokens (each from an empty cache, as `moe perplexity` scores it): the mean
     /// next-token cross-entropy over the windows' predictions.
-    static func loss(_ session: InferenceSession, _ tokens: [Int], context window: Int) -> Double {
+    static func loss(_ session: AnalysisRun, _ tokens: [Int], context window: Int) -> Double {
         var sum = 0.0, count = 0
         for start in stride(from: 0, to: tokens.count, by: window) {
             let part = Array(tokens[start..<Swift.min(tokens.count, start + window)])
             guard part.count >= 2 else { continue }
-            session.reset()
-            let r = crossEntropy(session.forward(part, allLogits: true), part)
+            let r = crossEntropy(session.logits(part), part)
             sum += r.sum
             count += r.count
         }
         return count > 0 ? sum / Double(count) : 0
     }
 
-    static func loss(_ model: InferenceModel, _ tokens: [Int], context: Int, overrides: [Int: Router<Float>] = [:]) -> Double {
-        let s = InferenceSession(model: model, capacity: context, prefill: .f32)
+    static func loss(_ model: AnalysisSubject, _ tokens: [Int], context: Int, overrides: [Int: Router<Float>] = [:]) -> Double {
+        let s = model.makeRun(context: context)
         s.routerOverrides = overrides
         return loss(s, tokens, context: context)
     }
 
     /// `activationTokens`: positions whose gate activations are kept. `removal` and `topK` switch the loss
     /// experiments (one forward of the text per removed expert and per k).
-    public static func run(_ model: InferenceModel, tokens: [Int], pieces: [String], layers: [Int], activationTokens: [Int], context: Int,
+    public static func run(_ model: AnalysisSubject, tokens: [Int], pieces: [String], layers: [Int], activationTokens: [Int], context: Int,
                            removal: Bool = true, topK: Bool = true, progress: @escaping (String) -> Void = { _ in }) throws -> DynamicAnalysis {
         var out = DynamicAnalysis()
         out.tokens = tokens
         out.pieces = pieces
         let wanted = Set(layers)
         precondition(context >= 2, "[analysis] a context of \(context) tokens")
-        let session = InferenceSession(model: model, capacity: context, prefill: .f32)
+        let session = model.makeRun(context: context)
         // Sums per layer over the prompt's chunks (a long text reaches each layer in several calls).
         final class Sums {
             var tokens = 0, top = 0, scored = 0

@@ -5,6 +5,7 @@ import MoEInference
 /// to f32 from the mapped file, analysed, released): expert similarity at matrix and neuron level, neuron-aligned
 /// similarity, the router's similarity and its regression on the experts', and PCA of experts and neurons.
 public struct StaticAnalysis: Codable, Sendable {
+    /// The matrices analysed: gate, up, down (up and down for experts without a gate).
     public static let matrixNames = ["gate", "up", "down"]
 
     public struct Similarity: Codable, Sendable {
@@ -70,7 +71,7 @@ public struct StaticAnalysis: Codable, Sendable {
     /// experts (M1's F = 2816 would take hours); `neuronsPerExpert` bounds the neurons each expert contributes to
     /// the neuron PCA (evenly spaced; the projection's axes are fitted on those).
     /// `dense` gives the dense FFN of a layer (gate [F, D], up [F, D], down [D, F]) to compare with its experts.
-    public static func run(_ model: InferenceModel, layers: [Int], dense: ((Int) throws -> [String: [Float]])? = nil, alignWidth: Int = 1024,
+    public static func run(_ model: AnalysisSubject, layers: [Int], dense: ((Int) throws -> [String: [Float]])? = nil, alignWidth: Int = 1024,
                            neuronsPerExpert: Int = 256, progress: (String) -> Void = { _ in }) throws -> StaticAnalysis {
         var out = StaticAnalysis()
         out.layers = layers
@@ -78,7 +79,7 @@ public struct StaticAnalysis: Codable, Sendable {
             let e = model.expertCount(layer: l)
             out.experts = Swift.max(out.experts, e)
             progress("static analyses: layer \(l) (\(n + 1) of \(layers.count)), \(e) experts")
-            let weights = (0..<e).map { model.expertWeights(layer: l, expert: $0) }
+            let weights = (0..<e).map { model.expertMatrices(layer: l, expert: $0) }
             let f = weights[0].width, d = weights[0].hidden
             let denseFFN = try dense?(l)
             if denseFFN != nil { out.denseIndex = e }
@@ -88,10 +89,10 @@ public struct StaticAnalysis: Codable, Sendable {
                 routerCos = WeightStatistics.cosineMatrix(rows)
                 out.routerSimilarity.append(RouterSimilarity(layer: l, cosine: routerCos!))
             }
-            for name in matrixNames {
+            for name in weights[0].gate == nil ? ["up", "down"] : matrixNames {
                 let axis: WeightStatistics.NeuronAxis = name == "down" ? .columns : .rows
                 let (rows, cols) = name == "down" ? (d, f) : (f, d)
-                let bank = WeightStatistics.Bank(weights.map { name == "gate" ? $0.gate : name == "up" ? $0.up : $0.down }, rows: rows, cols: cols)
+                let bank = WeightStatistics.Bank(weights.map { name == "gate" ? $0.gate! : name == "up" ? $0.up : $0.down }, rows: rows, cols: cols)
                 let withDense = denseFFN.map { WeightStatistics.Bank(bank.matrices + [$0[name]!], rows: rows, cols: cols) } ?? bank
                 out.weightSimilarity.append(Similarity(layer: l, matrix: name, cosine: WeightStatistics.matrixSimilarity(withDense)))
                 let neuronAll = WeightStatistics.neuronSimilarity(withDense, axis: axis)

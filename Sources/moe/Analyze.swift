@@ -34,31 +34,38 @@ struct Analyze: ParsableCommand {
         guard alignWidth >= 0 else { throw UsageError("invalid --align-width \(alignWidth): use 0 (no alignment) or more") }
         var dir = try ModelLocation.checkpointDirectory(model)
         var byteModel = bytes
-        // A swift-moe checkpoint runs on the inference engine through its Hugging Face export, in a temporary
-        // directory removed at the end.
+        // The inference engine runs its families on the weights as stored. A swift-moe checkpoint runs there too,
+        // through its Hugging Face export in a temporary directory removed at the end; the other families run on
+        // the reference model, in memory.
         var exported: String? = nil
         var trainedSequence: Int? = nil
         defer { if let e = exported { try? FileManager.default.removeItem(atPath: e) } }
+        var reference: MoETransformer<Float>? = nil
         if !InferenceModel.supports(directory: dir) {
             let m = try ModelLocation.loadAny(dir)
             guard (0..<m.config.numLayers).contains(where: { m.config.isMoE(layer: $0) }) else {
                 throw UsageError("\(model): the model has no MoE layers; analyse an MoE model")
             }
-            guard m.config.modelType == "swift_moe" else {
-                throw UsageError("\(dir): the analyses run on the inference engine, which does not run this model; supported: \(HuggingFace.configOnlyFamilies.joined(separator: ", "))")
+            if m.config.modelType == "swift_moe", let tmp = Optional(NSTemporaryDirectory() + "moe-analyze-\(getpid())"),
+               (try? HuggingFace.export(m, to: tmp)) != nil {
+                // The sequence length it was trained on, from its trainer_state.json (absent for a model saved otherwise).
+                if let data = FileManager.default.contents(atPath: dir + "/trainer_state.json"),
+                   let state = try? JSONDecoder().decode(TrainerState.self, from: data) { trainedSequence = state.train.sequence }
+                exported = tmp
+                dir = tmp
+                byteModel = true
+            } else {
+                reference = m
+                if m.config.modelType == "swift_moe" { byteModel = true }
             }
-            let tmp = NSTemporaryDirectory() + "moe-analyze-\(getpid())"
-            do { _ = try HuggingFace.export(m, to: tmp) } catch { throw UsageError("\(dir): \(error)") }
-            // The sequence length it was trained on, from its trainer_state.json (absent for a model saved otherwise).
-            if let data = FileManager.default.contents(atPath: dir + "/trainer_state.json"),
-               let state = try? JSONDecoder().decode(TrainerState.self, from: data) { trainedSequence = state.train.sequence }
-            exported = tmp
-            dir = tmp
-            byteModel = true
         }
-        InferenceModel.guardMappedFiles()
-        let m: InferenceModel
-        do { m = try InferenceModel(directory: dir) } catch { throw UsageError("\(error)") }
+        let m: AnalysisSubject
+        if let reference {
+            m = ReferenceSubject(reference)
+        } else {
+            InferenceModel.guardMappedFiles()
+            do { m = try InferenceModel(directory: dir) } catch { throw UsageError("\(error)") }
+        }
         let moeLayers = m.moeLayers
         guard !moeLayers.isEmpty else { throw UsageError("\(model): the model has no MoE layers; analyse an MoE model") }
         var chosen = moeLayers

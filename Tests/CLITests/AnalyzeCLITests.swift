@@ -34,6 +34,13 @@ struct AnalyzeCLITests {
         #expect(html.contains("<svg") && html.contains("</html>") && !html.contains("<script"))
         #expect(FileManager.default.fileExists(atPath: dir + "/fixture/analysis.json"))
 
+        // A family the inference engine does not run (DeepSeek-V3's grouped sigmoid router), on the reference model.
+        let ds = try TestSupport.runMoE(["analyze", "--model", RobustnessCLITests.repo.appendingPathComponent("Tests/Fixtures/hf/deepseek_v3").path,
+                                         "--text", dir + "/t.txt", "--bytes", "--out", dir + "/deepseek", "--json"])
+        #expect(ds.status == 0, "\(ds.err)")
+        let dj = try #require(try JSONSerialization.jsonObject(with: Data(ds.out.utf8)) as? [String: Any])
+        #expect(dj["family"] as? String == "deepseek_v3" && ((dj["dynamic"] as? [String: Any])?["top_k"] as? [Any])?.isEmpty == false)
+
         // A checkpoint trained here (a swift-moe run directory), through its export.
         let trained = try TestSupport.runMoE(["train", "--steps", "2", "--checkpoint-every", "2", "--out", dir + "/run"] + RobustnessCLITests.shape)
         #expect(trained.status == 0, "\(trained.err)")

@@ -3,6 +3,7 @@ import MoE
 import MoEAnalysis
 import MoEAutograd
 import MoEInference
+import MoEModels
 import MoETensor
 import Testing
 
@@ -131,5 +132,30 @@ import Testing
                 near(mine.loss, v, 1e-4, "layer \(l) without expert \(x)")
             }
         }
+    }
+
+    /// The reference model (every family swift-moe loads) as an analysis subject gives the engine's numbers on the
+    /// same weights.
+    @Test func referencePathMatchesTheEngine() throws {
+        let engine = try InferenceModel(directory: Self.fixture)
+        let reference = ReferenceSubject(try HuggingFace.load(Self.fixture))
+        #expect(reference.moeLayers == engine.moeLayers)
+        let se = try StaticAnalysis.run(engine, layers: [0, 1]), sr = try StaticAnalysis.run(reference, layers: [0, 1])
+        for (a, b) in zip(se.weightSimilarity + se.neuronSimilarity, sr.weightSimilarity + sr.neuronSimilarity) {
+            #expect(a.matrix == b.matrix && WeightStatisticsTests.close(a.cosine, b.cosine, 1e-9), "\(a.layer) \(a.matrix)")
+        }
+        for (a, b) in zip(se.alignedSimilarity, sr.alignedSimilarity) { #expect(WeightStatisticsTests.close(a.cosine, b.cosine, 1e-9)) }
+        let de = try DynamicAnalysis.run(engine, tokens: Self.tokens, pieces: [], layers: [0, 1], activationTokens: [0, 5], context: 8)
+        let dr = try DynamicAnalysis.run(reference, tokens: Self.tokens, pieces: [], layers: [0, 1], activationTokens: [0, 5], context: 8)
+        #expect(abs(de.loss - dr.loss) < 1e-4)
+        for (a, b) in zip(de.outputSimilarity, dr.outputSimilarity) { #expect(WeightStatisticsTests.close(a.cosine, b.cosine, 1e-4)) }
+        for (a, b) in zip(de.rankCounts, dr.rankCounts) { #expect(a.counts == b.counts) }
+        for (a, b) in zip(de.routing, dr.routing) {
+            #expect(a.load == b.load && WeightStatisticsTests.close(a.weights, b.weights, 1e-5) && WeightStatisticsTests.close([a.saliency], [b.saliency], 1e-4))
+        }
+        for (a, b) in zip(de.activations, dr.activations) { #expect(a.token == b.token && WeightStatisticsTests.close(a.values, b.values, 1e-5)) }
+        for (a, b) in zip(de.removal, dr.removal) { #expect(abs(a.loss - b.loss) < 1e-4) }
+        for (a, b) in zip(de.topK, dr.topK) { #expect(abs((a.loss ?? .nan) - (b.loss ?? .nan)) < 1e-4) }
+        #expect(de.removal.count == 8 && dr.topK.count == 4)
     }
 }
