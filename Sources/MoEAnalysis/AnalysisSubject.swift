@@ -3,16 +3,6 @@ import MoEInference
 import MoEModels
 import MoETensor
 
-/// One expert's matrices in Hugging Face orientation, f32 row-major: gate and up [F, D] (no gate for a plain FFN
-/// expert), down [D, F].
-public struct ExpertMatrices: Sendable {
-    public let gate: [Float]?
-    public let up: [Float]
-    public let down: [Float]
-    public let width: Int  // F
-    public let hidden: Int  // D
-}
-
 /// A model the analyses read: the inference engine's (weights as stored, mapped) or the reference model (every
 /// family swift-moe loads, in memory).
 public protocol AnalysisSubject: AnyObject {
@@ -44,11 +34,6 @@ public protocol AnalysisRun: AnyObject {
 }
 
 extension InferenceModel: AnalysisSubject {
-    public func expertMatrices(layer: Int, expert: Int) -> ExpertMatrices {
-        let w = expertWeights(layer: layer, expert: expert)
-        return ExpertMatrices(gate: w.gate, up: w.up, down: w.down, width: w.width, hidden: w.hidden)
-    }
-
     public func makeRun(context: Int) -> AnalysisRun { InferenceSession(model: self, capacity: context, prefill: .f32) }
 }
 

@@ -1,17 +1,23 @@
 import MoE
 import MoETensor
 
+/// One expert's matrices in Hugging Face orientation, f32 row-major: gate and up [F, D] (no gate for a plain FFN
+/// expert), down [D, F].
+public struct ExpertMatrices: Sendable {
+    public let gate: [Float]?
+    public let up: [Float]
+    public let down: [Float]
+    public let width: Int  // F
+    public let hidden: Int  // D
+    public init(gate: [Float]?, up: [Float], down: [Float], width: Int, hidden: Int) {
+        (self.gate, self.up, self.down, self.width, self.hidden) = (gate, up, down, width, hidden)
+    }
+}
+
 /// The experts' weights of one layer in f32, for analyses that read weights rather than run them (`moe analyze`):
 /// each matrix widened from its stored form (f32, 16-bit, q8/q4, MXFP4) one at a time, so a caller holding one
 /// layer holds one layer's f32 weights above the mapped file.
 extension InferenceModel {
-    /// One expert's matrices in Hugging Face orientation: gate and up [F, D], down [D, F], row-major.
-    public struct ExpertWeights: Sendable {
-        public let gate: [Float], up: [Float], down: [Float]
-        public let width: Int  // F
-        public let hidden: Int  // D
-    }
-
     /// The layers with routed experts.
     public var moeLayers: [Int] { layers.indices.filter { layers[$0].router != nil && !layers[$0].experts.isEmpty } }
 
@@ -28,12 +34,8 @@ extension InferenceModel {
 
     /// Expert `e` of `layer`, widened to f32. gpt-oss's interleaved first product (rows alternating gate and up)
     /// is split into its gate and up.
-    public func expertWeights(layer: Int, expert e: Int) -> ExpertWeights { Self.weights(of: layers[layer].experts[e]) }
-
-    /// The dense MLP of `layer` (a dense model's, or a dense layer of an MoE), widened to f32.
-    public func denseWeights(layer: Int) -> ExpertWeights? { layers[layer].dense.map { Self.weights(of: $0) } }
-
-    static func weights(of m: MLP) -> ExpertWeights {
+    public func expertMatrices(layer: Int, expert e: Int) -> ExpertMatrices {
+        let m = layers[layer].experts[e]
         let f = m.width, d = m.down.rows
         let gate: [Float], up: [Float]
         if m.interleaved {
@@ -50,7 +52,7 @@ extension InferenceModel {
             gate = Self.widened(m.first[0], rows: 0..<f)
             up = Self.widened(m.first[1], rows: 0..<f)
         }
-        return ExpertWeights(gate: gate, up: up, down: Self.widened(m.down, rows: 0..<d), width: f, hidden: d)
+        return ExpertMatrices(gate: gate, up: up, down: Self.widened(m.down, rows: 0..<d), width: f, hidden: d)
     }
 
     /// The router's linear map [E, D] (one row, the expert's embedding, per expert), or nil for a router without

@@ -21,14 +21,14 @@ import Testing
         session.moeObserver = { l, h, _ in
             let t = h.shape[0], d = h.shape[1], x = h.scalars
             for e in 0..<model.expertCount(layer: l) {
-                let w = model.expertWeights(layer: l, expert: e), f = w.width
+                let w = model.expertMatrices(layer: l, expert: e), f = w.width
                 let y = session.expertOutput(layer: l, expert: e, h).scalars
                 let act = session.expertGateActivations(layer: l, expert: e, h).scalars
                 for r in 0..<t {
                     var hidden = [Double](repeating: 0, count: f)
                     for i in 0..<f {
                         var g = 0.0, u = 0.0
-                        for j in 0..<d { g += Double(w.gate[i * d + j]) * Double(x[r * d + j]); u += Double(w.up[i * d + j]) * Double(x[r * d + j]) }
+                        for j in 0..<d { g += Double(w.gate![i * d + j]) * Double(x[r * d + j]); u += Double(w.up[i * d + j]) * Double(x[r * d + j]) }
                         let silu = g / (1 + Foundation.exp(-g))
                         #expect(abs(Double(act[r * f + i]) - silu) < 1e-5, "layer \(l) expert \(e) token \(r) neuron \(i) activation")
                         hidden[i] = silu * u
