@@ -130,8 +130,12 @@ public struct AnalysisReport: Codable, Sendable {
         for i in 0...4 {
             let y = y0 + (y1 - y0) * Double(i) / 4
             svg.text(String(format: "%.3g", y), x: m - 4, y: py(y) + 3, size: 8, anchor: "end")
-            let x = x0 + (x1 - x0) * Double(i) / 4
-            svg.text(String(format: "%.3g", x), x: px(x), y: h - m + 12, size: 8, anchor: "middle")
+        }
+        // x ticks: whole numbers when every x is one (layers, k), else five even steps.
+        let whole = xs.allSatisfy { $0 == $0.rounded() }
+        let step = whole ? Swift.max(1, ((x1 - x0) / 8).rounded(.up)) : (x1 - x0) / 4
+        for x in stride(from: whole ? x0.rounded(.up) : x0, through: x1 + 1e-9, by: step) {
+            svg.text(whole ? String(Int(x)) : String(format: "%.3g", x), x: px(x), y: h - m + 12, size: 8, anchor: "middle")
         }
         svg.text(xLabel, x: (w + m) / 2, y: h - 8, size: 9, anchor: "middle")
         svg.text(yLabel, x: 10, y: h / 2, size: 9, anchor: "middle", rotate: -90)
