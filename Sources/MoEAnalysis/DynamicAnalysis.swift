@@ -233,7 +233,8 @@ public struct DynamicAnalysis: Codable, Sendable {
         out.topScoreLargestNorm = scored > 0 ? Double(top) / Double(scored) : 0
         if removal {
             for l in layers {
-                guard let router = model.router(layer: l) else { continue }
+                // A router without weights (hash routing) cannot have an expert taken out of its choice.
+                guard let router = model.router(layer: l), router.gate != nil else { continue }
                 for x in 0..<model.expertCount(layer: l) {
                     progress("expert removal: layer \(l), expert \(x)")
                     let r = try router.with(removed: [x])

@@ -46,17 +46,16 @@ struct Analyze: ParsableCommand {
             guard (0..<m.config.numLayers).contains(where: { m.config.isMoE(layer: $0) }) else {
                 throw UsageError("\(model): the model has no MoE layers; analyse an MoE model")
             }
-            if m.config.modelType == "swift_moe", let tmp = Optional(NSTemporaryDirectory() + "moe-analyze-\(getpid())"),
-               (try? HuggingFace.export(m, to: tmp)) != nil {
+            if m.config.modelType == "swift_moe" {
                 // The sequence length it was trained on, from its trainer_state.json (absent for a model saved otherwise).
                 if let data = FileManager.default.contents(atPath: dir + "/trainer_state.json"),
                    let state = try? JSONDecoder().decode(TrainerState.self, from: data) { trainedSequence = state.train.sequence }
-                exported = tmp
-                dir = tmp
                 byteModel = true
+                let tmp = NSTemporaryDirectory() + "moe-analyze-\(getpid())"
+                exported = tmp  // removed at the end, also when the export fails part-way
+                if (try? HuggingFace.export(m, to: tmp)) != nil { dir = tmp } else { reference = m }
             } else {
                 reference = m
-                if m.config.modelType == "swift_moe" { byteModel = true }
             }
         }
         let m: AnalysisSubject
