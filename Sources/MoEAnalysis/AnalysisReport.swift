@@ -310,6 +310,14 @@ public struct AnalysisReport: Codable, Sendable {
         return h
     }
 
+    /// The JSON contract (README's table): keys sorted, a non-finite number as the string "nan", "inf" or "-inf".
+    public func json() throws -> Data {
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.sortedKeys]
+        enc.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        return try enc.encode(self)
+    }
+
     /// Writes REPORT_DIR/analysis.json, then REPORT_DIR/report.html, each atomically (temp file, fsync, rename),
     /// after removing the previous run's: a failure part-way leaves no report.html at all.
     public func write(to dir: String) throws {
@@ -317,10 +325,7 @@ public struct AnalysisReport: Codable, Sendable {
         try fm.createDirectory(atPath: dir, withIntermediateDirectories: true)
         // An earlier report goes first: a failure below leaves no report.html that would pass for this run's.
         for name in ["report.html", "analysis.json"] where fm.fileExists(atPath: dir + "/" + name) { try fm.removeItem(atPath: dir + "/" + name) }
-        let enc = JSONEncoder()
-        enc.outputFormatting = [.sortedKeys]
-        enc.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-        try AtomicFile.write(try enc.encode(self), to: dir + "/analysis.json")
+        try AtomicFile.write(try json(), to: dir + "/analysis.json")
         try AtomicFile.write(Data(html().utf8), to: dir + "/report.html")
     }
 }

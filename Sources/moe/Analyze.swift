@@ -126,10 +126,7 @@ struct Analyze: ParsableCommand {
         let report = AnalysisReport(model: model, family: m.config.modelType, staticAnalysis: staticPart, dynamicAnalysis: dynamicPart)
         do { try report.write(to: out) } catch { throw UsageError("--out \(out): cannot be written (\(TrainCheckpoint.reason(error))); choose another --out") }
         if json {
-            let enc = JSONEncoder()
-            enc.outputFormatting = [.sortedKeys]
-            enc.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-            say(String(decoding: try enc.encode(report), as: UTF8.self))
+            say(String(decoding: try report.json(), as: UTF8.self))
         } else {
             for line in report.summary { say(line) }
             say("wrote \(out)/report.html and \(out)/analysis.json")
