@@ -1,4 +1,3 @@
-import Foundation
 /// E expert networks stored stacked, as one tensor per projection (MLX and Megablocks style):
 /// - `gate_up_proj` [E, 2F, D] for SwiGLU (gate rows 0..<F, up rows F..<2F: one product computes both),
 ///   or `up_proj` [E, F, D] for a plain FFN; optional bias [E, 2F] or [E, F];
@@ -73,17 +72,16 @@ public final class ExpertBank<T: TensorScalar>: Module {
             }
         }
         let bias = b1.map { Array($0.value.scalars[(e * rows)..<(e * rows + f)]) }
-        let alpha = swigluAlpha, limit = swigluLimit, kind = activation
+        let alpha = T(swigluAlpha), limit = T(swigluLimit), kind = activation
         return Tensor(shape: [n, f], pre.scalars.enumerated().map { i, v in
-            var z = Double(v) + (bias.map { Double($0[i % f]) } ?? 0)
+            let z = v + (bias?[i % f] ?? 0)
             switch kind {
-            case .swiglu, .silu: z = z / (1 + Foundation.exp(-z))
-            case .clampedSwiglu: z = Swift.min(z, limit); z = z / (1 + Foundation.exp(-alpha * z))
-            case .relu: z = Swift.max(z, 0)
-            case .gelu: z = 0.5 * z * (1 + Foundation.erf(z / 2.0.squareRoot()))
-            case .geluTanh: z = 0.5 * z * (1 + Foundation.tanh(0.7978845608028654 * (z + 0.044715 * z * z * z)))
+            case .swiglu, .silu: return Pointwise.Silu.apply(z)
+            case .clampedSwiglu: let g = Swift.min(z, limit); return g * Pointwise.sigmoid(alpha * g)
+            case .relu: return Pointwise.Relu.apply(z)
+            case .gelu: return Pointwise.Gelu.apply(z)
+            case .geluTanh: return Pointwise.GeluTanh.apply(z)
             }
-            return T(z)
         })
     }
 

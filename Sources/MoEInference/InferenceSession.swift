@@ -358,12 +358,13 @@ public final class InferenceSession {
     }
 
     /// Expert `e` of `layer` on every row of h [T, D], as if each token had chosen it: its output [T, D] (the down
-    /// product, bias included, before the routing weight), and with `activations` also act(gate x) [T, F] (the
-    /// gate's activation before the product with up).
+    /// product, bias included, before the routing weight).
     public func expertOutput(layer: Int, expert e: Int, _ h: Tensor<Float>) -> Tensor<Float> {
         mlp(model.layers[layer].experts[e], h)
     }
 
+    /// act(gate x) [T, F] of the same: the gate's activation before the product with up (clamped as gpt-oss's
+    /// SwiGLU clamps it).
     public func expertGateActivations(layer: Int, expert e: Int, _ h: Tensor<Float>) -> Tensor<Float> {
         let m = model.layers[layer].experts[e]
         let t = h.shape[0], f = m.width
@@ -380,9 +381,13 @@ public final class InferenceSession {
             out.withUnsafeMutablePointer { po in
                 for r in 0..<t {
                     for j in 0..<f {
-                        var x = pg[r * f + j] + (m.firstBias?[m.interleaved ? 2 * j : j] ?? 0)
-                        if let c = clamp { x = Swift.min(x, c.limit); po[r * f + j] = x / (1 + Foundation.exp(-c.alpha * x)); continue }
-                        po[r * f + j] = x / (1 + Foundation.exp(-x))
+                        let x = pg[r * f + j] + (m.firstBias?[m.interleaved ? 2 * j : j] ?? 0)
+                        if let c = clamp {
+                            let g = Swift.min(x, c.limit)
+                            po[r * f + j] = g * Pointwise.sigmoid(c.alpha * g)
+                        } else {
+                            po[r * f + j] = Pointwise.Silu.apply(x)
+                        }
                     }
                 }
             }
