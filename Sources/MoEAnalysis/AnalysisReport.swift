@@ -24,13 +24,6 @@ public struct AnalysisReport: Codable, Sendable {
     }
 
     static func pct(_ x: Double) -> String { String(format: "%.0f %%", 100 * x) }
-    static func offDiagonalMean(_ m: [[Double]]) -> Double {
-        let n = m.count
-        guard n > 1 else { return 1 }
-        var s = 0.0
-        for i in 0..<n { for j in 0..<n where i != j { s += m[i][j] } }
-        return s / Double(n * (n - 1))
-    }
 
     /// Sentences stating what the numbers show, in the terms of the paper's three observations.
     static func summarize(_ s: StaticAnalysis, _ d: DynamicAnalysis?) -> [String] {
@@ -58,7 +51,7 @@ public struct AnalysisReport: Codable, Sendable {
                 out.append(String(format: "Removing expert %d of layer %d costs the most: %+.4f nats/token.", worst.expert, worst.layer, worst.loss - d.loss))
             }
         }
-        let neuron = s.neuronSimilarity.filter { $0.matrix == "gate" }.map { ($0.layer, offDiagonalMean($0.cosine)) }
+        let neuron = s.neuronSimilarity.filter { $0.matrix == "gate" }.map { ($0.layer, WeightStatistics.offDiagonalMean($0.cosine)) }
         if let lo = neuron.min(by: { $0.1 < $1.1 }), let hi = neuron.max(by: { $0.1 < $1.1 }) {
             out.append(String(format: "Neuron-level similarity of the gate matrices (mean over pairs of experts) ranges from %.3f (layer %d) to %.3f (layer %d).", lo.1, lo.0, hi.1, hi.0))
         }
@@ -181,16 +174,12 @@ public struct AnalysisReport: Codable, Sendable {
         return svg.rendered
     }
 
-    static func esc(_ s: String) -> String {
-        s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;").replacingOccurrences(of: ">", with: "&gt;")
-    }
-
     /// Heat maps of per-layer similarity matrices twice: each layer on its own colour scale, then all on one.
     static func similaritySection(_ items: [(layer: Int, matrix: String, m: [[Double]])], id: String, title: String, note: String) -> String {
         guard !items.isEmpty else { return "" }
         let flat = items.flatMap { $0.m.flatMap { $0 } }.filter(\.isFinite)
         let lo = flat.min() ?? 0, hi = flat.max() ?? 1
-        var html = "<section id=\"\(id)\"><h2>\(esc(title))</h2><p>\(esc(note))</p>"
+        var html = "<section id=\"\(id)\"><h2>\(SVGDocument.esc(title))</h2><p>\(SVGDocument.esc(note))</p>"
         for scale in ["per-layer colour scale", "global colour scale"] {
             html += "<h3>\(scale)</h3><div class=\"grid\">"
             for l in Array(Set(items.map(\.layer))).sorted() {
@@ -208,17 +197,17 @@ public struct AnalysisReport: Codable, Sendable {
 
     public func html() -> String {
         var h = """
-            <!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>moe analyze: \(Self.esc(model))</title>
+            <!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>moe analyze: \(SVGDocument.esc(model))</title>
             <style>body{font-family:sans-serif;margin:24px;max-width:1400px;color:#222}h1{font-size:22px}h2{font-size:18px;border-bottom:1px solid #ccc;padding-top:8px}
             h3{font-size:14px;color:#555}.grid{display:flex;flex-wrap:wrap;gap:6px}figure.plot{margin:0}table{border-collapse:collapse;font-size:12px}
             td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}.tok{padding:1px 0;border-radius:2px;white-space:pre-wrap;font-family:monospace}
             .text{line-height:1.9;max-width:1100px}</style></head><body>
-            <h1>MoE analysis of \(Self.esc(model)) (\(Self.esc(family)))</h1>
+            <h1>MoE analysis of \(SVGDocument.esc(model)) (\(SVGDocument.esc(family)))</h1>
             <p>Analyses of Lo et al. 2024, "A Closer Look into Mixture-of-Experts in Large Language Models", by <code>moe analyze</code>.
             Layers: \(staticAnalysis.layers.map(String.init).joined(separator: ", ")); \(staticAnalysis.experts) experts.</p>
             <section id="summary"><h2>Summary</h2><ul>
             """
-        for s in summary { h += "<li>\(Self.esc(s))</li>" }
+        for s in summary { h += "<li>\(SVGDocument.esc(s))</li>" }
         h += "</ul></section>"
         let s = staticAnalysis
         let denseNote = s.denseIndex.map { " Row and column \($0) are the dense model's FFN (--dense)." } ?? ""
@@ -284,7 +273,7 @@ public struct AnalysisReport: Codable, Sendable {
             for r in d.routing {
                 h += "<p><b>layer \(r.layer)</b></p><div class=\"text\">"
                 for (i, e) in r.firstChoice.enumerated() where i < d.pieces.count {
-                    h += "<span class=\"tok\" title=\"expert \(e)\" style=\"background:\(SVGDocument.color(e))55\">\(Self.esc(d.pieces[i]))</span>"
+                    h += "<span class=\"tok\" title=\"expert \(e)\" style=\"background:\(SVGDocument.color(e))55\">\(SVGDocument.esc(d.pieces[i]))</span>"
                 }
                 h += "</div>"
             }

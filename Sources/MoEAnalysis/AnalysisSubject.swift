@@ -61,9 +61,9 @@ public final class ReferenceSubject: AnalysisSubject {
     public func expertMatrices(layer: Int, expert e: Int) -> ExpertMatrices {
         let bank = block(layer).experts
         let f = bank.hidden, rows = bank.w1.shape[1], d = bank.w1.shape[2]
-        let w1 = bank.w1.value.scalars, w2 = bank.w2.value.scalars
-        let first = Array(w1[(e * rows * d)..<((e + 1) * rows * d)])
-        let down = Array(w2[(e * d * f)..<((e + 1) * d * f)])
+        // Expert e's slices only (`scalars` would copy every expert's weights for each expert asked for).
+        let first = bank.w1.value.withUnsafePointer { Array(UnsafeBufferPointer(start: $0 + e * rows * d, count: rows * d)) }
+        let down = bank.w2.value.withUnsafePointer { Array(UnsafeBufferPointer(start: $0 + e * d * f, count: d * f)) }
         if bank.gated {  // gate rows 0..<F, up rows F..<2F
             return ExpertMatrices(gate: Array(first[0..<(f * d)]), up: Array(first[(f * d)...]), down: down, width: f, hidden: d)
         }

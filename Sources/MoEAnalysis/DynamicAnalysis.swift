@@ -91,12 +91,7 @@ public struct DynamicAnalysis: Codable, Sendable {
         var total = 0.0
         logits.withUnsafeBufferPointer { p in
             for t in 0..<(tokens.count - 1) {
-                let row = p.baseAddress! + t * v
-                var m = -Double.infinity
-                for j in 0..<v { m = Swift.max(m, Double(row[j])) }
-                var s = 0.0
-                for j in 0..<v { s += Foundation.exp(Double(row[j]) - m) }
-                total += m + Foundation.log(s) - Double(row[tokens[t + 1]])
+                total -= Perplexity.logSoftmax(UnsafeBufferPointer(rebasing: p[(t * v)..<((t + 1) * v)]))[tokens[t + 1]]
             }
         }
         return (total, tokens.count - 1)
@@ -213,10 +208,8 @@ public struct DynamicAnalysis: Codable, Sendable {
             guard let acc = sums[l], acc.tokens > 0 else { continue }
             let e = acc.load.count, n = Double(acc.tokens)
             let angular = acc.ang.map { $0.map { $0 / n } }
-            var off = 0.0
-            for i in 0..<e { for j in 0..<e where i != j { off += angular[i][j] } }
             out.outputSimilarity.append(OutputSimilarity(layer: l, cosine: acc.cos.map { $0.map { $0 / n } }, angular: angular,
-                                                         meanAngular: e > 1 ? off / Double(e * (e - 1)) : 1))
+                                                         meanAngular: WeightStatistics.offDiagonalMean(angular)))
             if acc.scored > 0 {
                 out.rankCounts.append(RankCounts(layer: l, counts: acc.counts, topScoreLargestNorm: Double(acc.top) / Double(acc.scored)))
                 top += acc.top

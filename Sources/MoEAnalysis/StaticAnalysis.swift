@@ -85,8 +85,8 @@ public struct StaticAnalysis: Codable, Sendable {
             if denseFFN != nil { out.denseIndex = e }
             var routerCos: [[Double]]? = nil
             if let r = model.routerWeights(layer: l) {
-                let rows = (0..<r.shape[0]).map { i in r.scalars[(i * d)..<((i + 1) * d)].map(Double.init) }
-                routerCos = WeightStatistics.cosineMatrix(rows)
+                let values = r.scalars
+                routerCos = WeightStatistics.cosineMatrix((0..<r.shape[0]).map { i in Array(values[(i * d)..<((i + 1) * d)]) })
                 out.routerSimilarity.append(RouterSimilarity(layer: l, cosine: routerCos!))
             }
             for name in weights[0].gate == nil ? ["up", "down"] : matrixNames {

@@ -26,39 +26,10 @@ public enum WeightStatistics {
     /// Which way a matrix's neurons run: the rows of gate and up ([F, D]), the columns of down ([D, F]).
     public enum NeuronAxis: Sendable { case rows, columns }
 
-    /// Gram matrix G = X X^T of the vectors (rows of X, in Double), through dgemm.
-    static func gram(_ vectors: [[Double]]) -> [[Double]] {
-        let n = vectors.count
-        guard n > 0 else { return [] }
-        let width = vectors[0].count
-        var x = [Double](repeating: 0, count: n * width)
-        for (i, v) in vectors.enumerated() { x.replaceSubrange((i * width)..<((i + 1) * width), with: v) }
-        var g = [Double](repeating: 0, count: n * n)
-        x.withUnsafeBufferPointer { px in
-            g.withUnsafeMutableBufferPointer { pg in
-                Double.gemm(transA: false, transB: true, m: n, n: n, k: width, alpha: 1, a: px.baseAddress!, lda: width,
-                            b: px.baseAddress!, ldb: width, beta: 0, c: pg.baseAddress!, ldc: n)
-            }
-        }
-        return (0..<n).map { i in Array(g[(i * n)..<((i + 1) * n)]) }
-    }
-
     /// Cosine similarity of every pair of vectors: G_ij / sqrt(G_ii G_jj); a zero vector has similarity 0 with
     /// everything (1 with itself, as any vector).
-    public static func cosineMatrix(_ vectors: [[Double]]) -> [[Double]] {
-        let g = gram(vectors), n = vectors.count
-        return (0..<n).map { i in
-            (0..<n).map { j in
-                if i == j { return 1 }
-                let d = (g[i][i] * g[j][j]).squareRoot()
-                return d > 0 ? g[i][j] / d : 0
-            }
-        }
-    }
-
-    /// Matrix level: each expert's matrix flattened, compared by cosine.
-    public static func matrixSimilarity(_ bank: Bank) -> [[Double]] {
-        let g = longGram(bank.matrices, normalize: false), n = bank.count
+    public static func cosineMatrix<S: BinaryFloatingPoint>(_ vectors: [[S]]) -> [[Double]] {
+        let g = gram(vectors, normalize: false), n = vectors.count
         return (0..<n).map { i in
             (0..<n).map { j in
                 if i == j { return 1 }
@@ -68,13 +39,16 @@ public enum WeightStatistics {
         }
     }
 
-    /// G = X X^T [n, n] for a few long rows (experts' flattened matrices: millions of weights each), with each
+    /// Matrix level: each expert's matrix flattened, compared by cosine.
+    public static func matrixSimilarity(_ bank: Bank) -> [[Double]] { cosineMatrix(bank.matrices) }
+
+    /// G = X X^T [n, n] for the rows of X (experts' flattened matrices may be millions of weights each), with each
     /// column z-normalized over the rows first when `normalize` (as the PCA needs): the columns go through dgemm in
-    /// blocks of 16384 converted to Double, so the memory beyond the rows is n x 16384 doubles.
-    static func longGram(_ rows: [[Float]], normalize: Bool) -> [Double] {
+    /// blocks of at most 16384 converted to Double, so the memory beyond the rows is n x 16384 doubles.
+    static func gram<S: BinaryFloatingPoint>(_ rows: [[S]], normalize: Bool) -> [Double] {
         let n = rows.count, p = rows.first?.count ?? 0
         var g = [Double](repeating: 0, count: n * n)
-        let block = 16384
+        let block = Swift.min(16384, Swift.max(p, 1))
         var z = [Double](repeating: 0, count: n * block)
         for c0 in stride(from: 0, to: p, by: block) {
             let w = Swift.min(block, p - c0)
@@ -201,6 +175,15 @@ public enum WeightStatistics {
         return Regression(slope: slope, intercept: my - slope * mx, r2: r2, points: x.count)
     }
 
+    /// The mean of a square matrix's off-diagonal entries (1 for a matrix of one entry, a similarity with itself).
+    public static func offDiagonalMean(_ m: [[Double]]) -> Double {
+        let n = m.count
+        guard n > 1 else { return 1 }
+        var s = 0.0
+        for i in 0..<n { for j in 0..<n where i != j { s += m[i][j] } }
+        return s / Double(n * (n - 1))
+    }
+
     /// The strictly lower triangle of a square matrix, row by row (each unordered pair once).
     public static func lowerTriangle(_ m: [[Double]]) -> [Double] {
         var out: [Double] = []
@@ -218,22 +201,59 @@ public enum WeightStatistics {
         }
     }
 
-    /// Principal components of the rows of x [n, p]: each column z-normalized over the rows (mean 0, standard
-    /// deviation 1 with n - 1 in the denominator, as the paper's notebooks do; a constant column becomes 0), then
-    /// projected on the `components` leading principal axes. The eigen-decomposition is LAPACK's dsyevd, of the
-    /// n x n Gram matrix when n <= p (experts: few rows of millions of weights) or of the p x p covariance
-    /// otherwise (neurons). Each axis's sign is fixed so that its largest projected coordinate (in magnitude) is
-    /// positive. Also returns each component's share of the total variance.
+    /// Points on the leading principal axes, and each axis's share of the total variance.
     public struct Projection: Sendable {
         public let points: [[Double]]  // [n][components]
         public let explained: [Double]  // [components]
     }
 
+    /// Principal components of the rows of x [n, p]: each column z-normalized over the rows (mean 0, standard
+    /// deviation 1 with n - 1 in the denominator, as the paper's notebooks do; a constant column becomes 0), then
+    /// projected on the `components` leading principal axes. The eigen-decomposition is LAPACK's dsyevd, of the
+    /// n x n Gram matrix when n <= p (experts: few rows of millions of weights; `pca(longRows:)`) or of the p x p
+    /// covariance otherwise (neurons). Each axis's sign is fixed so that its largest projected coordinate (in
+    /// magnitude) is positive.
+    public static func pca(_ x: [Double], rows n: Int, columns p: Int, components k: Int = 2) throws -> Projection {
+        precondition(x.count == n * p && n >= 1 && p >= 1, "[pca] \(x.count) values for [\(n), \(p)]")
+        if n <= p { return try pca(longRows: (0..<n).map { Array(x[($0 * p)..<(($0 + 1) * p)]) }, components: k) }
+        var z = x
+        for c in 0..<p {
+            var mean = 0.0
+            for r in 0..<n { mean += z[r * p + c] }
+            mean /= Double(n)
+            var ss = 0.0
+            for r in 0..<n { let d = z[r * p + c] - mean; ss += d * d }
+            let sd = (ss / Double(n - 1)).squareRoot()
+            for r in 0..<n { z[r * p + c] = sd > 0 ? (z[r * p + c] - mean) / sd : 0 }
+        }
+        var a = [Double](repeating: 0, count: p * p), w = [Double](repeating: 0, count: p)
+        z.withUnsafeBufferPointer { pz in
+            a.withUnsafeMutableBufferPointer { pa in  // Z^T Z
+                Double.gemm(transA: true, transB: false, m: p, n: p, k: n, alpha: 1, a: pz.baseAddress!, lda: p,
+                            b: pz.baseAddress!, ldb: p, beta: 0, c: pa.baseAddress!, ldc: p)
+            }
+        }
+        try eigen(&a, &w, p)
+        // The coordinates Z v on the k leading eigenvectors (the last columns: eigenvalues ascend), through dgemm.
+        let kk = Swift.min(k, p)
+        var v = [Double](repeating: 0, count: p * kk), zv = [Double](repeating: 0, count: n * kk)
+        for j in 0..<p { for c in 0..<kk { v[j * kk + c] = a[j * p + p - 1 - c] } }
+        z.withUnsafeBufferPointer { pz in
+            v.withUnsafeBufferPointer { pv in
+                zv.withUnsafeMutableBufferPointer { po in
+                    Double.gemm(transA: false, transB: false, m: n, n: kk, k: p, alpha: 1, a: pz.baseAddress!, lda: p,
+                                b: pv.baseAddress!, ldb: kk, beta: 0, c: po.baseAddress!, ldc: kk)
+                }
+            }
+        }
+        return coordinates(w: w, m: p, n: n, k: k) { r, col in zv[r * kk + (p - 1 - col)] }
+    }
+
     /// PCA of a few long rows (the experts, flattened), from their z-normalized Gram matrix built in blocks
-    /// (`longGram`): the same result as `pca` without a Double copy of the rows.
-    public static func pca(longRows rows: [[Float]], components k: Int = 2) throws -> Projection {
+    /// (`gram`), without a Double copy of the rows: coordinates u sqrt(lambda).
+    public static func pca<S: BinaryFloatingPoint>(longRows rows: [[S]], components k: Int = 2) throws -> Projection {
         let n = rows.count
-        var a = longGram(rows, normalize: true), w = [Double](repeating: 0, count: n)
+        var a = gram(rows, normalize: true), w = [Double](repeating: 0, count: n)
         try eigen(&a, &w, n)
         let u = a
         return coordinates(w: w, m: n, n: n, k: k) { r, col in u[r * n + col] * Swift.max(w[col], 0).squareRoot() }
@@ -264,41 +284,5 @@ public enum WeightStatistics {
             for r in 0..<n { points[r][c] = sign * coords[r] }
         }
         return Projection(points: points, explained: explained)
-    }
-
-    public static func pca(_ x: [Double], rows n: Int, columns p: Int, components k: Int = 2) throws -> Projection {
-        precondition(x.count == n * p && n >= 1 && p >= 1, "[pca] \(x.count) values for [\(n), \(p)]")
-        var z = x
-        for c in 0..<p {
-            var mean = 0.0
-            for r in 0..<n { mean += z[r * p + c] }
-            mean /= Double(n)
-            var ss = 0.0
-            for r in 0..<n { let d = z[r * p + c] - mean; ss += d * d }
-            let sd = n > 1 ? (ss / Double(n - 1)).squareRoot() : 0
-            for r in 0..<n { z[r * p + c] = sd > 0 ? (z[r * p + c] - mean) / sd : 0 }
-        }
-        let m = n <= p ? n : p
-        var a = [Double](repeating: 0, count: m * m)
-        z.withUnsafeBufferPointer { pz in
-            a.withUnsafeMutableBufferPointer { pa in
-                if n <= p {  // Z Z^T
-                    Double.gemm(transA: false, transB: true, m: n, n: n, k: p, alpha: 1, a: pz.baseAddress!, lda: p,
-                                b: pz.baseAddress!, ldb: p, beta: 0, c: pa.baseAddress!, ldc: n)
-                } else {  // Z^T Z
-                    Double.gemm(transA: true, transB: false, m: p, n: p, k: n, alpha: 1, a: pz.baseAddress!, lda: p,
-                                b: pz.baseAddress!, ldb: p, beta: 0, c: pa.baseAddress!, ldc: p)
-                }
-            }
-        }
-        var w = [Double](repeating: 0, count: m)
-        try eigen(&a, &w, m)
-        let eigenvectors = a
-        return coordinates(w: w, m: m, n: n, k: k) { r, col in
-            if n <= p { return eigenvectors[r * m + col] * Swift.max(w[col], 0).squareRoot() }  // Gram: u sqrt(lambda)
-            var s = 0.0  // covariance: Z v
-            for j in 0..<p { s += z[r * p + j] * eigenvectors[j * m + col] }
-            return s
-        }
     }
 }

@@ -16,7 +16,7 @@ public enum Perplexity {
     }
 
     /// log-softmax of one row of logits, in Double.
-    static func logSoftmax(_ row: UnsafeBufferPointer<Float>) -> [Double] {
+    public static func logSoftmax(_ row: UnsafeBufferPointer<Float>) -> [Double] {
         let m = Double(row.max() ?? 0)
         let lse = m + Foundation.log(row.reduce(0.0) { $0 + Foundation.exp(Double($1) - m) })
         return row.map { Double($0) - lse }
