@@ -42,5 +42,9 @@ elif name == "blocks":
     put("q8q4", safetensors({"w8": {"dtype": "U8", "shape": [2, len(q8)], "data_offsets": [0, 2 * len(q8)]},
                              "w4": {"dtype": "U8", "shape": [1, len(q4)], "data_offsets": [2 * len(q8), 2 * len(q8) + len(q4)]},
                              "__metadata__": meta}, q8 + q8 + q4))
+    # q4x8: eight q4 rows interleaved per group of 64 columns (8 x 32 code bytes, then 8 x (scale, minimum)).
+    q4x8 = bytes(range(256)) + struct.pack("<" + "ee" * 8, *([0.25, -1.0] * 8))
+    meta = {"swift_moe.quantization": json.dumps({"w": {"format": "q4x8", "shape": [8, 64]}})}
+    put("q4x8", safetensors({"w": {"dtype": "U8", "shape": [8, len(q4)], "data_offsets": [0, len(q4x8)]}, "__metadata__": meta}, q4x8))
     mx = os.path.join(root, "hf", "gpt_oss_mxfp4", "model.safetensors")
     put("mxfp4", open(mx, "rb").read())

@@ -10,6 +10,12 @@
 //       w = s q + m. The quantizer picks per group the affine or the symmetric (Q4_0-like) coding, both w = s q + m. Within a group, byte j (0..31) holds element j (low nibble) and element j + 32 (high nibble),
 //       so the low nibbles are the group's first 32 elements in order and the high ones its last 32.
 //       row bytes = cols/2 + 4 cols/64 (4.5 bits per weight, as Q4_0)
+//   q4x8 (q4 with eight rows interleaved, what `moe quantize --to q4` writes for matrices of 8k rows): the same
+//       codes, scales and minimums, stored per block of eight rows group by group: for each group of 64 columns a
+//       chunk of 288 bytes, the eight rows' 32 code bytes in turn (256 bytes) and then their eight (s, m) pairs as
+//       f16 (32 bytes). A block is cols/64 chunks, 8 q4 rows' bytes. The decode kernel reads one chunk per group and
+//       multiplies two rows per 512-bit register against the group's activation, so every load is a full 64
+//       bytes and one scale conversion serves eight rows.
 //   mxfp4 (OCP microscaling FP4, as the released gpt-oss checkpoints store experts): blocks of 32 E2M1 codes, two
 //       per byte (element 2i in the low nibble of byte i, 2i + 1 in the high one), and a separate E8M0 scale byte
 //       per block: w = fp4(code) 2^(s - 127). Codes and scales are two tensors (cols/2 and cols/32 bytes a row).
@@ -157,14 +163,15 @@ static void dequantize_row_q8_scalar(const uint8_t *in, float *y, long cols) {
     }
 }
 
-static void dequantize_row_q4_scalar(const uint8_t *in, float *y, long cols) {
-    const uint8_t *sm = in + cols / 2;
-    for (long g = 0; g < cols / 64; g++) {
+// A q4 row's groups: group g's 32 code bytes at codes + g cstride, its f16 (s, m) at sm + g sstride (row-planar q4:
+// strides 32 and 4; a row of a q4x8 block: 288 and 288).
+static void dequantize_q4_groups_scalar(const uint8_t *codes, long cstride, const uint8_t *sm, long sstride, float *y, long ng) {
+    for (long g = 0; g < ng; g++) {
         uint16_t sh, mh;
-        memcpy(&sh, sm + 4 * g, 2);
-        memcpy(&mh, sm + 4 * g + 2, 2);
+        memcpy(&sh, sm + g * sstride, 2);
+        memcpy(&mh, sm + g * sstride + 2, 2);
         float s = moe_f16_to_f32(sh), m = moe_f16_to_f32(mh);
-        const uint8_t *bytes = in + g * 32;
+        const uint8_t *bytes = codes + g * cstride;
         float *e = y + g * 64;
         for (int j = 0; j < 32; j++) {
             e[j] = s * (float)(bytes[j] & 15) + m;
@@ -296,24 +303,41 @@ static void q8_portable(const uint8_t *w, const int8_t *xq, const float *xd, flo
     }
 }
 
+// One q4 row's product, its groups laid out as for dequantize_q4_groups_scalar.
+static float q4_dot_scalar(const uint8_t *codes, long cstride, const uint8_t *sm, long sstride, const int8_t *xq, const float *xd,
+                           const float *xs, long ng) {
+    float s = 0;
+    for (long g = 0; g < ng; g++) {
+        uint16_t sh, mh;
+        memcpy(&sh, sm + g * sstride, 2);
+        memcpy(&mh, sm + g * sstride + 2, 2);
+        float sc = moe_f16_to_f32(sh), mn = moe_f16_to_f32(mh);
+        const uint8_t *bytes = codes + g * cstride;
+        const int8_t *xb = xq + g * 64;
+        int dot = 0;
+        for (int j = 0; j < 32; j++) dot += (int)(bytes[j] & 15) * xb[j] + (int)(bytes[j] >> 4) * xb[j + 32];
+        s += (float)dot * (sc * xd[g]) + mn * xs[g];
+    }
+    return s;
+}
+
 static void q4_portable(const uint8_t *w, const int8_t *xq, const float *xd, const float *xs, float *y, long rows, long cols) {
     long rb = moe_q4_row_bytes(cols);
-    for (long r = 0; r < rows; r++) {
-        const uint8_t *codes = w + r * rb, *sm = w + r * rb + cols / 2;
-        float s = 0;
-        for (long g = 0; g < cols / 64; g++) {
-            uint16_t sh, mh;
-            memcpy(&sh, sm + 4 * g, 2);
-            memcpy(&mh, sm + 4 * g + 2, 2);
-            float sc = moe_f16_to_f32(sh), mn = moe_f16_to_f32(mh);
-            const uint8_t *bytes = codes + g * 32;
-            const int8_t *xb = xq + g * 64;
-            int dot = 0;
-            for (int j = 0; j < 32; j++) dot += (int)(bytes[j] & 15) * xb[j] + (int)(bytes[j] >> 4) * xb[j + 32];
-            s += (float)dot * (sc * xd[g]) + mn * xs[g];
-        }
-        y[r] = s;
-    }
+    for (long r = 0; r < rows; r++) y[r] = q4_dot_scalar(w + r * rb, 32, w + r * rb + cols / 2, 4, xq, xd, xs, cols / 64);
+}
+
+// Row `row` of a q4x8 matrix at `w`: its block and the offsets of its codes and scales in each chunk.
+static inline const uint8_t *q4x8_block(const uint8_t *w, long row, long cols) { return w + (row / 8) * 8 * moe_q4_row_bytes(cols); }
+
+static float q4x8_dot_scalar(const uint8_t *w, long row, const int8_t *xq, const float *xd, const float *xs, long cols) {
+    const uint8_t *b = q4x8_block(w, row, cols);
+    long k = row % 8;
+    return q4_dot_scalar(b + 32 * k, 288, b + 256 + 4 * k, 288, xq, xd, xs, cols / 64);
+}
+
+// Whole blocks of eight rows (`blocks` of them from w), portable.
+static void q4x8_blocks_portable(const uint8_t *w, const int8_t *xq, const float *xd, const float *xs, float *y, long blocks, long cols) {
+    for (long r = 0; r < 8 * blocks; r++) y[r] = q4x8_dot_scalar(w, r, xq, xd, xs, cols);
 }
 
 // ---- AVX-512 products ---------------------------------------------------------------------------------------
@@ -660,17 +684,63 @@ __attribute__((target("avx512f,avx512bw,avx512vl,f16c,fma"))) static void dequan
     }
 }
 
-__attribute__((target("avx512f,avx512bw,avx512vl,f16c,fma"))) static void dequantize_q4_512(const uint8_t *in, float *y, long cols) {
-    const uint16_t *sm = (const uint16_t *)(in + cols / 2);
+__attribute__((target("avx512f,avx512bw,avx512vl,f16c,fma"))) static void dequantize_q4_groups_512(const uint8_t *codes, long cstride,
+                                                                                                const uint8_t *sm, long sstride, float *y,
+                                                                                                long ng) {
     const __m128i low = _mm_set1_epi8(15);
-    for (long g = 0; g < cols / 64; g++) {
-        __m512 s = _mm512_set1_ps(_cvtsh_ss(sm[2 * g])), m = _mm512_set1_ps(_cvtsh_ss(sm[2 * g + 1]));
+    for (long g = 0; g < ng; g++) {
+        const uint16_t *h = (const uint16_t *)(sm + g * sstride);
+        __m512 s = _mm512_set1_ps(_cvtsh_ss(h[0])), m = _mm512_set1_ps(_cvtsh_ss(h[1]));
         for (int half = 0; half < 2; half++) {
-            __m128i bytes = _mm_loadu_si128((const __m128i *)(in + g * 32 + half * 16));
+            __m128i bytes = _mm_loadu_si128((const __m128i *)(codes + g * cstride + half * 16));
             __m512i lo = _mm512_cvtepu8_epi32(_mm_and_si128(bytes, low));                     // elements j
             __m512i hi = _mm512_cvtepu8_epi32(_mm_and_si128(_mm_srli_epi16(bytes, 4), low));  // elements j + 32
             _mm512_storeu_ps(y + g * 64 + half * 16, _mm512_fmadd_ps(s, _mm512_cvtepi32_ps(lo), m));
             _mm512_storeu_ps(y + g * 64 + 32 + half * 16, _mm512_fmadd_ps(s, _mm512_cvtepi32_ps(hi), m));
+        }
+    }
+}
+
+// q4x8, whole blocks of eight rows. Per group: the chunk's four 64-byte loads each hold two rows' codes; VNNI
+// multiplies their low nibbles against the group's first 32 activation codes and their high nibbles against the
+// last 32, both broadcast to the two 256-bit halves, so each 32-bit lane sums eight products of one row. Four
+// accumulators, one per row pair, take the count times (s_row x_d) from one vector of the eight scales; the
+// minimums' term m_row xs[g] gathers in a 256-bit register. The halves are summed once per block. In a C replay of
+// an M1 q4 token's 33 passes (two Zen 4 cores, medians of paired tokens, three runs) this ran 1.11-1.20x faster
+// than q4_512 on the same codes row-planar; the down passes (rows of 2816) went from 23.7 to 29.5 GB/s.
+__attribute__((target("avx512f,avx512vl,avx512vnni,avx512bw,avx2,f16c,fma"))) static void q4x8_512(
+    const uint8_t *w, const int8_t *xq, const float *xd, const float *xs, float *y, long blocks, long cols) {
+    long ng = cols / 64;
+    const __m512i low = _mm512_set1_epi8(15);
+    const __m512i evens = _mm512_set_epi32(14, 12, 10, 8, 6, 4, 2, 0, 14, 12, 10, 8, 6, 4, 2, 0);
+    const __m512i odds = _mm512_add_epi32(evens, _mm512_set1_epi32(1));
+    __m512i pair[4];  // lanes 0-7 pick row 2p's scale, lanes 8-15 row 2p + 1's
+    for (int p = 0; p < 4; p++)
+        pair[p] = _mm512_mask_blend_epi32(0xFF00, _mm512_set1_epi32(2 * p), _mm512_set1_epi32(2 * p + 1));
+    for (long b = 0; b < blocks; b++) {
+        const uint8_t *blk = w + b * ng * 288;
+        __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+        __m256 mins = _mm256_setzero_ps();
+        for (long g = 0; g < ng; g++) {
+            const uint8_t *c = blk + g * 288;
+            __m512 sm = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(c + 256)));  // s0 m0 s1 m1 ... s7 m7
+            __m512 ds = _mm512_mul_ps(_mm512_permutexvar_ps(evens, sm), _mm512_set1_ps(xd[g]));
+            mins = _mm256_fmadd_ps(_mm512_castps512_ps256(_mm512_permutexvar_ps(odds, sm)), _mm256_set1_ps(xs[g]), mins);
+            __m512i xlo = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(xq + g * 64)));
+            __m512i xhi = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(xq + g * 64 + 32)));
+            for (int p = 0; p < 4; p++) {
+                __m512i v = _mm512_loadu_si512(c + 64 * p);
+                __m512i d = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_and_si512(v, low), xlo);
+                d = _mm512_dpbusd_epi32(d, _mm512_and_si512(_mm512_srli_epi16(v, 4), low), xhi);
+                acc[p] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_permutexvar_ps(pair[p], ds), acc[p]);
+            }
+        }
+        float m8[8];
+        _mm256_storeu_ps(m8, mins);
+        for (int p = 0; p < 4; p++) {
+            __m256 upper = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc[p]), 1));
+            y[b * 8 + 2 * p] = hsum256(_mm512_castps512_ps256(acc[p])) + m8[2 * p];
+            y[b * 8 + 2 * p + 1] = hsum256(upper) + m8[2 * p + 1];
         }
     }
 }
@@ -706,7 +776,8 @@ static void q4_512_entry(const uint8_t *w, const int8_t *xq, const float *xd, co
 #endif
 
 static void (*dequantize_q8_impl)(const uint8_t *, float *, long) = dequantize_row_q8_scalar;
-static void (*dequantize_q4_impl)(const uint8_t *, float *, long) = dequantize_row_q4_scalar;
+static void (*dequantize_q4_impl)(const uint8_t *, long, const uint8_t *, long, float *, long) = dequantize_q4_groups_scalar;
+static void (*q4x8_impl)(const uint8_t *, const int8_t *, const float *, const float *, float *, long, long) = q4x8_blocks_portable;
 static void (*widen_bf16_impl)(const uint16_t *, float *, long) = widen_bf16_scalar;
 static void (*narrow_bf16_impl)(const float *, uint16_t *, long) = narrow_bf16_scalar;
 static void (*narrow_f16_impl)(const float *, uint16_t *, long) = narrow_f16_scalar;
@@ -753,20 +824,26 @@ __attribute__((constructor)) static void choose_matvec_kernels(void) {
     if (c->avx512f && c->avx512bw && c->avx512vl && c->f16c) {
         dequantize_q8_impl = dequantize_q8_512;
         quantize_activation_impl = quantize_activation_512;
-        dequantize_q4_impl = dequantize_q4_512;
+        dequantize_q4_impl = dequantize_q4_groups_512;
     }
     if (c->avx512f && c->avx512vl && c->avx512vnni && c->avx2 && c->f16c) {
         mxfp4_impl = mxfp4_512;
         if (c->avx512bw) {
             q8_impl = q8_512;
             q4_impl = q4_512_entry;
+            q4x8_impl = q4x8_512;
         }
     }
 #endif
 }
 
 void moe_dequantize_row_q8(const uint8_t *in, float *y, long cols) { dequantize_q8_impl(in, y, cols); }
-void moe_dequantize_row_q4(const uint8_t *in, float *y, long cols) { dequantize_q4_impl(in, y, cols); }
+void moe_dequantize_row_q4(const uint8_t *in, float *y, long cols) { dequantize_q4_impl(in, 32, in + cols / 2, 4, y, cols / 64); }
+void moe_dequantize_row_q4x8(const uint8_t *w, long row, float *y, long cols) {
+    const uint8_t *b = q4x8_block(w, row, cols);
+    long k = row % 8;
+    dequantize_q4_impl(b + 32 * k, 288, b + 256 + 4 * k, 288, y, cols / 64);
+}
 void moe_widen_bf16(const uint16_t *in, float *y, long n) { widen_bf16_impl(in, y, n); }
 void moe_narrow_bf16(const float *x, uint16_t *y, long n) { narrow_bf16_impl(x, y, n); }
 void moe_quantize_activation(const float *x, int8_t *q, float *d, float *sums, long n, long block) {
@@ -782,7 +859,14 @@ void moe_narrow_f16_portable(const float *x, uint16_t *y, long n) { narrow_f16_s
 void moe_widen_f16(const uint16_t *in, float *y, long n) { widen_f16_impl(in, y, n); }
 
 void moe_dequantize_row_q8_portable(const uint8_t *in, float *y, long cols) { dequantize_row_q8_scalar(in, y, cols); }
-void moe_dequantize_row_q4_portable(const uint8_t *in, float *y, long cols) { dequantize_row_q4_scalar(in, y, cols); }
+void moe_dequantize_row_q4_portable(const uint8_t *in, float *y, long cols) {
+    dequantize_q4_groups_scalar(in, 32, in + cols / 2, 4, y, cols / 64);
+}
+void moe_dequantize_row_q4x8_portable(const uint8_t *w, long row, float *y, long cols) {
+    const uint8_t *b = q4x8_block(w, row, cols);
+    long k = row % 8;
+    dequantize_q4_groups_scalar(b + 32 * k, 288, b + 256 + 4 * k, 288, y, cols / 64);
+}
 void moe_widen_bf16_portable(const uint16_t *in, float *y, long n) { widen_bf16_scalar(in, y, n); }
 void moe_widen_f16_portable(const uint16_t *in, float *y, long n) { widen_f16_scalar(in, y, n); }
 
@@ -800,6 +884,36 @@ void moe_matvec_q8(const uint8_t *w, const int8_t *xq, const float *xd, const fl
 void moe_matvec_q4(const uint8_t *w, const int8_t *xq, const float *xd, const float *xs, const void *packed, float *y, long rows,
                    long cols) {
     q4_impl(w, xq, xd, xs, packed, y, rows, cols);
+}
+
+void moe_interleave_q4x8(const uint8_t *rows, uint8_t *block, long cols) {
+    long rb = moe_q4_row_bytes(cols);
+    for (long g = 0; g < cols / 64; g++) {
+        for (long k = 0; k < 8; k++) {
+            memcpy(block + g * 288 + 32 * k, rows + k * rb + g * 32, 32);
+            memcpy(block + g * 288 + 256 + 4 * k, rows + k * rb + cols / 2 + g * 4, 4);
+        }
+    }
+}
+
+// Rows before the first whole block and after the last one (a range that does not start or end on a block's
+// edge) are computed one at a time.
+static void q4x8_range(void (*blocks)(const uint8_t *, const int8_t *, const float *, const float *, float *, long, long), const uint8_t *w,
+                       long row0, const int8_t *xq, const float *xd, const float *xs, float *y, long rows, long cols) {
+    long r = row0, end = row0 + rows;
+    for (; r < end && r % 8 != 0; r++) y[r - row0] = q4x8_dot_scalar(w, r, xq, xd, xs, cols);
+    long whole = (end - r) / 8;
+    if (whole > 0) blocks(q4x8_block(w, r, cols), xq, xd, xs, y + (r - row0), whole, cols);
+    for (r += 8 * whole; r < end; r++) y[r - row0] = q4x8_dot_scalar(w, r, xq, xd, xs, cols);
+}
+
+void moe_matvec_q4x8(const uint8_t *w, long row0, const int8_t *xq, const float *xd, const float *xs, float *y, long rows, long cols) {
+    q4x8_range(q4x8_impl, w, row0, xq, xd, xs, y, rows, cols);
+}
+
+void moe_matvec_q4x8_portable(const uint8_t *w, long row0, const int8_t *xq, const float *xd, const float *xs, float *y, long rows,
+                              long cols) {
+    q4x8_range(q4x8_blocks_portable, w, row0, xq, xd, xs, y, rows, cols);
 }
 
 long moe_q4_packed_bytes(long n) {

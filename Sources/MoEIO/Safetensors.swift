@@ -10,7 +10,7 @@ import CMoEBLAS
 /// place for the inference engine's zero-copy weights. The mapping lives as long as this object.
 ///
 /// Block-quantized tensors (swift-moe's `moe quantize`) are U8 tensors of shape [rows, row bytes] named in the
-/// metadata key `swift_moe.quantization`: a JSON object {tensor name: {"format": "q8" | "q4", "shape": [...]}} whose
+/// metadata key `swift_moe.quantization`: a JSON object {tensor name: {"format": "q8" | "q4" | "q4x8", "shape": [...]}} whose
 /// shape is the tensor's logical shape (rows = all axes but the last).
 ///
 /// MXFP4 tensors (the OCP microscaling format the released gpt-oss checkpoints store their experts in) are a
@@ -106,8 +106,8 @@ public final class SafetensorsFile: @unchecked Sendable {
             throw SafetensorsError(path, tensor: name, "is missing", hint: "the checkpoint does not match the model; check the config")
         }
         if let q = quantized[name] {
-            let cols = q.shape[q.shape.count - 1], rowBytes = q.format.rowBytes(cols), src = bytes(of: info)
-            return Self.dequantized(q.shape) { i, dst in q.format.dequantize(src + i * rowBytes, into: dst, cols: cols) }
+            let cols = q.shape[q.shape.count - 1], src = bytes(of: info)
+            return Self.dequantized(q.shape) { i, dst in q.format.dequantize(src, row: i, into: dst, cols: cols) }
         }
         guard info.dtype.isFloatingPoint else {
             throw SafetensorsError(path, tensor: name, "has dtype \(info.dtype.rawValue), not a floating-point type", hint: "expected F32, F16, BF16 or F64")
@@ -255,6 +255,9 @@ public final class SafetensorsFile: @unchecked Sendable {
             let t = tensors[i], rows = shape.dropLast().reduce(1, *), cols = shape[shape.count - 1]
             guard cols % format.blockSize == 0 else {
                 throw SafetensorsError(path, tensor: name, "has \(cols) columns, not a multiple of the \(format.rawValue) block of \(format.blockSize)", hint: "the file is corrupt; re-run moe quantize")
+            }
+            guard shape[shape.count - 2] % format.rowBlock == 0 else {
+                throw SafetensorsError(path, tensor: name, "has \(shape[shape.count - 2]) rows, not a multiple of the \(format.rawValue) block of \(format.rowBlock) rows", hint: "the file is corrupt; re-run moe quantize")
             }
             guard t.dtype == .U8, t.shape == [rows, format.rowBytes(cols)] else {
                 throw SafetensorsError(path, tensor: name, "holds \(t.dtype.rawValue) \(t.shape) but \(format.rawValue) \(shape) needs U8 [\(rows), \(format.rowBytes(cols))]: a truncated or malformed block", hint: "the file is corrupt; re-run moe quantize")

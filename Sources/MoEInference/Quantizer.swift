@@ -40,6 +40,9 @@ public enum Quantizer {
         model dir: String, to format: BlockFormat, scope: Scope, out: String, progress: @escaping (String) -> Void = { _ in }
     ) throws -> Summary {
         let fm = FileManager.default
+        guard BlockFormat.choices.contains(format) else {
+            throw QuantizeError("\(format.rawValue) is a storage layout, not a target; quantize --to \(BlockFormat.choices.map(\.rawValue).joined(separator: " or "))")
+        }
         guard !fm.fileExists(atPath: out) else {
             throw QuantizeError("\(out): already exists; choose another --out or remove it")
         }
@@ -97,10 +100,13 @@ public enum Quantizer {
                 let t = item.info
                 if item.quantize {
                     let cols = t.shape[t.shape.count - 1], rows = t.shape.dropLast().reduce(1, *), rowBytes = format.rowBytes(cols)
-                    quantizedMeta[t.name] = ["format": format.rawValue, "shape": t.shape]
+                    let stored = format.storage(rows: t.shape[t.shape.count - 2])
+                    quantizedMeta[t.name] = ["format": stored.rawValue, "shape": t.shape]
                     outputBytes += rows * rowBytes
                     payloads.append((t.name, .stream(dtype: "U8", shape: [rows, rowBytes], byteCount: rows * rowBytes) { emit in
-                        let block = Swift.max(1, (8 << 20) / Swift.max(cols * 4, 1))  // rows per piece (8 MB of f32)
+                        // Rows per piece: 8 MB of f32, in whole blocks of the stored format's rows.
+                        let unit = stored.rowBlock
+                        let block = Swift.max(1, (8 << 20) / Swift.max(cols * 4 * unit, 1)) * unit
                         let floats = UnsafeMutablePointer<Float>.allocate(capacity: block * cols)
                         let codes = UnsafeMutableRawPointer.allocate(byteCount: block * rowBytes, alignment: 64)
                         defer {
@@ -115,8 +121,9 @@ public enum Quantizer {
                                 let (row, v) = (r0 + i / cols, floats[i])
                                 throw QuantizeError("\(item.file.path): tensor '\(t.name)' has the value \(v) in row \(row), which \(format.rawValue)'s f16 scales cannot represent; keep this tensor unquantized (--matrices experts) or fix the weights")
                             }
-                            Parallel.forRange(n, grain: 8) { r in
-                                for i in r { format.quantize(floats + i * cols, into: codes + i * rowBytes, cols: cols) }
+                            Parallel.forRange(n / unit, grain: Swift.max(1, 8 / unit)) { r in
+                                let first = r.lowerBound * unit
+                                stored.quantize(floats + first * cols, rows: r.count * unit, into: codes + first * rowBytes, cols: cols)
                             }
                             try emit(UnsafeRawBufferPointer(start: codes, count: n * rowBytes))
                         }

@@ -11,7 +11,10 @@ import CMoEBLAS
 /// dequantize on the fly (decode) or a block of rows at a time (prefill).
 public struct WeightMatrix: @unchecked Sendable {
     public enum Format: String, Sendable {
-        case f32, bf16, f16, q8, q4, mxfp4
+        case f32, bf16, f16, q8, q4, q4x8, mxfp4
+
+        /// The block format of a quantized matrix (nil for the float formats and MXFP4).
+        var block: BlockFormat? { BlockFormat(rawValue: rawValue) }
     }
 
     public let rows: Int
@@ -41,8 +44,7 @@ public struct WeightMatrix: @unchecked Sendable {
         switch format {
         case .f32: return 4 * cols
         case .bf16, .f16: return 2 * cols
-        case .q8: return BlockFormat.q8.rowBytes(cols)
-        case .q4: return BlockFormat.q4.rowBytes(cols)
+        case .q8, .q4, .q4x8: return format.block!.rowBytes(cols)
         case .mxfp4: return cols / 2 + cols / 32
         }
     }
@@ -119,7 +121,7 @@ public struct WeightMatrix: @unchecked Sendable {
             guard q.shape.dropLast().reduce(1, *) == rows && q.shape.last == cols else {
                 throw SafetensorsError(file.path, tensor: name, "is quantized as \(q.shape) but config.json needs [\(rows), \(cols)]", hint: "the weights and the config disagree")
             }
-            format = q.format == .q8 ? .q8 : .q4
+            format = Format(rawValue: q.format.rawValue)!
         } else {
             guard info.shape == [rows, cols] || (info.shape.count == 1 && rows == 1 && info.shape[0] == cols) else {
                 throw SafetensorsError(file.path, tensor: name, "has shape \(Shape.describe(info.shape)) but config.json needs [\(rows), \(cols)]", hint: "the weights and the config disagree")
@@ -139,9 +141,9 @@ public struct WeightMatrix: @unchecked Sendable {
             moe_widen_bf16((base + r.lowerBound * rb).assumingMemoryBound(to: UInt16.self), dst, r.count * cols)
         case .f16:
             moe_widen_f16((base + r.lowerBound * rb).assumingMemoryBound(to: UInt16.self), dst, r.count * cols)
-        case .q8, .q4:
-            let f: BlockFormat = format == .q8 ? .q8 : .q4
-            for (i, row) in r.enumerated() { f.dequantize(base + row * rb, into: dst + i * cols, cols: cols) }
+        case .q8, .q4, .q4x8:
+            let f = format.block!
+            for (i, row) in r.enumerated() { f.dequantize(base, row: row, into: dst + i * cols, cols: cols) }
         case .mxfp4:
             let codes = base.assumingMemoryBound(to: UInt8.self), sc = scales!.assumingMemoryBound(to: UInt8.self)
             for (i, row) in r.enumerated() { moe_dequantize_row_mxfp4(codes + row * cols / 2, sc + row * cols / 32, dst + i * cols, cols) }
@@ -184,6 +186,9 @@ public struct WeightMatrix: @unchecked Sendable {
         case .q4:
             precondition(x.block == 64, "[matvec] q4 weights need activations quantized in blocks of 64, got \(x.block)")
             moe_matvec_q4(p.assumingMemoryBound(to: UInt8.self), x.codes, x.scales, x.sums, x.packed, y, n, cols)
+        case .q4x8:
+            precondition(x.block == 64, "[matvec] q4x8 weights need activations quantized in blocks of 64, got \(x.block)")
+            moe_matvec_q4x8(base.assumingMemoryBound(to: UInt8.self), r.lowerBound, x.codes, x.scales, x.sums, y, n, cols)
         case .mxfp4:
             precondition(x.block == 32, "[matvec] mxfp4 weights need activations quantized in blocks of 32, got \(x.block)")
             let sc = scales!.assumingMemoryBound(to: UInt8.self) + r.lowerBound * cols / 32
@@ -209,7 +214,7 @@ final class AlignedBuffer: @unchecked Sendable {
 /// One input vector of a matrix-vector product: its f32 values and, for block-quantized weights, its codes
 /// per block of the weights' block size (scale and scaled code sum per block).
 struct Activation {
-    /// Elements per quantization block: 32 for q8 and mxfp4 weights, 64 for q4, 0 when not quantized.
+    /// Elements per quantization block: 32 for q8 and mxfp4 weights, 64 for q4 and q4x8, 0 when not quantized.
     let block: Int
     let values: UnsafePointer<Float>
     let codes: UnsafePointer<Int8>
@@ -244,11 +249,13 @@ final class ActivationBuffer {
 
     /// x [n] as the input of products with weights of `format`: quantized in the block the format needs.
     func activation(_ x: UnsafePointer<Float>, count n: Int, for format: WeightMatrix.Format) -> Activation {
-        let block = format == .q8 || format == .mxfp4 ? 32 : format == .q4 ? 64 : 0
+        let block = format == .q8 || format == .mxfp4 ? 32 : format == .q4 || format == .q4x8 ? 64 : 0
         if block > 0 {
             precondition(n <= capacity && n % block == 0, "[matvec] \(n) activations for a \(format) product (capacity \(capacity), blocks of \(block))")
             moe_quantize_activation(x, codes, scales, sums, n, block)
-            if format == .q4 { moe_pack_activation_q4(codes, n, packed) }
+            // Packed for q4x8 too: one activation serves a pass's jobs, and a matrix whose rows do not come in
+            // eights is stored as q4 beside q4x8 ones.
+            if format == .q4 || format == .q4x8 { moe_pack_activation_q4(codes, n, packed) }
             if format == .mxfp4 { moe_pack_activation_mxfp4(codes, n, packed) }
         }
         return Activation(block: block, values: x, codes: codes, scales: scales, sums: sums, packed: packed)

@@ -8,7 +8,8 @@ struct Quantize: ParsableCommand {
         abstract: "Write a copy of a Hugging Face checkpoint with block-quantized experts (q8 or q4).",
         discussion: """
             q8 is ggml's Q8_0 (blocks of 32, an f16 scale: 8.5 bits per weight); q4 is MLX's affine 4-bit with \
-            group 64 (f16 scale and minimum: 4.5 bits per weight). Routers, norms and the embedding keep their \
+            group 64 (f16 scale and minimum: 4.5 bits per weight), stored with eight rows interleaved where the rows \
+            come in eights. Routers, norms and the embedding keep their \
             precision. The result loads with --model like any checkpoint.
             """)
 
@@ -19,8 +20,8 @@ struct Quantize: ParsableCommand {
     var matrices = "experts"
 
     func run() throws {
-        guard let format = BlockFormat(rawValue: to) else {
-            throw UsageError("invalid --to \(to): use \(BlockFormat.allCases.map(\.rawValue).joined(separator: " or "))")
+        guard let format = BlockFormat(rawValue: to), BlockFormat.choices.contains(format) else {
+            throw UsageError("invalid --to \(to): use \(BlockFormat.choices.map(\.rawValue).joined(separator: " or "))")
         }
         guard let scope = Quantizer.Scope(rawValue: matrices) else {
             throw UsageError("invalid --matrices \(matrices): use \(Quantizer.Scope.allCases.map(\.rawValue).joined(separator: " or "))")

@@ -82,12 +82,12 @@ import Testing
         var deq = [Float](repeating: 0, count: rows * cols)
         codes.withUnsafeMutableBytes { c in
             w.withUnsafeBufferPointer { pw in
-                for r in 0..<rows { format.quantize(pw.baseAddress! + r * cols, into: c.baseAddress! + r * rb, cols: cols) }
+                format.quantize(pw.baseAddress!, rows: rows, into: c.baseAddress!, cols: cols)
             }
         }
         codes.withUnsafeBytes { c in
             deq.withUnsafeMutableBufferPointer { pd in
-                for r in 0..<rows { format.dequantize(c.baseAddress! + r * rb, into: pd.baseAddress! + r * cols, cols: cols) }
+                for r in 0..<rows { format.dequantize(c.baseAddress!, row: r, into: pd.baseAddress! + r * cols, cols: cols) }
             }
         }
         // q8: every weight within half a step (amax/127 per block of 32, the scale rounded to f16). q4: each group of
@@ -146,6 +146,44 @@ import Testing
             // and as much again from the activations: about 1% on average, so a row's bound is held to 1.5% (short
             // rows spread more: 1.02% at 320 columns).
             #expect(bound < (format == .q8 ? 0.015 : 0.15) * size, "\(format) row \(r): termwise error \(bound) of \(size)")
+        }
+    }
+
+    /// q4x8 holds q4's codes with eight rows interleaved: each row dequantizes bit for bit to the row-planar q4 row
+    /// (vector and portable), its portable product equals q4's portable one exactly, and the vector kernel matches
+    /// it on whole blocks and on ranges that start and end inside a block (rows done one at a time). Columns as
+    /// above; 24 rows (three blocks).
+    @Test(arguments: [1088, 2816, 1856, 320])
+    func interleavedQ4MatchesRowPlanarQ4(cols: Int) {
+        let rows = 24, rb = BlockFormat.q4.rowBytes(cols)
+        #expect(BlockFormat.q4x8.rowBytes(cols) == rb)
+        let w = Self.randomFloats(rows * cols, seed: 15, scale: 0.02), x = Self.randomFloats(cols, seed: 16)
+        var planar = [UInt8](repeating: 0, count: rows * rb), mixed = planar
+        w.withUnsafeBufferPointer { pw in
+            planar.withUnsafeMutableBytes { BlockFormat.q4.quantize(pw.baseAddress!, rows: rows, into: $0.baseAddress!, cols: cols) }
+            mixed.withUnsafeMutableBytes { BlockFormat.q4x8.quantize(pw.baseAddress!, rows: rows, into: $0.baseAddress!, cols: cols) }
+        }
+        #expect(planar != mixed)
+        #expect(planar.sorted() == mixed.sorted())  // the same bytes, moved
+        var a = [Float](repeating: 0, count: cols), b = a, c = a
+        for r in 0..<rows {
+            moe_dequantize_row_q4(Array(planar[(r * rb)..<((r + 1) * rb)]), &a, cols)
+            moe_dequantize_row_q4x8(mixed, r, &b, cols)
+            moe_dequantize_row_q4x8_portable(mixed, r, &c, cols)
+            #expect(a == b && b == c, "row \(r)")
+        }
+        var xq = [Int8](repeating: 0, count: cols), xd = [Float](repeating: 0, count: cols / 64), xs = xd
+        moe_quantize_activation(x, &xq, &xd, &xs, cols, 64)
+        var q4 = [Float](repeating: 0, count: rows), slow = q4, fast = q4
+        moe_matvec_q4_portable(planar, xq, xd, xs, &q4, rows, cols)
+        moe_matvec_q4x8_portable(mixed, 0, xq, xd, xs, &slow, rows, cols)
+        #expect(q4 == slow)
+        for (row0, n) in [(0, 24), (8, 16), (3, 17), (5, 2), (16, 8)] {
+            var part = [Float](repeating: .nan, count: n)
+            moe_matvec_q4x8(mixed, row0, xq, xd, xs, &part, n, cols)
+            for i in 0..<n {
+                #expect(abs(part[i] - slow[row0 + i]) <= 1e-5 * Swift.max(1, abs(slow[row0 + i])), "rows \(row0)+\(n), row \(row0 + i): \(part[i]) vs \(slow[row0 + i])")
+            }
         }
     }
 
@@ -322,7 +360,7 @@ import Testing
         #expect(a == b)
         for format in [BlockFormat.q8, .q4] {
             var codes = [UInt8](repeating: 0, count: format.rowBytes(cols))
-            codes.withUnsafeMutableBytes { c in w.withUnsafeBufferPointer { format.quantize($0.baseAddress!, into: c.baseAddress!, cols: cols) } }
+            codes.withUnsafeMutableBytes { c in w.withUnsafeBufferPointer { format.quantize($0.baseAddress!, rows: 1, into: c.baseAddress!, cols: cols) } }
             if format == .q8 {
                 moe_dequantize_row_q8(codes, &a, cols)
                 moe_dequantize_row_q8_portable(codes, &b, cols)

@@ -111,11 +111,11 @@ import Testing
     }
 
     /// A small random mixtral whose widths are multiples of 64 (q4's group): D 64, F 128, 4 experts, top 2.
-    static func syntheticMixtral(_ out: URL) throws {
+    static func syntheticMixtral(_ out: URL, vocab: Int = 320) throws {
         try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
         let config = """
             {"model_type": "mixtral", "hidden_size": 64, "intermediate_size": 128, "num_local_experts": 4, "num_experts_per_tok": 2,
-             "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16, "vocab_size": 320,
+             "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16, "vocab_size": \(vocab),
              "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "max_position_embeddings": 1024, "tie_word_embeddings": false}
             """
         try config.write(to: out.appendingPathComponent("config.json"), atomically: true, encoding: .utf8)
@@ -123,7 +123,7 @@ import Testing
         func t(_ shape: [Int], _ std: Float = 0.1) -> SafetensorsWriter.Payload {
             .float(Tensor(shape: shape, (0..<shape.reduce(1, *)).map { _ in Float(rng.normal()) * std }))
         }
-        var p: [(String, SafetensorsWriter.Payload)] = [("model.embed_tokens.weight", t([320, 64], 1)), ("lm_head.weight", t([320, 64])),
+        var p: [(String, SafetensorsWriter.Payload)] = [("model.embed_tokens.weight", t([vocab, 64], 1)), ("lm_head.weight", t([vocab, 64])),
                                                         ("model.norm.weight", .float(.ones([64])))]
         for l in 0..<2 {
             let a = "model.layers.\(l)."
@@ -142,18 +142,21 @@ import Testing
     /// A quantized checkpoint loads on both paths: the reference model dequantizes it, the engine keeps it as
     /// stored. Prefill (weights dequantized a block of rows at a time, f32 activations) matches the reference to
     /// rounding; decode quantizes the activations too (8 bits per block), so its logits move by 1.0% (q8) and
-    /// 1.4% (q4) of the largest logit here, bounded at 3%.
-    @Test(arguments: [BlockFormat.q8, .q4])
-    func quantizedCheckpointsRunOnBothPaths(_ format: BlockFormat) throws {
+    /// 1.4% (q4) of the largest logit here, bounded at 3%. q4 is stored as q4x8 (rows interleaved in eights); with
+    /// a vocabulary of 324 the head's rows do not come in eights and it stays row-planar q4 beside q4x8 matrices.
+    @Test(arguments: [(BlockFormat.q8, 320), (.q4, 320), (.q4, 324)])
+    func quantizedCheckpointsRunOnBothPaths(_ format: BlockFormat, vocab: Int) throws {
         let tmp = TestSupport.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: tmp) }
         let source = tmp.appendingPathComponent("f32"), out = tmp.appendingPathComponent(format.rawValue)
-        try Self.syntheticMixtral(source)
+        try Self.syntheticMixtral(source, vocab: vocab)
         let summary = try Quantizer.quantize(model: source.path, to: format, scope: .all, out: out.path)
         #expect(summary.quantized == 2 * (4 + 4 * 3) + 1)  // q, k, v, o and 12 expert matrices per layer, and the head
         #expect(summary.outputBytes < summary.inputBytes / 2)
         let engine = try InferenceModel(directory: out.path)
-        #expect(engine.expertFormat == (format == .q8 ? .q8 : .q4))
+        #expect(engine.expertFormat == (format == .q8 ? .q8 : .q4x8))
+        let file = try SafetensorsFile(path: out.appendingPathComponent("model.safetensors").path)
+        #expect(file.quantized["lm_head.weight"]?.format == (format == .q8 ? .q8 : vocab % 8 == 0 ? .q4x8 : .q4))
         let want = try HuggingFace.load(out.path)(ids: Self.ids, batch: 1, .inference).logits.value
         let scale = Double(want.scalars.map { abs($0) }.max()!)
         Self.checkEngine(engine, against: want, prefill: 1e-4 * scale, decode: 0.03 * scale, "\(format)")
@@ -219,12 +222,18 @@ import Testing
             try out.write(to: URL(fileURLWithPath: path))
         }
         try rewrite { $0.replacingOccurrences(of: "\\\"format\\\":\\\"q8\\\"", with: "\\\"format\\\":\\\"q3\\\"") }
-        #expect(Self.message { _ = try InferenceModel(directory: q8.path) }.contains("has the unknown block format \"q3\"; supported: q8, q4; re-quantize with this version of moe"))
+        #expect(Self.message { _ = try InferenceModel(directory: q8.path) }.contains("has the unknown block format \"q3\"; supported: q8, q4, q4x8; re-quantize with this version of moe"))
         #expect(Self.message { _ = try HuggingFace.load(q8.path) }.contains("has the unknown block format \"q3\""))
         try rewrite { $0.replacingOccurrences(of: "\\\"shape\\\":[128,64]", with: "\\\"shape\\\":[128,96]") }
         let truncated = Self.message { _ = try InferenceModel(directory: q8.path) }
         #expect(truncated.contains("a truncated or malformed block; the file is corrupt; re-run moe quantize"), "\(truncated)")
         try original.write(to: URL(fileURLWithPath: path))
+        // q4x8 stores rows in eights: a matrix of 4 rows cannot be one.
+        let odd = tmp.appendingPathComponent("odd.safetensors").path, zeros = [UInt8](repeating: 0, count: 4 * 36)
+        try SafetensorsWriter.write([("w", .stream(dtype: "U8", shape: [4, 36], byteCount: zeros.count) { emit in try zeros.withUnsafeBytes { try emit($0) } })],
+                                    metadata: [SafetensorsFile.quantizationKey: #"{"w": {"format": "q4x8", "shape": [4, 64]}}"#], to: odd)
+        #expect(Self.message { _ = try SafetensorsFile(path: odd) }
+            == "\(odd): tensor 'w': has 4 rows, not a multiple of the q4x8 block of 8 rows; the file is corrupt; re-run moe quantize")
 
         // A file replaced while it is mapped.
         let engine = try InferenceModel(directory: q8.path)

@@ -233,6 +233,15 @@ void moe_matvec_q8(const uint8_t *w, const int8_t *xq, const float *xd, const fl
 void moe_matvec_q4(const uint8_t *w, const int8_t *xq, const float *xd, const float *xs, const void *packed, float *y, long rows,
                    long cols);
 long moe_q4_packed_bytes(long n);
+/// q4x8 (matvec.c has the layout): eight q4 rows (row-planar, consecutive) rewritten as one interleaved block.
+void moe_interleave_q4x8(const uint8_t *rows, uint8_t *block, long cols);
+/// Row `row` of the q4x8 matrix at w (its first row's block), dequantized.
+void moe_dequantize_row_q4x8(const uint8_t *w, long row, float *y, long cols);
+void moe_dequantize_row_q4x8_portable(const uint8_t *w, long row, float *y, long cols);
+/// y[i] = W[row0 + i, :] . x for i in [0, rows), W the q4x8 matrix at w; x quantized in blocks of 64 (no packing).
+void moe_matvec_q4x8(const uint8_t *w, long row0, const int8_t *xq, const float *xd, const float *xs, float *y, long rows, long cols);
+void moe_matvec_q4x8_portable(const uint8_t *w, long row0, const int8_t *xq, const float *xd, const float *xs, float *y, long rows,
+                              long cols);
 /// Per pair of groups of 64: the codes as [first halves of both | second halves of both] (the kernel reads the
 /// scales and sums as moe_quantize_activation wrote them).
 void moe_pack_activation_q4(const int8_t *xq, long n, void *out);
