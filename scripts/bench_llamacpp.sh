@@ -61,7 +61,12 @@ moe_dir() {  # swift-moe's M1 at the precision llama.cpp runs as $1
   case "$1" in
     f32) echo "$m1" ;;
     f16) d="$work/m1-bf16"; [ -f "$d/model.safetensors" ] || "$work/venv/bin/python" "$tools/make_m1.py" "$d" --dtype bf16 >&2; echo "$d" ;;
-    q8_0|q4_0) d="$work/m1-${1%_0}"; [ -f "$d/model.safetensors" ] || "$MOE" quantize --model "$m1" --to "${1%_0}" --out "$d" --matrices all >&2; echo "$d" ;;
+    q8_0|q4_0)
+      d="$work/m1-${1%_0}"
+      # A q4 copy written before q4x8 (row-planar) would bench the old layout: write it again.
+      if [ "$1" = q4_0 ] && [ -f "$d/model.safetensors" ] && ! head -c 1000000 "$d/model.safetensors" | grep -q q4x8; then rm -rf "$d"; fi
+      [ -f "$d/model.safetensors" ] || "$MOE" quantize --model "$m1" --to "${1%_0}" --out "$d" --matrices all >&2
+      echo "$d" ;;
   esac
 }
 for kind in "${kinds[@]}"; do
