@@ -165,12 +165,17 @@ static void dequantize_row_q8_scalar(const uint8_t *in, float *y, long cols) {
 
 // A q4 row's groups: group g's 32 code bytes at codes + g cstride, its f16 (s, m) at sm + g sstride (row-planar q4:
 // strides 32 and 4; a row of a q4x8 block: 288 and 288).
+static inline void q4_group_scale(const uint8_t *sm, long sstride, long g, float *s, float *m) {
+    uint16_t h[2];
+    memcpy(h, sm + g * sstride, 4);
+    *s = moe_f16_to_f32(h[0]);
+    *m = moe_f16_to_f32(h[1]);
+}
+
 static void dequantize_q4_groups_scalar(const uint8_t *codes, long cstride, const uint8_t *sm, long sstride, float *y, long ng) {
     for (long g = 0; g < ng; g++) {
-        uint16_t sh, mh;
-        memcpy(&sh, sm + g * sstride, 2);
-        memcpy(&mh, sm + g * sstride + 2, 2);
-        float s = moe_f16_to_f32(sh), m = moe_f16_to_f32(mh);
+        float s, m;
+        q4_group_scale(sm, sstride, g, &s, &m);
         const uint8_t *bytes = codes + g * cstride;
         float *e = y + g * 64;
         for (int j = 0; j < 32; j++) {
@@ -308,10 +313,8 @@ static float q4_dot_scalar(const uint8_t *codes, long cstride, const uint8_t *sm
                            const float *xs, long ng) {
     float s = 0;
     for (long g = 0; g < ng; g++) {
-        uint16_t sh, mh;
-        memcpy(&sh, sm + g * sstride, 2);
-        memcpy(&mh, sm + g * sstride + 2, 2);
-        float sc = moe_f16_to_f32(sh), mn = moe_f16_to_f32(mh);
+        float sc, mn;
+        q4_group_scale(sm, sstride, g, &sc, &mn);
         const uint8_t *bytes = codes + g * cstride;
         const int8_t *xb = xq + g * 64;
         int dot = 0;
@@ -326,7 +329,8 @@ static void q4_portable(const uint8_t *w, const int8_t *xq, const float *xd, con
     for (long r = 0; r < rows; r++) y[r] = q4_dot_scalar(w + r * rb, 32, w + r * rb + cols / 2, 4, xq, xd, xs, cols / 64);
 }
 
-// Row `row` of a q4x8 matrix at `w`: its block and the offsets of its codes and scales in each chunk.
+// The block of row `row` of the q4x8 matrix at `w`; in each of its chunks the row's codes are at 32 k and its (s, m)
+// at 256 + 4 k, k = row % 8.
 static inline const uint8_t *q4x8_block(const uint8_t *w, long row, long cols) { return w + (row / 8) * 8 * moe_q4_row_bytes(cols); }
 
 static float q4x8_dot_scalar(const uint8_t *w, long row, const int8_t *xq, const float *xd, const float *xs, long cols) {
