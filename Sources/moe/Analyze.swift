@@ -70,13 +70,11 @@ struct Analyze: ParsableCommand {
         var chosen = moeLayers
         if let list = layers {
             chosen = []
-            for part in list.split(separator: ",") {
-                guard let l = Int(part.trimmingCharacters(in: .whitespaces)) else { throw UsageError("invalid --layers \(list): give comma-separated layer numbers") }
+            for l in try parseIntegers(list, option: "--layers", what: "layer numbers such as 0,3") {
                 guard l >= 0 && l < m.config.numLayers else { throw UsageError("--layers: layer \(l) is out of range; the model has layers 0..<\(m.config.numLayers)") }
                 guard moeLayers.contains(l) else { throw UsageError("--layers: layer \(l) has no experts; MoE layers are \(moeLayers.map(String.init).joined(separator: ","))") }
                 if !chosen.contains(l) { chosen.append(l) }
             }
-            guard !chosen.isEmpty else { throw UsageError("invalid --layers \(list): no layer given") }
         }
         var denseFFN: ((Int) throws -> [String: [Float]])? = nil
         if let dense {
@@ -105,8 +103,8 @@ struct Analyze: ParsableCommand {
         if m.config.maxPositions > 0 { window = Swift.min(window, m.config.maxPositions) }
         var positions = [0, tokens.count / 2, tokens.count - 1]
         if let list = activationTokens {
-            positions = try list.split(separator: ",").map { part in
-                guard let p = Int(part.trimmingCharacters(in: .whitespaces)), p >= 0, p < Swift.max(tokens.count, 1) else {
+            positions = try parseIntegers(list, option: "--activation-tokens", what: "positions such as 0,10").map { p in
+                guard p >= 0, p < Swift.max(tokens.count, 1) else {
                     throw UsageError("invalid --activation-tokens \(list): give positions in 0..<\(tokens.count)")
                 }
                 return p

@@ -20,9 +20,7 @@ struct BenchPEER: ParsableCommand {
         guard tokens >= 1 && tokens <= 65536 else { throw UsageError("invalid --tokens \(tokens): use between 1 and 65536") }
         var o = PEERBenchmark.Options()
         if let sizes {
-            let parts = sizes.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
-            guard !parts.isEmpty, parts.allSatisfy({ $0 != nil }) else { throw UsageError("invalid --sizes \(sizes): give expert counts such as 16384,262144") }
-            o.sizes = parts.map { $0! }
+            o.sizes = try parseIntegers(sizes, option: "--sizes", what: "expert counts such as 16384,262144")
         }
         (o.dim, o.heads, o.expertsPerHead, o.keyDim, o.tokens, o.runs) = (dim, heads, topK, keyDim, tokens, runs)
         do { _ = try PEERBenchmark.configs(o) } catch { throw UsageError("\(error)") }

@@ -3,14 +3,22 @@ import Foundation
 import MoEAnalysis
 import MoEInference
 
-/// Parses "1,2,3" into token ids, or explains what is wrong.
-func parseIDs(_ s: String, vocabulary: Int) throws -> [Int] {
+/// Parses the value `s` of `option` ("1,2,3") into integers, or explains what is wrong; `what` names them with an
+/// example ("token ids such as 1,2,3").
+func parseIntegers(_ s: String, option: String, what: String) throws -> [Int] {
     let parts = s.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
     guard !parts.isEmpty, parts.allSatisfy({ !$0.isEmpty }) else {
-        throw UsageError("invalid --ids \"\(s)\": give comma-separated token ids such as 1,2,3")
+        throw UsageError("invalid \(option) \"\(s)\": give comma-separated \(what)")
     }
     return try parts.map { p in
-        guard let v = Int(p) else { throw UsageError("invalid --ids \"\(s)\": \"\(p)\" is not an integer") }
+        guard let v = Int(p) else { throw UsageError("invalid \(option) \"\(s)\": \"\(p)\" is not an integer") }
+        return v
+    }
+}
+
+/// Parses "1,2,3" into token ids, or explains what is wrong.
+func parseIDs(_ s: String, vocabulary: Int) throws -> [Int] {
+    try parseIntegers(s, option: "--ids", what: "token ids such as 1,2,3").map { v in
         guard v >= 0 && v < vocabulary else { throw UsageError("invalid --ids \"\(s)\": \(v) is outside the vocabulary of \(vocabulary)") }
         return v
     }

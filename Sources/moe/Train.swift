@@ -116,12 +116,11 @@ struct Train: ParsableCommand {
             throw UsageError("the PEER options shape PEER layers: add --peer-layers (0-based layers, such as 2)")
         }
         if let peerLayers {
-            let layers = peerLayers.split(separator: ",", omittingEmptySubsequences: false).map { Int($0.trimmingCharacters(in: .whitespaces)) }
-            guard !layers.isEmpty, layers.allSatisfy({ $0 != nil }) else { throw UsageError("invalid --peer-layers \(peerLayers): give 0-based layer numbers such as 1,2") }
+            let layers = try parseIntegers(peerLayers, option: "--peer-layers", what: "0-based layer numbers such as 1,2")
             var p = PEERConfig(hiddenSize: config.hiddenSize, numExperts: peerExperts ?? 16384, heads: peerHeads ?? 8, expertsPerHead: peerK ?? 16, keyDim: peerKeyDim ?? 32)
             p.queryBatchNorm = peerBatchNorm
             config.peer = p
-            config.peerLayers = layers.map { $0! }
+            config.peerLayers = layers
             do { try config.validate() } catch { throw UsageError("invalid PEER options: \(error)") }
         }
         if sharedExpertGate {
