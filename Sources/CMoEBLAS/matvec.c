@@ -352,10 +352,28 @@ static void q4x8_blocks_portable(const uint8_t *w, const int8_t *xq, const float
 // Rows prefetched ahead by the decode kernels (see q8_512 for the measurements behind the choice).
 static long mv_ahead = 4, mv_short = 1L << 40;
 static inline long prefetch_rows(long rb) { return rb < mv_short ? mv_ahead : 0; }
+// Rows prefetched ahead by the BF16 and F16 kernels: 2 on Intel, none on AMD. On the Xeon (family 6 model 207),
+// a C replay of an M1 token's 16-bit passes (393 MB, 2 threads, alternating token by token, medians of 40-60
+// tokens): BF16 1.27-1.32x and F16 1.25x faster with the row 2 ahead prefetched (1, 2 and 4 ahead within 4% of
+// one another; 8 slower); on Zen 4, BF16 ran 1.16-1.23x slower with it (see q8_512). f32 gains nothing on either
+// (Xeon: 0.94-1.02x for 1 to 4 rows ahead). MOE_MATVEC_PREFETCH_16=N (0-64) overrides the choice.
+static long mv16_ahead = 2;
+static inline void prefetch_row(const void *row, long bytes) {
+    for (long off = 0; off < bytes; off += 64) _mm_prefetch((const char *)row + off, _MM_HINT_T0);
+}
 
-__attribute__((target("avx512f"))) static void bf16_512(const uint16_t *w, const float *x, float *y, long rows, long cols) {
+// BF16 rows of up to BF16_EO_COLS columns: each 32-column block of x is first split into its 16 even and 16 odd
+// elements (once per call, on the stack); then one 512-bit load holds 32 weights, whose even elements are the
+// low halves of its 32-bit lanes (a shift by 16 makes them floats) and the odd ones the high halves (a mask does):
+// five instructions per 64 bytes against eight with the zero-extending loads of 16 weights, and no shuffles. On
+// the Intel Xeon (family 6 model 207), a C replay of an M1 BF16 token's passes (393 MB, 2 threads, token after
+// token, the variants alternating): 1.06x the widening kernel with both prefetching. Longer rows take that kernel.
+#define BF16_EO_COLS 16384
+__attribute__((target("avx512f"))) static void bf16_widening_512(const uint16_t *w, const float *x, float *y, long rows, long cols) {
+    long ahead = mv16_ahead;
     for (long r = 0; r < rows; r++) {
         const uint16_t *row = w + r * cols;
+        if (ahead) prefetch_row(row + ahead * cols, 2 * cols);
         __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
         long c = 0;
         for (; c + 32 <= cols; c += 32) {
@@ -370,9 +388,49 @@ __attribute__((target("avx512f"))) static void bf16_512(const uint16_t *w, const
     }
 }
 
-__attribute__((target("avx512f,f16c"))) static void f16_512(const uint16_t *w, const float *x, float *y, long rows, long cols) {
+__attribute__((target("avx512f"))) static void bf16_512(const uint16_t *w, const float *x, float *y, long rows, long cols) {
+    if (cols > BF16_EO_COLS) {
+        bf16_widening_512(w, x, y, rows, cols);
+        return;
+    }
+    long nb = cols / 32, ahead = mv16_ahead;
+    float split[BF16_EO_COLS] __attribute__((aligned(64)));
+    const __m512i evens = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    const __m512i odds = _mm512_add_epi32(evens, _mm512_set1_epi32(1));
+    for (long b = 0; b < nb; b++) {
+        __m512 lo = _mm512_loadu_ps(x + 32 * b), hi = _mm512_loadu_ps(x + 32 * b + 16);
+        _mm512_store_ps(split + 32 * b, _mm512_permutex2var_ps(lo, evens, hi));
+        _mm512_store_ps(split + 32 * b + 16, _mm512_permutex2var_ps(lo, odds, hi));
+    }
+    const __m512i high = _mm512_set1_epi32((int)0xffff0000u);
     for (long r = 0; r < rows; r++) {
         const uint16_t *row = w + r * cols;
+        if (ahead) prefetch_row(row + ahead * cols, 2 * cols);
+        __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps(), a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps();
+        long b = 0;
+        for (; b + 2 <= nb; b += 2) {
+            __m512i v0 = _mm512_loadu_si512(row + 32 * b), v1 = _mm512_loadu_si512(row + 32 * b + 32);
+            a0 = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_slli_epi32(v0, 16)), _mm512_load_ps(split + 32 * b), a0);
+            a1 = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_and_si512(v0, high)), _mm512_load_ps(split + 32 * b + 16), a1);
+            a2 = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_slli_epi32(v1, 16)), _mm512_load_ps(split + 32 * b + 32), a2);
+            a3 = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_and_si512(v1, high)), _mm512_load_ps(split + 32 * b + 48), a3);
+        }
+        if (b < nb) {
+            __m512i v0 = _mm512_loadu_si512(row + 32 * b);
+            a0 = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_slli_epi32(v0, 16)), _mm512_load_ps(split + 32 * b), a0);
+            a1 = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_and_si512(v0, high)), _mm512_load_ps(split + 32 * b + 16), a1);
+        }
+        float s = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+        for (long c = nb * 32; c < cols; c++) s += bf16_to_f32(row[c]) * x[c];
+        y[r] = s;
+    }
+}
+
+__attribute__((target("avx512f,f16c"))) static void f16_512(const uint16_t *w, const float *x, float *y, long rows, long cols) {
+    long ahead = mv16_ahead;
+    for (long r = 0; r < rows; r++) {
+        const uint16_t *row = w + r * cols;
+        if (ahead) prefetch_row(row + ahead * cols, 2 * cols);
         __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
         long c = 0;
         for (; c + 32 <= cols; c += 32) {
@@ -430,7 +488,7 @@ __attribute__((target("avx2"))) static inline float hsum128(__m128 s4) {
 // depends on the kernel and the row's length (two threads from memory, 200 MB, passes with and without it
 // alternating in one process, median of 50-60 paired ratios): q8 rows of 1088 bytes ran 1.19-1.34x faster with it
 // and q4 rows of 576 1.11-1.15x, q4 rows of 1584 bytes 1.03-1.08x, but q8 rows of 2992 bytes 1.04-1.13x slower
-// (and BF16 rows, which take no prefetch, 1.16-1.23x slower with it at 2048 and 5632 bytes). A long stream is not
+// (and BF16 rows 1.16-1.23x slower with it at 2048 and 5632 bytes). A long stream is not
 // the whole story: with the leftover q4 pairs vectorized, rows of 1584 bytes ran 1.23-1.25x faster without it in
 // one long pass, but 1.00-1.06x faster with it in a C replay of a decoded token's 33 passes (2 to 16 pieces of
 // 0.6 to 18 MB; medians of 30-40 paired tokens, four runs), which is what decode runs. So on AMD only rows
@@ -809,12 +867,20 @@ static void (*q4_impl)(const uint8_t *, const int8_t *, const float *, const flo
 __attribute__((constructor)) static void choose_matvec_kernels(void) {
 #if defined(__x86_64__)
     const moe_cpu_t *c = moe_cpu();
-    if (moe_cpu_is_amd(c)) mv_short = 2048;
+    if (moe_cpu_is_amd(c)) {
+        mv_short = 2048;
+        mv16_ahead = 0;
+    }
     const char *ahead = getenv("MOE_MATVEC_PREFETCH");
     if (ahead && *ahead) {
         long n = strtol(ahead, NULL, 10);
         mv_ahead = n < 0 ? 0 : n > 64 ? 64 : n;
         mv_short = 1L << 40;
+    }
+    const char *ahead16 = getenv("MOE_MATVEC_PREFETCH_16");
+    if (ahead16 && *ahead16) {
+        long n = strtol(ahead16, NULL, 10);
+        mv16_ahead = n < 0 ? 0 : n > 64 ? 64 : n;
     }
     if (c->avx512f && c->f16c) {
         widen_bf16_impl = widen_bf16_512;

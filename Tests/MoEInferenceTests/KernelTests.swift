@@ -31,8 +31,9 @@ import Testing
         #expect(moe_f16_to_f32(moe_f32_to_f16(3e-6)) == Float(50) * 0x1p-24)
     }
 
-    /// rows x cols with an odd row count and columns that are not a multiple of the vector width for 16-bit.
-    @Test(arguments: [(7, 1024), (13, 96), (1, 2816), (5, 37)])
+    /// rows x cols with an odd row count and columns that are not a multiple of the vector width for 16-bit; 16416
+    /// columns is past what the BF16 kernel splits on its stack (it then widens as it loads).
+    @Test(arguments: [(7, 1024), (13, 96), (1, 2816), (5, 37), (3, 16416)])
     func sixteenBitProductsMatchTheWidenedReference(rows: Int, cols: Int) {
         let w = Self.randomFloats(rows * cols, seed: 1), x = Self.randomFloats(cols, seed: 2)
         for bf16 in [true, false] {
