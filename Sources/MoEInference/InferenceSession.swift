@@ -34,8 +34,9 @@ public final class InferenceSession {
     /// AVX512_BF16 and libdnnl.so.2 is installed). f32 weights always take sgemm; decode is unaffected.
     public enum PrefillArithmetic: String, Sendable {
         case f32, bf16
-        /// BF16 when oneDNN and the CPU allow it and MOE_PREFILL is not f32.
-        public static var automatic: PrefillArithmetic { moe_bf16_gemm_available() != 0 ? .bf16 : .f32 }
+        /// BF16 when oneDNN and the CPU allow it, it beats sgemm on this CPU (AMD; on Intel without AMX it does
+        /// not), and MOE_PREFILL is not f32; or when MOE_PREFILL=bf16.
+        public static var automatic: PrefillArithmetic { moe_bf16_gemm_preferred() != 0 ? .bf16 : .f32 }
     }
 
     public let prefill: PrefillArithmetic
