@@ -1,3 +1,4 @@
+import CMoEBLAS
 import Dispatch
 import Foundation
 import MoEAnalysis
@@ -173,6 +174,27 @@ public enum Measure {
     /// Streaming copy bandwidth on all cores, bytes read + written, GB/s samples (256 MiB buffers).
     public static func copyBandwidth(runs: Int = 5) -> Ceiling {
         Ceiling { copyRates(runs: runs) }
+    }
+
+    /// Streaming read bandwidth on all cores, GB/s samples (a vectorized max over each core's part of a 256 MiB
+    /// buffer): what a pass that only reads, as a decode step's matrix-vector products do, can at best reach. It
+    /// can be well below copy bandwidth (read + written) where writes stream past the cache (Intel Xeon model 207:
+    /// about 0.75 of it).
+    public static func readBandwidth(runs: Int = 5) -> Ceiling {
+        Ceiling { readRates(runs: runs) }
+    }
+
+    static func readRates(runs: Int) -> [Double] {
+        let count = 64 << 20  // floats
+        let src = UnsafeMutablePointer<Float>.allocate(capacity: count)
+        defer { src.deallocate() }
+        src.initialize(repeating: 1, count: count)
+        let t = samples(runs: runs) {
+            Parallel.forRange(count, grain: 1 << 20) { r in
+                if moe_max_f32(src + r.lowerBound, r.count) != 1 { fatalError("[bench] read probe: memory changed under it") }
+            }
+        }
+        return t.map { Double(count * 4) / 1e9 / $0 }
     }
 
     static func copyRates(runs: Int) -> [Double] {

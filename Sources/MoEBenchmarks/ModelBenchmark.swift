@@ -5,7 +5,8 @@ import MoETensor
 /// `moe bench model`: a whole checkpoint on the inference engine (M1 of BENCHMARKS.md, or any model the
 /// engine runs): load time with a warm page cache, peak resident memory against the bytes of the weights, prefill
 /// of a prompt (tok/s and GFLOP/s against the sgemm ceiling) and batch-1 decode at depth 0 and after the prompt
-/// (tok/s against the copy-bandwidth bound: copy GB/s / bytes each token reads).
+/// (tok/s against the copy-bandwidth bound: copy GB/s / bytes each token reads; and against the read bound: read
+/// GB/s / the same bytes, what a pass that only reads can reach).
 public enum ModelBenchmark {
     /// Resident memory's high-water mark since the last reset, in bytes (Linux VmHWM; 0 elsewhere).
     static func highWaterBytes() -> Int {
@@ -37,9 +38,10 @@ public enum ModelBenchmark {
     public static func run(model dir: String, promptTokens: Int = 512, newTokens: Int = 128, runs: Int = 5,
                            kvCache: InferenceSession.KVCache = .f32) throws -> BenchReport {
         let gemm = Measure.sgemmCeiling(runs: runs)
-        let copy = Measure.copyBandwidth(runs: runs)
+        let copy = Measure.copyBandwidth(runs: runs), read = Measure.readBandwidth(runs: runs)
         gemm.sample()
         copy.sample()
+        read.sample()
         // Resident memory of the model's phases only: the ceilings' buffers are freed by now.
         TensorStorage<Float>.releaseCachedBlocks()
         let baseline = TrainBenchmark.residentMiB() * 1_048_576
@@ -106,6 +108,9 @@ public enum ModelBenchmark {
             Figure.Pending(name: "decode, depth 0", shape: shape, unit: "tok/s", value: shallowRate, ceiling: "decode bound", note: bytesNote),
             Figure.Pending(name: "decode, depth \(promptTokens)", shape: shape, unit: "tok/s", value: deepRate, ceiling: "decode bound",
                            note: "after the \(promptTokens)-token prompt, \(kvCache.rawValue) KV cache"),
+            Figure.Pending(name: "decode, depth 0", shape: shape, unit: "tok/s", value: shallowRate, ceiling: "read bound",
+                           note: "the same runs against what reading alone reaches: read bandwidth / bytes per token"),
+            Figure.Pending(name: "decode, depth \(promptTokens)", shape: shape, unit: "tok/s", value: deepRate, ceiling: "read bound"),
         ]
         if peak > 0 {
             pending.append(Figure.Pending(
@@ -116,10 +121,15 @@ public enum ModelBenchmark {
         // The decode bound is copy bandwidth over the bytes a token reads: a ceiling in tok/s.
         let bound = Measure.Ceiling { Measure.copyRates(runs: runs).map { $0 * 1e9 / Double(perToken) } }
         bound.sample()
+        // And read bandwidth over the same bytes: the bound of a pass that only reads.
+        let readBound = Measure.Ceiling { Measure.readRates(runs: runs).map { $0 * 1e9 / Double(perToken) } }
+        readBound.sample()
         var report = BenchReport.finish(
             "model", pending: pending, sgemm: gemm,
             others: ["decode bound": ("decode bound: copy bandwidth / bytes per token (tok/s)", bound),
-                     "copy": ("copy bandwidth (GB/s)", copy)])
+                     "copy": ("copy bandwidth (GB/s)", copy),
+                     "read bound": ("decode bound: read bandwidth / bytes per token (tok/s)", readBound),
+                     "read": ("read bandwidth (GB/s)", read)])
         report.extra = [
             "load_seconds": Measure.Stats(loadSamples).median, "peak_rss_bytes": Double(peak), "weight_bytes": Double(weightBytes),
             "prefill_tokens_per_second": prefillRate.median, "decode_tokens_per_second": shallowRate.median,
