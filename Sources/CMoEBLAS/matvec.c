@@ -365,7 +365,7 @@ static inline void prefetch_row(const void *row, long bytes) {
 // BF16 rows of up to BF16_EO_COLS columns: each 32-column block of x is first split into its 16 even and 16 odd
 // elements (once per call, on the stack); then one 512-bit load holds 32 weights, whose even elements are the
 // low halves of its 32-bit lanes (a shift by 16 makes them floats) and the odd ones the high halves (a mask does):
-// five instructions per 64 bytes against eight with the zero-extending loads of 16 weights, and no shuffles. On
+// seven instructions per 64 bytes against ten with zero-extending loads of 16 weights, and no shuffles. On
 // the Intel Xeon (family 6 model 207), a C replay of an M1 BF16 token's passes (393 MB, 2 threads, token after
 // token, the variants alternating): 1.06x the widening kernel with both prefetching. Longer rows take that kernel.
 #define BF16_EO_COLS 16384
