@@ -358,6 +358,12 @@ static inline long prefetch_rows(long rb) { return rb < mv_short ? mv_ahead : 0;
 // one another; 8 slower); on Zen 4, BF16 ran 1.16-1.23x slower with it (see q8_512). f32 gains nothing on either
 // (Xeon: 0.94-1.02x for 1 to 4 rows ahead). MOE_MATVEC_PREFETCH_16=N (0-64) overrides the choice.
 static long mv16_ahead = 2;
+// Bytes ahead in a q4x8 stream prefetched at each 288-byte chunk: 2048 on Intel, none on AMD (where the kernel
+// reached 0.83-0.85 of the copy bound without it; not measured with it). On the Xeon (family 6 model 207), `moe
+// bench model` on M1 q4, 64 tokens at depth 0, alternating runs: 2048 ahead 1.5-1.9x none (six pairs: 214 against
+// 113 tok/s, 180/130, 157/132, 229/153, 176/104, 177/96), 1024 and 4096 ahead less and less steadily (0.83-1.47x),
+// 3072 1.09-2.04x. MOE_MATVEC_PREFETCH_Q4X8=N (bytes, 0-65536) overrides the choice.
+static long q4x8_ahead = 2048;
 static inline void prefetch_row(const void *row, long bytes) {
     for (long off = 0; off < bytes; off += 64) _mm_prefetch((const char *)row + off, _MM_HINT_T0);
 }
@@ -785,6 +791,8 @@ __attribute__((target("avx512f,avx512vl,avx512vnni,avx512bw,avx2,f16c,fma"))) st
         __m256 mins = _mm256_setzero_ps();
         for (long g = 0; g < ng; g++) {
             const uint8_t *c = blk + g * 288;
+            if (q4x8_ahead)
+                for (int l = 0; l < 5; l++) _mm_prefetch((const char *)(c + q4x8_ahead + 64 * l), _MM_HINT_T0);
             __m512 sm = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(c + 256)));  // s0 m0 s1 m1 ... s7 m7
             __m512 ds = _mm512_mul_ps(_mm512_permutexvar_ps(evens, sm), _mm512_set1_ps(xd[g]));
             mins = _mm256_fmadd_ps(_mm512_castps512_ps256(_mm512_permutexvar_ps(odds, sm)), _mm256_set1_ps(xs[g]), mins);
@@ -870,12 +878,18 @@ __attribute__((constructor)) static void choose_matvec_kernels(void) {
     if (moe_cpu_is_amd(c)) {
         mv_short = 2048;
         mv16_ahead = 0;
+        q4x8_ahead = 0;
     }
     const char *ahead = getenv("MOE_MATVEC_PREFETCH");
     if (ahead && *ahead) {
         long n = strtol(ahead, NULL, 10);
         mv_ahead = n < 0 ? 0 : n > 64 ? 64 : n;
         mv_short = 1L << 40;
+    }
+    const char *aheadq4 = getenv("MOE_MATVEC_PREFETCH_Q4X8");
+    if (aheadq4 && *aheadq4) {
+        long n = strtol(aheadq4, NULL, 10);
+        q4x8_ahead = n < 0 ? 0 : n > 65536 ? 65536 : n;
     }
     const char *ahead16 = getenv("MOE_MATVEC_PREFETCH_16");
     if (ahead16 && *ahead16) {
