@@ -509,8 +509,7 @@ __attribute__((target("avx512f,avx512vl,avx512vnni,avx512bw,avx2,f16c,fma"))) st
     for (long r = 0; r < rows; r++) {
         const uint8_t *q = w + r * rb;
         const uint16_t *scales = (const uint16_t *)(w + r * rb + cols);
-        if (ahead)
-            for (long off = 0; off < rb; off += 64) _mm_prefetch((const char *)(q + ahead * rb + off), _MM_HINT_T0);
+        if (ahead) prefetch_row(q + ahead * rb, rb);
         __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps(), corr = _mm512_setzero_ps();
         long b = 0;
         for (; b + 16 <= nb; b += 16) {
@@ -557,7 +556,7 @@ __attribute__((target("avx512f,avx512vl,avx512vnni,avx2,fma"))) static void mxfp
     for (long r = 0; r < rows; r++) {
         const uint8_t *q = blocks + r * rb, *sc = scales + r * nb;
         if (ahead) {
-            for (long off = 0; off < rb; off += 64) _mm_prefetch((const char *)(q + ahead * rb + off), _MM_HINT_T0);
+            prefetch_row(q + ahead * rb, rb);
             _mm_prefetch((const char *)(sc + ahead * nb), _MM_HINT_T0);
         }
         __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), corr = _mm256_setzero_ps();
@@ -619,8 +618,7 @@ __attribute__((target("avx512f,avx512vl,avx512vnni,avx512bw,avx2,f16c,fma"))) st
     for (long r = 0; r < rows; r++) {
         const uint8_t *c = w + r * rb;
         const uint16_t *sm = (const uint16_t *)(c + cols / 2);
-        if (ahead)
-            for (long off = 0; off < rb; off += 64) _mm_prefetch((const char *)(c + ahead * rb + off), _MM_HINT_T0);
+        if (ahead) prefetch_row(c + ahead * rb, rb);
         __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps(), mins = _mm512_setzero_ps();
         long p = 0;
         for (; p + 8 <= np; p += 8) {
