@@ -91,9 +91,19 @@ public enum TestSupport {
         return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
     }
 
+    /// A fresh directory for one test's files. They all live under one directory per test process, removed when
+    /// the process exits, so a test run leaves nothing behind in the system's temporary directory.
     public static func temporaryDirectory() -> URL {
-        let url = FileManager.default.temporaryDirectory.appendingPathComponent("moe-test-\(UUID().uuidString)")
+        let url = scratchRoot.appendingPathComponent(UUID().uuidString)
         try? FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
         return url
     }
+
+    private static let scratchRoot: URL = {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("moe-test-\(getpid())")
+        try? FileManager.default.removeItem(at: root)  // left by an earlier process that had the same id and crashed
+        try? FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+        atexit { try? FileManager.default.removeItem(at: TestSupport.scratchRoot) }
+        return root
+    }()
 }

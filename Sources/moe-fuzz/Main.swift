@@ -29,6 +29,7 @@ struct Replay {
             FuzzTargets.run(target, data)
             count += 1
         }
+        try? FileManager.default.removeItem(atPath: FuzzTargets.scratch)
         print("\(target): \(count) inputs, no crash")
     }
 }
