@@ -102,9 +102,7 @@ public enum ModelBenchmark {
             Figure.Pending(name: "prefill \(promptTokens) tokens", shape: shape, unit: "GFLOP/s",
                            value: Measure.rate(prefillFLOPs / 1e9, prefill), ceiling: "sgemm",
                            note: String(format: "%.1f GFLOP per prompt (2 per multiply-add of the products each token runs + causal attention); ", prefillFLOPs / 1e9)
-                               + (model.expertFormat != .f32 && InferenceSession.PrefillArithmetic.automatic == .bf16
-                                   ? "the non-f32 weights' products in BF16 through oneDNN (AVX512_BF16, f32 accumulation), the rest on sgemm"
-                                   : "every product on sgemm (f32)")),
+                               + prefillNote(model.expertFormat, InferenceSession.PrefillArithmetic.automatic)),
             Figure.Pending(name: "decode, depth 0", shape: shape, unit: "tok/s", value: shallowRate, ceiling: "decode bound", note: bytesNote),
             Figure.Pending(name: "decode, depth \(promptTokens)", shape: shape, unit: "tok/s", value: deepRate, ceiling: "decode bound",
                            note: "after the \(promptTokens)-token prompt, \(kvCache.rawValue) KV cache"),
@@ -138,10 +136,20 @@ public enum ModelBenchmark {
         ]
         return report
     }
+
+    /// How the prompt's products ran, for the prefill figure's note.
+    static func prefillNote(_ format: WeightMatrix.Format, _ arithmetic: InferenceSession.PrefillArithmetic) -> String {
+        switch (format, arithmetic) {
+        case (.f32, _): return "every product on sgemm (f32)"
+        case (_, .bf16): return "the non-f32 weights' products in BF16 through oneDNN (AVX512_BF16, f32 accumulation), the rest on sgemm"
+        case (.q4x8, .int8): return "the q4x8 weights' products in integers (AVX-512 VNNI, the prompt quantized per 64 as decode does), the rest on sgemm"
+        default: return "every product on sgemm (f32), the stored weights widened a block of rows at a time"
+        }
 }
 
 public struct ModelBenchError: Error, CustomStringConvertible {
     public let description: String
     init(_ d: String) { description = d }
+    }
 }
 

@@ -188,6 +188,46 @@ import Testing
         }
     }
 
+    /// Prefill's q4x8 product (many tokens at once, 16 rows at a time, AVX-512 VNNI where present) equals the
+    /// portable matrix-vector product token by token, up to float rounding: on row ranges that start at 0 and at 16,
+    /// end inside a 16-row block or a q4x8 block, and token counts that leave a partial pass of eight.
+    @Test(arguments: [(40, 1088, 13), (24, 320, 8), (16, 2816, 3), (48, 64, 17)])
+    func q4x8PrefillProductMatchesTheMatrixVectorReference(rows: Int, cols: Int, tokens: Int) {
+        let w = Self.randomFloats(rows * cols, seed: 21, scale: 0.02), x = Self.randomFloats(tokens * cols, seed: 22)
+        var mixed = [UInt8](repeating: 0, count: rows * BlockFormat.q4x8.rowBytes(cols))
+        w.withUnsafeBufferPointer { pw in
+            mixed.withUnsafeMutableBytes { BlockFormat.q4x8.quantize(pw.baseAddress!, rows: rows, into: $0.baseAddress!, cols: cols) }
+        }
+        let groups = cols / 64
+        var xq = [Int8](repeating: 0, count: tokens * cols), xd = [Float](repeating: 0, count: tokens * groups), xs = xd
+        for t in 0..<tokens {
+            xq.withUnsafeMutableBufferPointer { q in
+                xd.withUnsafeMutableBufferPointer { d in
+                    xs.withUnsafeMutableBufferPointer { s in
+                        moe_quantize_activation(Array(x[(t * cols)..<((t + 1) * cols)]), q.baseAddress! + t * cols, d.baseAddress! + t * groups,
+                                                s.baseAddress! + t * groups, cols, 64)
+                    }
+                }
+            }
+        }
+        for (row0, n) in [(0, rows), (16, rows - 16), (0, 8), (0, rows - 3)] where n > 0 {
+            let ld = n + 5  // a row stride wider than the rows written: the gaps stay untouched
+            var fast = [Float](repeating: .nan, count: tokens * ld), slow = fast
+            moe_gemm_q4x8(mixed, rows, cols, row0, n, xq, xd, xs, tokens, &fast, ld)
+            moe_gemm_q4x8_portable(mixed, rows, cols, row0, n, xq, xd, xs, tokens, &slow, ld)
+            for t in 0..<tokens {
+                var one = [Float](repeating: 0, count: n)
+                moe_matvec_q4x8_portable(mixed, row0, Array(xq[(t * cols)..<((t + 1) * cols)]), Array(xd[(t * groups)..<((t + 1) * groups)]),
+                                         Array(xs[(t * groups)..<((t + 1) * groups)]), &one, n, cols)
+                for i in 0..<n {
+                    #expect(slow[t * ld + i] == one[i])
+                    #expect(abs(fast[t * ld + i] - one[i]) <= 1e-5 * Swift.max(1, abs(one[i])), "rows \(row0)+\(n), token \(t), row \(i): \(fast[t * ld + i]) vs \(one[i])")
+                }
+                for i in n..<ld { #expect(fast[t * ld + i].isNaN && slow[t * ld + i].isNaN, "token \(t): column \(i) past the rows was written") }
+            }
+        }
+    }
+
     /// MXFP4 as gpt-oss stores it: dequantization against the E2M1 table written out here (element 2i in the low
     /// nibble of byte i, 2^(s - 127) per block of 32), and the vector product against the portable one and the
     /// dequantized product, on random codes and scales.

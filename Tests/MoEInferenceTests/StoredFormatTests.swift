@@ -58,7 +58,8 @@ import Testing
 
     /// The engine on `ids` against the reference logits `want`: f32 prefill within `prefill`, BF16 prefill (where
     /// oneDNN and the CPU allow it) within 1% of the logit scale, and token-by-token decode within `decode`.
-    static func checkEngine(_ engine: InferenceModel, against want: Tensor<Float>, prefill: Double, decode: Double, _ label: String) {
+    static func checkEngine(_ engine: InferenceModel, against want: Tensor<Float>, prefill: Double, decode: Double, allQ4x8: Bool = false,
+                            _ label: String) {
         let scale = Double(want.scalars.map { abs($0) }.max()!)
         let exact = InferenceSession(model: engine, capacity: ids.count, prefill: .f32).forward(ids, allLogits: true)
         #expect(maxDiff(exact, want) < prefill, "\(label) prefill: \(maxDiff(exact, want))")
@@ -69,8 +70,21 @@ import Testing
         }
         let s = InferenceSession(model: engine, capacity: ids.count)
         var worst = 0.0
-        for (p, id) in ids.enumerated() { worst = max(worst, maxDiff(s.forward([id]), want.rows(p..<(p + 1)))) }
+        var decoded: [Tensor<Float>] = []
+        for (p, id) in ids.enumerated() {
+            decoded.append(s.forward([id]))
+            worst = max(worst, maxDiff(decoded[p], want.rows(p..<(p + 1))))
+        }
         #expect(worst < decode, "\(label) decode: \(worst) of logit scale \(scale)")
+        // Integer prefill (q4x8 weights, where the CPU has VNNI) quantizes the prompt's rows as decode quantizes each
+        // token. With every quantized matrix q4x8, its logits are decode's up to float rounding (and the rare
+        // activation code that rounds the other way); other formats are widened for sgemm, as in f32 prefill.
+        if moe_gemm_q4x8_fast() != 0 && engine.expertFormat == .q4x8 {
+            let int8 = InferenceSession(model: engine, capacity: ids.count, prefill: .int8).forward(ids, allLogits: true)
+            let fromDecode = maxDiff(int8, Tensor.concat(decoded, axis: 0))
+            if allQ4x8 { #expect(fromDecode < 1e-3 * scale, "\(label) int8 prefill vs decode: \(fromDecode) of \(scale)") }
+            #expect(maxDiff(int8, want) < decode, "\(label) int8 prefill: \(maxDiff(int8, want)) of \(scale)")
+        }
         // An f16 KV cache: prompt and token-by-token decode both attend to the rounded keys and values.
         let half = InferenceSession(model: engine, capacity: ids.count, prefill: .f32, kvCache: .f16).forward(ids, allLogits: true)
         #expect(maxDiff(half, want) < prefill + 1e-2 * scale, "\(label) f16 KV prefill: \(maxDiff(half, want)) of \(scale)")
@@ -141,9 +155,9 @@ import Testing
     }
 
     /// A quantized checkpoint loads on both paths: the reference model dequantizes it, the engine keeps it as
-    /// stored. Prefill (weights dequantized a block of rows at a time, f32 activations) matches the reference to
-    /// rounding; decode quantizes the activations too (8 bits per block), so its logits move by 1.0% (q8) and
-    /// 1.4% (q4) of the largest logit here, bounded at 3%. q4 is stored as q4x8 (rows interleaved in eights); with
+    /// stored. f32 prefill (weights dequantized a block of rows at a time, f32 activations) matches the reference to
+    /// rounding; decode and integer prefill quantize the activations too (8 bits per block), so their logits move by
+    /// 1.0% (q8) and 1.4% (q4) of the largest logit here, bounded at 3%. q4 is stored as q4x8 (rows interleaved in eights); with
     /// a vocabulary of 324 the head's rows do not come in eights and it stays row-planar q4 beside q4x8 matrices.
     @Test(arguments: [(BlockFormat.q8, 320), (.q4, 320), (.q4, 324)])
     func quantizedCheckpointsRunOnBothPaths(_ format: BlockFormat, vocab: Int) throws {
@@ -160,7 +174,8 @@ import Testing
         #expect(file.quantized["lm_head.weight"]?.format == (format == .q8 ? .q8 : vocab % 8 == 0 ? .q4x8 : .q4))
         let want = try HuggingFace.load(out.path)(ids: Self.ids, batch: 1, .inference).logits.value
         let scale = Double(want.scalars.map { abs($0) }.max()!)
-        Self.checkEngine(engine, against: want, prefill: 1e-4 * scale, decode: 0.03 * scale, "\(format)")
+        Self.checkEngine(engine, against: want, prefill: 1e-4 * scale, decode: 0.03 * scale, allQ4x8: format == .q4 && vocab % 8 == 0,
+                         "\(format)")
         // And the quantized model is close to the f32 one it came from.
         let original = try HuggingFace.load(source.path)(ids: Self.ids, batch: 1, .inference).logits.value
         #expect(Self.maxDiff(want, original) < (format == .q8 ? 0.02 : 0.2) * scale, "\(format) vs f32: \(Self.maxDiff(want, original))")
