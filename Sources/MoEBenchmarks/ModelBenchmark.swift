@@ -142,7 +142,8 @@ public enum ModelBenchmark {
         switch (format, arithmetic) {
         case (.f32, _): return "every product on sgemm (f32)"
         case (_, .bf16): return "the non-f32 weights' products in BF16 through oneDNN (AVX512_BF16, f32 accumulation), the rest on sgemm"
-        case (.q4x8, .int8): return "the q4x8 weights' products in integers (AVX-512 VNNI, the prompt quantized per 64 as decode does), the rest on sgemm"
+        case (.q4x8, .int8), (.q8, .int8):
+            return "the \(format.rawValue) weights' products in integers (AVX-512 VNNI, the prompt quantized per block as decode does), the rest on sgemm"
         default: return "every product on sgemm (f32), the stored weights widened a block of rows at a time"
         }
 }

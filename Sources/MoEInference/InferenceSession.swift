@@ -35,8 +35,8 @@ public final class InferenceSession {
     /// How a prompt multiplies weights that are not stored as f32 (f32 weights always go to sgemm):
     /// - f32: widened to f32 a block of rows at a time, for sgemm;
     /// - bf16: rounded to BF16 (used in place when stored so) for oneDNN's BF16 product;
-    /// - int8: q4x8 weights as stored, against the prompt's rows quantized per 64 as decode quantizes them, in
-    ///   integer products (moe_gemm_q4x8, AVX-512 VNNI); other formats as with f32.
+    /// - int8: q4x8 and q8 weights as stored, against the prompt's rows quantized per block as decode quantizes
+    ///   them, in integer products (moe_gemm_q4x8, moe_gemm_q8: AVX-512 VNNI); other formats as with f32.
     public enum PrefillArithmetic: String, Sendable {
         case f32, bf16, int8
         /// MOE_PREFILL when set (f32, bf16, int8); else BF16 where oneDNN and the CPU allow it and it beats sgemm
@@ -45,10 +45,10 @@ public final class InferenceSession {
             switch ProcessInfo.processInfo.environment["MOE_PREFILL"] {
             case "f32": return .f32
             case "bf16": return moe_bf16_gemm_available() != 0 ? .bf16 : .f32
-            case "int8": return moe_gemm_q4x8_fast() != 0 ? .int8 : .f32
+            case "int8": return moe_gemm_int8_fast() != 0 ? .int8 : .f32
             default:
                 if moe_bf16_gemm_preferred() != 0 { return .bf16 }
-                return moe_gemm_q4x8_fast() != 0 ? .int8 : .f32
+                return moe_gemm_int8_fast() != 0 ? .int8 : .f32
             }
         }
     }
@@ -161,8 +161,8 @@ public final class InferenceSession {
                            b: w.base.assumingMemoryBound(to: Float.self), ldb: w.cols, beta: 0, c: py, ldc: w.rows)
             } else if prefill == .bf16 {
                 projectBF16(w, px, t: t, into: py)
-            } else if prefill == .int8 && w.format == .q4x8 {
-                projectQ4x8(w, px, t: t, into: py)
+            } else if prefill == .int8 && (w.format == .q4x8 || w.format == .q8) {
+                projectInt8(w, px, t: t, into: py)
             } else {
                 let block = Swift.min(w.rows, Swift.max(64, (1 << 20) / Swift.max(w.cols, 1)))
                 let scratch = Tensor<Float>(uninitializedShape: [block, w.cols])
@@ -180,23 +180,30 @@ public final class InferenceSession {
         return y
     }
 
-    /// x [t, cols] W^T on q4x8 weights in integer products: x's rows quantized per 64 (as decode quantizes a
-    /// token), then W's rows in blocks of 16 handed to the cores, each block multiplied by every row of x.
-    func projectQ4x8(_ w: WeightMatrix, _ px: UnsafePointer<Float>, t: Int, into py: UnsafeMutablePointer<Float>) {
-        let cols = w.cols, groups = cols / 64
+    /// x [t, cols] W^T on q4x8 or q8 weights in integer products: x's rows quantized per block (64, 32) as decode
+    /// quantizes a token, then W's rows in blocks of 16 handed to the cores, each block multiplied by every row of x.
+    func projectInt8(_ w: WeightMatrix, _ px: UnsafePointer<Float>, t: Int, into py: UnsafeMutablePointer<Float>) {
+        let cols = w.cols, block = w.format == .q8 ? 32 : 64, blocksPerRow = cols / block
         let xq = UnsafeMutablePointer<Int8>.allocate(capacity: t * cols)
-        let xd = UnsafeMutablePointer<Float>.allocate(capacity: t * groups), xs = UnsafeMutablePointer<Float>.allocate(capacity: t * groups)
+        let xd = UnsafeMutablePointer<Float>.allocate(capacity: t * blocksPerRow)
+        let xs = UnsafeMutablePointer<Float>.allocate(capacity: t * blocksPerRow)
         defer { xq.deallocate(); xd.deallocate(); xs.deallocate() }
         Parallel.forRange(t, grain: 16) { r in
-            for i in r { moe_quantize_activation(px + i * cols, xq + i * cols, xd + i * groups, xs + i * groups, cols, 64) }
+            for i in r {
+                moe_quantize_activation(px + i * cols, xq + i * cols, xd + i * blocksPerRow, xs + i * blocksPerRow, cols, block)
+            }
         }
         // Pieces of whole 16-row blocks, about four a core so a slow core's share can move.
-        let blocks = (w.rows + 15) / 16
-        let pieces = Swift.min(blocks, 4 * Parallel.cores)
+        let rowBlocks = (w.rows + 15) / 16
+        let pieces = Swift.min(rowBlocks, 4 * Parallel.cores)
         let codes = w.base.assumingMemoryBound(to: UInt8.self)
         Parallel.forEachDynamic(pieces) { p in
-            let b0 = blocks * p / pieces, b1 = blocks * (p + 1) / pieces
-            moe_gemm_q4x8(codes, w.rows, cols, 16 * b0, 16 * (b1 - b0), xq, xd, xs, t, py + 16 * b0, w.rows)
+            let b0 = rowBlocks * p / pieces, b1 = rowBlocks * (p + 1) / pieces
+            if w.format == .q8 {
+                moe_gemm_q8(codes, w.rows, cols, 16 * b0, 16 * (b1 - b0), xq, xd, t, py + 16 * b0, w.rows)
+            } else {
+                moe_gemm_q4x8(codes, w.rows, cols, 16 * b0, 16 * (b1 - b0), xq, xd, xs, t, py + 16 * b0, w.rows)
+            }
         }
     }
 

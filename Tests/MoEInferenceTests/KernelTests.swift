@@ -175,7 +175,7 @@ import Testing
         }
         var xq = [Int8](repeating: 0, count: cols), xd = [Float](repeating: 0, count: cols / 64), xs = xd
         moe_quantize_activation(x, &xq, &xd, &xs, cols, 64)
-        var q4 = [Float](repeating: 0, count: rows), slow = q4, fast = q4
+        var q4 = [Float](repeating: 0, count: rows), slow = q4
         moe_matvec_q4_portable(planar, xq, xd, xs, &q4, rows, cols)
         moe_matvec_q4x8_portable(mixed, 0, xq, xd, xs, &slow, rows, cols)
         #expect(q4 == slow)
@@ -188,40 +188,52 @@ import Testing
         }
     }
 
-    /// Prefill's q4x8 product (many tokens at once, 16 rows at a time, AVX-512 VNNI where present) equals the
-    /// portable matrix-vector product token by token, up to float rounding: on row ranges that start at 0 and at 16,
-    /// end inside a 16-row block or a q4x8 block, and token counts that leave a partial pass of eight.
-    @Test(arguments: [(40, 1088, 13), (24, 320, 8), (16, 2816, 3), (48, 64, 17)])
-    func q4x8PrefillProductMatchesTheMatrixVectorReference(rows: Int, cols: Int, tokens: Int) {
+    /// Prefill's integer products (many tokens at once, 16 rows at a time, AVX-512 VNNI where present) equal the
+    /// portable matrix-vector products token by token, up to float rounding, for q4x8 and q8 weights: on row ranges
+    /// that start at 0 and at 16 and end inside a 16-row block or a q4x8 block, token counts that leave a partial
+    /// pass of eight, and an output row stride wider than the rows written (the gap stays untouched).
+    @Test(arguments: [(BlockFormat.q4x8, 40, 1088, 13), (.q4x8, 24, 320, 8), (.q4x8, 16, 2816, 3), (.q4x8, 48, 64, 17),
+                      (.q8, 40, 1056, 13), (.q8, 19, 96, 9), (.q8, 32, 2816, 2)])
+    func integerPrefillProductsMatchTheMatrixVectorReference(format: BlockFormat, rows: Int, cols: Int, tokens: Int) {
         let w = Self.randomFloats(rows * cols, seed: 21, scale: 0.02), x = Self.randomFloats(tokens * cols, seed: 22)
-        var mixed = [UInt8](repeating: 0, count: rows * BlockFormat.q4x8.rowBytes(cols))
+        var stored = [UInt8](repeating: 0, count: rows * format.rowBytes(cols))
         w.withUnsafeBufferPointer { pw in
-            mixed.withUnsafeMutableBytes { BlockFormat.q4x8.quantize(pw.baseAddress!, rows: rows, into: $0.baseAddress!, cols: cols) }
+            stored.withUnsafeMutableBytes { format.quantize(pw.baseAddress!, rows: rows, into: $0.baseAddress!, cols: cols) }
         }
-        let groups = cols / 64
-        var xq = [Int8](repeating: 0, count: tokens * cols), xd = [Float](repeating: 0, count: tokens * groups), xs = xd
+        let block = format == .q8 ? 32 : 64, blocks = cols / block, rb = format.rowBytes(cols)
+        var xq = [Int8](repeating: 0, count: tokens * cols), xd = [Float](repeating: 0, count: tokens * blocks), xs = xd
         for t in 0..<tokens {
             xq.withUnsafeMutableBufferPointer { q in
                 xd.withUnsafeMutableBufferPointer { d in
                     xs.withUnsafeMutableBufferPointer { s in
-                        moe_quantize_activation(Array(x[(t * cols)..<((t + 1) * cols)]), q.baseAddress! + t * cols, d.baseAddress! + t * groups,
-                                                s.baseAddress! + t * groups, cols, 64)
+                        moe_quantize_activation(Array(x[(t * cols)..<((t + 1) * cols)]), q.baseAddress! + t * cols, d.baseAddress! + t * blocks,
+                                                s.baseAddress! + t * blocks, cols, block)
                     }
                 }
             }
         }
         for (row0, n) in [(0, rows), (16, rows - 16), (0, 8), (0, rows - 3)] where n > 0 {
-            let ld = n + 5  // a row stride wider than the rows written: the gaps stay untouched
+            let ld = n + 5
             var fast = [Float](repeating: .nan, count: tokens * ld), slow = fast
-            moe_gemm_q4x8(mixed, rows, cols, row0, n, xq, xd, xs, tokens, &fast, ld)
-            moe_gemm_q4x8_portable(mixed, rows, cols, row0, n, xq, xd, xs, tokens, &slow, ld)
+            if format == .q8 {
+                moe_gemm_q8(stored, rows, cols, row0, n, xq, xd, tokens, &fast, ld)
+                moe_gemm_q8_portable(stored, rows, cols, row0, n, xq, xd, tokens, &slow, ld)
+            } else {
+                moe_gemm_q4x8(stored, rows, cols, row0, n, xq, xd, xs, tokens, &fast, ld)
+                moe_gemm_q4x8_portable(stored, rows, cols, row0, n, xq, xd, xs, tokens, &slow, ld)
+            }
             for t in 0..<tokens {
                 var one = [Float](repeating: 0, count: n)
-                moe_matvec_q4x8_portable(mixed, row0, Array(xq[(t * cols)..<((t + 1) * cols)]), Array(xd[(t * groups)..<((t + 1) * groups)]),
-                                         Array(xs[(t * groups)..<((t + 1) * groups)]), &one, n, cols)
+                let q = Array(xq[(t * cols)..<((t + 1) * cols)]), d = Array(xd[(t * blocks)..<((t + 1) * blocks)])
+                if format == .q8 {
+                    moe_matvec_q8_portable(Array(stored[(row0 * rb)...]), q, d, &one, n, cols)
+                } else {
+                    moe_matvec_q4x8_portable(stored, row0, q, d, Array(xs[(t * blocks)..<((t + 1) * blocks)]), &one, n, cols)
+                }
                 for i in 0..<n {
                     #expect(slow[t * ld + i] == one[i])
-                    #expect(abs(fast[t * ld + i] - one[i]) <= 1e-5 * Swift.max(1, abs(one[i])), "rows \(row0)+\(n), token \(t), row \(i): \(fast[t * ld + i]) vs \(one[i])")
+                    #expect(abs(fast[t * ld + i] - one[i]) <= 1e-5 * Swift.max(1, abs(one[i])),
+                            "\(format) rows \(row0)+\(n), token \(t), row \(i): \(fast[t * ld + i]) vs \(one[i])")
                 }
                 for i in n..<ld { #expect(fast[t * ld + i].isNaN && slow[t * ld + i].isNaN, "token \(t): column \(i) past the rows was written") }
             }

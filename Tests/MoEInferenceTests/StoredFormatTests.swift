@@ -58,7 +58,7 @@ import Testing
 
     /// The engine on `ids` against the reference logits `want`: f32 prefill within `prefill`, BF16 prefill (where
     /// oneDNN and the CPU allow it) within 1% of the logit scale, and token-by-token decode within `decode`.
-    static func checkEngine(_ engine: InferenceModel, against want: Tensor<Float>, prefill: Double, decode: Double, allQ4x8: Bool = false,
+    static func checkEngine(_ engine: InferenceModel, against want: Tensor<Float>, prefill: Double, decode: Double, allInteger: Bool = false,
                             _ label: String) {
         let scale = Double(want.scalars.map { abs($0) }.max()!)
         let exact = InferenceSession(model: engine, capacity: ids.count, prefill: .f32).forward(ids, allLogits: true)
@@ -76,13 +76,13 @@ import Testing
             worst = max(worst, maxDiff(decoded[p], want.rows(p..<(p + 1))))
         }
         #expect(worst < decode, "\(label) decode: \(worst) of logit scale \(scale)")
-        // Integer prefill (q4x8 weights, where the CPU has VNNI) quantizes the prompt's rows as decode quantizes each
-        // token. With every quantized matrix q4x8, its logits are decode's up to float rounding (and the rare
-        // activation code that rounds the other way); other formats are widened for sgemm, as in f32 prefill.
-        if moe_gemm_q4x8_fast() != 0 && engine.expertFormat == .q4x8 {
+        // Integer prefill (q4x8 and q8 weights, where the CPU has VNNI) quantizes the prompt's rows as decode
+        // quantizes each token. With every quantized matrix in one of those formats, its logits are decode's up to
+        // float rounding (and the rare activation code that rounds the other way); others are widened for sgemm.
+        if moe_gemm_int8_fast() != 0 && (engine.expertFormat == .q4x8 || engine.expertFormat == .q8) {
             let int8 = InferenceSession(model: engine, capacity: ids.count, prefill: .int8).forward(ids, allLogits: true)
             let fromDecode = maxDiff(int8, Tensor.concat(decoded, axis: 0))
-            if allQ4x8 { #expect(fromDecode < 1e-3 * scale, "\(label) int8 prefill vs decode: \(fromDecode) of \(scale)") }
+            if allInteger { #expect(fromDecode < 1e-3 * scale, "\(label) int8 prefill vs decode: \(fromDecode) of \(scale)") }
             #expect(maxDiff(int8, want) < decode, "\(label) int8 prefill: \(maxDiff(int8, want)) of \(scale)")
         }
         // An f16 KV cache: prompt and token-by-token decode both attend to the rounded keys and values.
@@ -174,7 +174,7 @@ import Testing
         #expect(file.quantized["lm_head.weight"]?.format == (format == .q8 ? .q8 : vocab % 8 == 0 ? .q4x8 : .q4))
         let want = try HuggingFace.load(out.path)(ids: Self.ids, batch: 1, .inference).logits.value
         let scale = Double(want.scalars.map { abs($0) }.max()!)
-        Self.checkEngine(engine, against: want, prefill: 1e-4 * scale, decode: 0.03 * scale, allQ4x8: format == .q4 && vocab % 8 == 0,
+        Self.checkEngine(engine, against: want, prefill: 1e-4 * scale, decode: 0.03 * scale, allInteger: format == .q8 || vocab % 8 == 0,
                          "\(format)")
         // And the quantized model is close to the f32 one it came from.
         let original = try HuggingFace.load(source.path)(ids: Self.ids, batch: 1, .inference).logits.value

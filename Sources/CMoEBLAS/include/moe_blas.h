@@ -242,16 +242,21 @@ void moe_dequantize_row_q4x8_portable(const uint8_t *w, long row, float *y, long
 void moe_matvec_q4x8(const uint8_t *w, long row0, const int8_t *xq, const float *xd, const float *xs, float *y, long rows, long cols);
 void moe_matvec_q4x8_portable(const uint8_t *w, long row0, const int8_t *xq, const float *xd, const float *xs, float *y, long rows,
                               long cols);
-/// Prefill's product on q4x8 weights (q4gemm.c): y[t * ldy + (r - row0)] = W[r, :] . x_t for t in [0, tokens) and
-/// r in [row0, min(rows, row0 + nrows)), W the q4x8 matrix at w ([rows, cols]), x_t quantized per 64 as for
-/// moe_matvec_q4x8 (xq [tokens, cols], xd and xs [tokens, cols/64]). row0 is a multiple of 16. The values of
-/// moe_matvec_q4x8_portable token by token, up to the order of float rounding; AVX-512 VNNI when
-/// moe_gemm_q4x8_fast() says so, else the portable loop.
-int moe_gemm_q4x8_fast(void);
+/// Prefill's products on q4x8 and q8 weights (intgemm.c): y[t * ldy + (r - row0)] = W[r, :] . x_t for t in
+/// [0, tokens) and r in [row0, min(rows, row0 + nrows)), W the matrix at w ([rows, cols]), x_t quantized per block
+/// as for the matrix-vector products (q4x8: per 64, xq [tokens, cols], xd and xs [tokens, cols/64]; q8: per 32,
+/// xd [tokens, cols/32]). row0 is a multiple of 16. The values of moe_matvec_q4x8_portable / moe_matvec_q8_portable
+/// token by token, up to the order of float rounding; AVX-512 VNNI when moe_gemm_int8_fast() says so, else those
+/// portable loops.
+int moe_gemm_int8_fast(void);
 void moe_gemm_q4x8(const uint8_t *w, long rows, long cols, long row0, long nrows, const int8_t *xq, const float *xd, const float *xs,
                    long tokens, float *y, long ldy);
 void moe_gemm_q4x8_portable(const uint8_t *w, long rows, long cols, long row0, long nrows, const int8_t *xq, const float *xd,
                             const float *xs, long tokens, float *y, long ldy);
+void moe_gemm_q8(const uint8_t *w, long rows, long cols, long row0, long nrows, const int8_t *xq, const float *xd, long tokens, float *y,
+                 long ldy);
+void moe_gemm_q8_portable(const uint8_t *w, long rows, long cols, long row0, long nrows, const int8_t *xq, const float *xd, long tokens,
+                          float *y, long ldy);
 /// Per pair of groups of 64: the codes as [first halves of both | second halves of both] (the kernel reads the
 /// scales and sums as moe_quantize_activation wrote them).
 void moe_pack_activation_q4(const int8_t *xq, long n, void *out);
