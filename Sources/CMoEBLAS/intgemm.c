@@ -144,19 +144,16 @@ __attribute__((target("avx512f,avx512vl,avx512vnni,avx512bw,fma"))) static void 
 }
 #endif
 
-static int gemm_vnni = -1;
+static int gemm_vnni;
 
-int moe_gemm_int8_fast(void) {
+__attribute__((constructor)) static void choose_gemm_kernels(void) {
 #if defined(__x86_64__)
-    if (gemm_vnni < 0) {
-        const moe_cpu_t *c = moe_cpu();
-        gemm_vnni = c->avx512f && c->avx512vl && c->avx512bw && c->avx512vnni && c->fma;
-    }
-    return gemm_vnni;
-#else
-    return 0;
+    const moe_cpu_t *c = moe_cpu();
+    gemm_vnni = c->avx512f && c->avx512vl && c->avx512bw && c->avx512vnni && c->fma;
 #endif
 }
+
+int moe_gemm_int8_fast(void) { return gemm_vnni; }
 
 void moe_gemm_q4x8(const uint8_t *w, long rows, long cols, long row0, long nrows, const int8_t *xq, const float *xd, const float *xs,
                    long tokens, float *y, long ldy) {

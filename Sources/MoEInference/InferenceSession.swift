@@ -29,12 +29,11 @@ public final class InferenceSession {
     /// gpt-oss's clamped SwiGLU (alpha, limit); nil for plain SwiGLU.
     let clamp: (alpha: Float, limit: Float)?
 
-    /// How a prompt multiplies weights that are not f32: widened to f32 for sgemm (exact), or in BF16 through
-    /// oneDNN (activations rounded to BF16, f32 accumulation: about 2.3x sgemm's rate where the CPU has
-    /// AVX512_BF16 and libdnnl.so.2 is installed). f32 weights always take sgemm; decode is unaffected.
-    /// How a prompt multiplies weights that are not stored as f32 (f32 weights always go to sgemm):
-    /// - f32: widened to f32 a block of rows at a time, for sgemm;
-    /// - bf16: rounded to BF16 (used in place when stored so) for oneDNN's BF16 product;
+    /// How a prompt multiplies weights that are not stored as f32 (f32 weights always go to sgemm; decode is
+    /// unaffected):
+    /// - f32: widened to f32 a block of rows at a time, for sgemm (exact);
+    /// - bf16: rounded to BF16 (used in place when stored so) for oneDNN's BF16 product (activations rounded to
+    ///   BF16, f32 accumulation; where the CPU has AVX512_BF16 and libdnnl.so.2 is installed);
     /// - int8: q4x8 and q8 weights as stored, against the prompt's rows quantized per block as decode quantizes
     ///   them, in integer products (moe_gemm_q4x8, moe_gemm_q8: AVX-512 VNNI); other formats as with f32.
     public enum PrefillArithmetic: String, Sendable {
