@@ -2,7 +2,7 @@
 // quantizes them (Q8_0-style codes xq and scales xd, per 64 for q4x8 with the scaled code sums xs for its minimums,
 // per 32 for q8), the weights' codes multiplied as integers by AVX-512 VNNI. No BLAS does this: its products take
 // f32 or BF16, and a q4 matrix widened to f32 for sgemm runs at sgemm's rate (on an Intel Xeon with AVX-512 VNNI,
-// 141-151 GFLOP/s on M1's expert shapes, 128 tokens, two cores), while these integer products ran 200-242 on the
+// 146-151 GFLOP/s on M1's expert shapes, 128 tokens, two cores), while these integer products ran 211-242 on the
 // same cores in the same process (q4x8; medians of 30 alternating passes over an expert's three matrices).
 //
 // Sixteen rows at a time are first rewritten, into a buffer that stays in L1/L2, as one 64-byte vector per four
