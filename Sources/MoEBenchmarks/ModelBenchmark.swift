@@ -146,11 +146,10 @@ public enum ModelBenchmark {
             return "the \(format.rawValue) weights' products in integers (AVX-512 VNNI, the prompt quantized per block as decode does), the rest on sgemm"
         default: return "every product on sgemm (f32), the stored weights widened a block of rows at a time"
         }
+    }
 }
 
 public struct ModelBenchError: Error, CustomStringConvertible {
     public let description: String
     init(_ d: String) { description = d }
-    }
 }
-
