@@ -73,14 +73,9 @@ int moe_bf16_gemm_available(void) {
 // Whether prefill should take it. On AMD Zen 4, oneDNN's BF16 matmul ran 2.3x sgemm on M1's expert shapes (see
 // above). On the Intel Xeon family 6 model 207 (AVX512_BF16, no AMX advertised), it ran 0.55-0.8x OpenBLAS's
 // Cooperlake sgemm on one core (brg:avx512_core_bf16, 70-75 GFLOP/s, against 89-134 for 128 and 512 x 2816 x 1024),
-// and M1 prefill from q4 and q8 weights 1.1-1.5x faster widened to f32 for sgemm. So: on AMD, or when
-// MOE_PREFILL=bf16 asks for it.
-int moe_bf16_gemm_preferred(void) {
-    if (!moe_bf16_gemm_available()) return 0;
-    const char *choice = getenv("MOE_PREFILL");
-    if (choice && strcmp(choice, "bf16") == 0) return 1;
-    return moe_cpu_is_amd(moe_cpu());
-}
+// and M1 prefill from q4 and q8 weights 1.1-1.5x faster widened to f32 for sgemm. So: on AMD. (MOE_PREFILL, a
+// user's explicit choice, is read where the choice is made: InferenceSession.PrefillArithmetic.automatic.)
+int moe_bf16_gemm_preferred(void) { return moe_bf16_gemm_available() && moe_cpu_is_amd(moe_cpu()); }
 
 // Primitives by shape: oneDNN builds (JIT-compiles) one per shape in a few hundred microseconds; a prompt's
 // expert blocks repeat a few dozen shapes.

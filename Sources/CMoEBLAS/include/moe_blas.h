@@ -269,8 +269,7 @@ void moe_matvec_q8_portable(const uint8_t *w, const int8_t *xq, const float *xd,
 /// Returns 0 (and writes nothing) when oneDNN, the CPU's AVX512_BF16, or the product is unavailable, or when
 /// MOE_PREFILL=f32.
 int moe_bf16_gemm_available(void);
-/// Whether prefill should use them by default: available, and faster than sgemm on this CPU (AMD), or asked for
-/// with MOE_PREFILL=bf16.
+/// Whether prefill should use them by default: available, and faster than sgemm on this CPU (AMD).
 int moe_bf16_gemm_preferred(void);
 int moe_bf16_gemm(long m, long n, long k, const uint16_t *a, long lda, const uint16_t *b, long ldb, float *c, long ldc);
 /// f32 -> bf16, rounding to nearest even (NaN stays NaN).
