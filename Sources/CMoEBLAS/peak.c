@@ -70,6 +70,42 @@ static double probe128(long iters) {
     return (double)iters * 12 * 4;
 }
 
+// The peaks of the narrow dot-product instructions, the ceilings of the prompt products that run in them: AVX-512
+// VNNI's vpdpbusd (64 u8 x s8 multiply-adds into 16 int32 lanes) and AVX512_BF16's vdpbf16ps (32 BF16 pairs
+// into 16 f32 lanes). 16 independent accumulators, as the FMA probe; operations counted as FLOPs are (2 per
+// multiply-add), so a rate compares with sgemm's directly.
+__attribute__((target("avx512f,avx512vnni"))) static double vnni512(long iters) {
+    const __m512i u = _mm512_set1_epi8(3), s = _mm512_set1_epi8(-2);
+    ACC16(__m512i, _mm512_setzero_si512());
+#define DPBUSD(x) _mm512_dpbusd_epi32(x, u, s)
+    for (long i = 0; i < iters; i++) { STEP16(DPBUSD); }
+    __m512i t = _mm512_add_epi32(_mm512_add_epi32(_mm512_add_epi32(a0, a1), _mm512_add_epi32(a2, a3)), _mm512_add_epi32(_mm512_add_epi32(a4, a5), _mm512_add_epi32(a6, a7)));
+    t = _mm512_add_epi32(t, _mm512_add_epi32(_mm512_add_epi32(_mm512_add_epi32(a8, a9), _mm512_add_epi32(a10, a11)), _mm512_add_epi32(_mm512_add_epi32(a12, a13), _mm512_add_epi32(a14, a15))));
+    sink = (float)_mm512_reduce_add_epi32(t);
+    return (double)iters * 16 * 64 * 2;
+}
+
+__attribute__((target("avx512f,avx512bf16"))) static double bf16dot512(long iters) {
+    const __m512bh u = (__m512bh)_mm512_set1_epi16(0x3f80), s = (__m512bh)_mm512_set1_epi16((short)0xb380);  // 1, -6e-8
+    ACC16(__m512, _mm512_set1_ps(1.0f));
+#define DPBF16(x) _mm512_dpbf16_ps(x, u, s)
+    for (long i = 0; i < iters; i++) { STEP16(DPBF16); }
+    __m512 t = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)), _mm512_add_ps(_mm512_add_ps(a4, a5), _mm512_add_ps(a6, a7)));
+    t = _mm512_add_ps(t, _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a8, a9), _mm512_add_ps(a10, a11)), _mm512_add_ps(_mm512_add_ps(a12, a13), _mm512_add_ps(a14, a15))));
+    sink = _mm512_reduce_add_ps(t);
+    return (double)iters * 16 * 32 * 2;
+}
+
+double moe_int8_probe(long iterations) {
+    const moe_cpu_t *cpu = moe_cpu();
+    return cpu->avx512f && cpu->avx512vnni ? vnni512(iterations) : 0;
+}
+
+double moe_bf16_probe(long iterations) {
+    const moe_cpu_t *cpu = moe_cpu();
+    return cpu->avx512f && cpu->avx512bf16 ? bf16dot512(iterations) : 0;
+}
+
 double moe_fma_probe(long iterations) {
     const moe_cpu_t *cpu = moe_cpu();
     switch (cpu->isa) {
@@ -88,4 +124,6 @@ double moe_fma_probe(long iterations) {
     (void)s;
     return (double)iterations * 16 * 2;
 }
+double moe_int8_probe(long iterations) { (void)iterations; return 0; }
+double moe_bf16_probe(long iterations) { (void)iterations; return 0; }
 #endif

@@ -75,7 +75,8 @@ public enum Machine {
 
     /// The report of the machine, given the ceilings sampled during a run (`childMeasured`: a child process
     /// measured the matching kernel).
-    static func report(sgemmCeiling: Measure.Stats, sgemmInUse: Measure.Stats, fma: Measure.Stats, childMeasured: Bool) -> MachineReport {
+    static func report(sgemmCeiling: Measure.Stats, sgemmInUse: Measure.Stats, fma: Measure.Stats, int8: Measure.Stats?, bf16: Measure.Stats?,
+                       childMeasured: Bool) -> MachineReport {
         let cpu = CPUInfo.current, blas = BLAS.info, plan = ceilingPlan
         var warnings: [String] = []
         if let w = blas.warning { warnings.append(w) }
@@ -125,7 +126,7 @@ public enum Machine {
                           Parallel.cores, p, lanes, ghz, fma.max / (cores * Double(p)))
         }
         return MachineReport(
-            cpu: cpu, blas: blas, threads: Parallel.cores, blasThreads: BLAS.threads, fmaPeak: fma,
+            cpu: cpu, blas: blas, threads: Parallel.cores, blasThreads: BLAS.threads, fmaPeak: fma, int8Peak: int8, bf16Peak: bf16,
             theoreticalPeak: theoretical, flopsPerCycle: flopsPerCycle, theoreticalNote: note,
             ceilingKernel: plan.kernel,
             ceilingMeasuredIn: !childMeasured ? "this process"
@@ -143,6 +144,10 @@ public struct MachineReport: Codable, Sendable {
     public let blasThreads: Int
     /// GFLOP/s of the register-only FMA probe on all cores (its best sample is the peak).
     public let fmaPeak: Measure.Stats
+    /// GFLOP/s (2 per multiply-add) of the register-only AVX-512 VNNI and AVX512_BF16 dot-product probes on all
+    /// cores; nil where the CPU lacks the instruction.
+    public let int8Peak: Measure.Stats?
+    public let bf16Peak: Measure.Stats?
     /// GFLOP/s: cores x FLOPs per cycle x the reported clock (nil where the clock cannot be read).
     public let theoreticalPeak: Double?
     public let flopsPerCycle: Int?
@@ -164,6 +169,11 @@ public struct MachineReport: Codable, Sendable {
             out.append(String(format: "       theoretical %.0f GFLOP/s = %@", t, n))
         } else {
             out.append("       theoretical: the clock cannot be read on this machine")
+        }
+        for (name, p) in [("int8 dot products (AVX-512 VNNI vpdpbusd)", int8Peak), ("BF16 dot products (AVX512_BF16 vdpbf16ps)", bf16Peak)] {
+            if let p {
+                out.append(String(format: "       %.0f GFLOP/s %@, 2 per multiply-add (best of %d; median %.0f, min %.0f)", p.max, name, p.runs, p.median, p.min))
+            }
         }
         out.append("sgemm ceiling: \(ceilingKernel), the kernel that matches \(cpu.isa), measured in \(ceilingMeasuredIn)")
         return out

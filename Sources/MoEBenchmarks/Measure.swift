@@ -156,17 +156,18 @@ public enum Measure {
         return t.map { 2 * Double(n * n * n) / 1e9 / $0 }
     }
 
-    /// The CPU's single-precision vector peak on all cores, GFLOP/s samples: a register-only FMA loop of about
-    /// 0.1 s per sample on every core at once (no BLAS, no memory traffic).
-    public static func fmaRates(runs: Int) -> [Double] {
+    /// A probe's peak on all cores (BLAS.Probe: f32 FMA, int8 or BF16 dot products), GFLOP/s samples: a
+    /// register-only loop of about 0.1 s per sample on every core at once (no BLAS, no memory traffic). Empty
+    /// where the CPU lacks the probe's instruction.
+    public static func peakRates(_ probe: BLAS.Probe, runs: Int) -> [Double] {
         let iterations = 1 << 18
         let t0 = now()
-        _ = BLAS.fmaProbe(iterations: iterations)
+        guard BLAS.probe(probe, iterations: iterations) > 0 else { return [] }
         let n = max(1 << 16, Int(Double(iterations) * 0.1 / max(now() - t0, 1e-6)))
         let cores = Parallel.cores
-        let perCore = BLAS.fmaProbe(iterations: n)
+        let perCore = BLAS.probe(probe, iterations: n)
         let t = samples(runs: runs) {
-            DispatchQueue.concurrentPerform(iterations: cores) { _ in _ = BLAS.fmaProbe(iterations: n) }
+            DispatchQueue.concurrentPerform(iterations: cores) { _ in _ = BLAS.probe(probe, iterations: n) }
         }
         return t.map { Double(cores) * perCore / 1e9 / $0 }
     }
@@ -259,22 +260,40 @@ public struct Figure: Codable, Sendable {
 }
 
 public struct BenchReport: Codable, Sendable {
-    /// Samples the sgemm ceiling and every other ceiling once more, then scales the pending figures by their
+    /// A ceiling for work whose operations run on different kernels: each part's share of the operations at
+    /// its own ceiling, so the bound is 1 / sum(share_i / rate_i) (a roofline for a mix). The shares sum to 1.
+    public struct Mix {
+        public let label: String
+        public let parts: [(ceiling: String, share: Double)]
+        public init(label: String, parts: [(ceiling: String, share: Double)]) {
+            self.label = label
+            self.parts = parts
+        }
+
+        /// The mix's rate when each part runs at `rate(ceiling)`; nil when a part's rate is unknown or not positive.
+        public func bound(_ rate: (String) -> Double?) -> Double? {
+            var time = 0.0
+            for p in parts {
+                guard let r = rate(p.ceiling), r > 0 else { return nil }
+                time += p.share / r
+            }
+            return 1 / time
+        }
+    }
+
+    /// Samples the sgemm ceiling and every other ceiling once more, measures the register-only peaks ("fma
+    /// peak", and "int8 peak" and "bf16 peak" where the CPU has them), then scales the pending figures by their
     /// ceiling's median. `others` maps a figure's ceiling name ("copy") to its label and measurement; figures
-    /// name "sgemm" for the sgemm ceiling.
+    /// name "sgemm" for the sgemm ceiling, a peak's name, or a name in `mixes` for a mix of those.
     public static func finish(
         _ benchmark: String, pending: [Figure.Pending], sgemm: Measure.SgemmCeiling,
-        others: [String: (label: String, ceiling: Measure.Ceiling)] = [:]
+        others: [String: (label: String, ceiling: Measure.Ceiling)] = [:], mixes: [String: Mix] = [:]
     ) -> BenchReport {
         sgemm.sample()
         for (_, c) in others { c.ceiling.sample() }
         let gemm = sgemm.stats
-        var medians = others.mapValues { $0.ceiling.stats.median }
-        medians["sgemm"] = gemm.median
-        let figures = pending.map { p in
-            Figure(name: p.name, shape: p.shape, unit: p.unit, value: p.value, ceiling: p.ceiling,
-                   ceilingValue: p.ceiling.flatMap { medians[$0] }, note: p.note)
-        }
+        var stats = others.mapValues { $0.ceiling.stats }
+        stats["sgemm"] = gemm
         var table = Dictionary(uniqueKeysWithValues: others.values.map { ($0.label, $0.ceiling.stats) })
         table["sgemm (GFLOP/s)"] = gemm
         if let m = sgemm.matching {
@@ -282,10 +301,31 @@ public struct BenchReport: Codable, Sendable {
         }
         let inUse = sgemm.inProcess.stats
         table["sgemm, tensor API, BLAS in use (GFLOP/s)"] = inUse
-        // The vector peak without any BLAS.
-        let fma = Measure.Stats(Measure.fmaRates(runs: max(5, pending.first?.value.runs ?? 5)))
-        table["vector FMA peak, no BLAS (GFLOP/s)"] = fma
-        let machine = Machine.report(sgemmCeiling: gemm, sgemmInUse: inUse, fma: fma, childMeasured: sgemm.matching != nil)
+        // The vector peaks without any BLAS.
+        let runs = max(5, pending.first?.value.runs ?? 5)
+        func peak(_ p: BLAS.Probe, _ label: String) -> Measure.Stats? {
+            let r = Measure.peakRates(p, runs: runs)
+            guard !r.isEmpty else { return nil }
+            let s = Measure.Stats(r)
+            table[label] = s
+            stats["\(p.rawValue) peak"] = s
+            return s
+        }
+        let fma = peak(.fma, "vector FMA peak, no BLAS (GFLOP/s)") ?? Measure.Stats([])
+        let int8 = peak(.int8, "int8 dot-product peak (VNNI), no BLAS (GFLOP/s)")
+        let bf16 = peak(.bf16, "BF16 dot-product peak, no BLAS (GFLOP/s)")
+        for (name, mix) in mixes {
+            guard let median = mix.bound({ stats[$0]?.median }), let low = mix.bound({ stats[$0]?.min }),
+                  let high = mix.bound({ stats[$0]?.max }) else { continue }
+            let s = Measure.Stats(median: median, min: low, max: high, runs: mix.parts.compactMap { stats[$0.ceiling]?.runs }.min() ?? 0)
+            stats[name] = s
+            table[mix.label] = s
+        }
+        let figures = pending.map { p in
+            Figure(name: p.name, shape: p.shape, unit: p.unit, value: p.value, ceiling: p.ceiling,
+                   ceilingValue: p.ceiling.flatMap { stats[$0]?.median }, note: p.note)
+        }
+        let machine = Machine.report(sgemmCeiling: gemm, sgemmInUse: inUse, fma: fma, int8: int8, bf16: bf16, childMeasured: sgemm.matching != nil)
         for w in machine.warnings { FileHandle.standardError.write(Data("WARNING: \(w)\n".utf8)) }
         return BenchReport(
             benchmark: benchmark, threads: Parallel.cores, blasThreads: BLAS.threads, build: Measure.buildConfiguration,

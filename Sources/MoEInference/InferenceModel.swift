@@ -217,18 +217,23 @@ public final class InferenceModel: @unchecked Sendable {
     }
 
     /// Useful FLOPs of one token at context length 0 (2 per multiply-add of every product it runs).
-    public var flopsPerToken: Double {
-        var macs = Double(head.rows * head.cols)
+    public var flopsPerToken: Double { flopsPerToken(where: { _ in true }) }
+
+    /// The part of `flopsPerToken` in the products whose weights are stored in a format that passes `include`
+    /// (the router's weights are f32): how a prompt's work splits between arithmetics.
+    public func flopsPerToken(where include: (WeightMatrix.Format) -> Bool) -> Double {
+        func macs(_ ms: [WeightMatrix]) -> Double { ms.reduce(0) { $0 + (include($1.format) ? Double($1.rows * $1.cols) : 0) } }
+        var total = macs([head])
         for l in layers {
-            macs += Double(l.q.rows * l.q.cols + l.k.rows * l.k.cols + l.v.rows * l.v.cols + l.o.rows * l.o.cols)
+            total += macs([l.q, l.k, l.v, l.o])
             if let r = l.router {
-                macs += Double(r.config.numExperts * r.config.hiddenSize)
-                if let e = l.experts.first { macs += Double(r.config.expertsPerToken * e.macs) }
+                if include(.f32) { total += Double(r.config.numExperts * r.config.hiddenSize) }
+                if let e = l.experts.first { total += Double(r.config.expertsPerToken) * macs(e.matrices) }
             }
-            if let s = l.shared { macs += Double(s.macs) }
-            if let m = l.dense { macs += Double(m.macs) }
+            if let s = l.shared { total += macs(s.matrices) }
+            if let m = l.dense { total += macs(m.matrices) }
         }
-        return 2 * macs
+        return 2 * total
     }
 
     /// Turns the crash of reading a model file truncated while mapped (SIGBUS) into one line and exit status 1.

@@ -50,6 +50,16 @@ public final class InferenceSession {
                 return moe_gemm_int8_fast() != 0 ? .int8 : .f32
             }
         }
+
+        /// Whether a prompt's products on weights stored as `format` run in this arithmetic; the others run on
+        /// sgemm, widened a block of rows at a time where they are not f32.
+        public func covers(_ format: WeightMatrix.Format) -> Bool {
+            switch self {
+            case .f32: return false
+            case .bf16: return format != .f32
+            case .int8: return format == .q4x8 || format == .q8
+            }
+        }
     }
 
     public let prefill: PrefillArithmetic
@@ -158,10 +168,8 @@ public final class InferenceSession {
             } else if w.format == .f32 {
                 Float.gemm(transA: false, transB: true, m: t, n: w.rows, k: w.cols, alpha: 1, a: px, lda: w.cols,
                            b: w.base.assumingMemoryBound(to: Float.self), ldb: w.cols, beta: 0, c: py, ldc: w.rows)
-            } else if prefill == .bf16 {
-                projectBF16(w, px, t: t, into: py)
-            } else if prefill == .int8 && (w.format == .q4x8 || w.format == .q8) {
-                projectInt8(w, px, t: t, into: py)
+            } else if prefill.covers(w.format) {
+                if prefill == .bf16 { projectBF16(w, px, t: t, into: py) } else { projectInt8(w, px, t: t, into: py) }
             } else {
                 let block = Swift.min(w.rows, Swift.max(64, (1 << 20) / Swift.max(w.cols, 1)))
                 let scratch = Tensor<Float>(uninitializedShape: [block, w.cols])

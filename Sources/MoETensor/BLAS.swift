@@ -197,14 +197,29 @@ public enum BLAS {
         #endif
     }
 
-    /// Runs `iterations` rounds of the register-only FMA loop (no BLAS, no memory) on the calling thread and
-    /// returns the single-precision FLOPs done; timed over every core, it is the compute ceiling no library choice
-    /// can hide (Measure.fmaRates).
-    public static func fmaProbe(iterations: Int) -> Double {
+    /// The register-only loops that measure what the CPU's vector units can do, without any BLAS or memory.
+    public enum Probe: String, Sendable {
+        /// f32 FMAs of the widest vector ISA: the ceiling of every f32 product.
+        case fma
+        /// AVX-512 VNNI's u8 x s8 dot product (vpdpbusd): the ceiling of the integer prompt products.
+        case int8
+        /// AVX512_BF16's dot product (vdpbf16ps): the ceiling of the BF16 prompt products.
+        case bf16
+    }
+
+    /// Runs `iterations` rounds of the probe's loop (16 independent instructions each; the FMA loop without
+    /// AVX-512 runs 12) on the calling thread and returns the operations done, 2 per multiply-add, or 0 where the
+    /// CPU lacks the instruction. Timed over every core, it is a compute ceiling no library choice can hide
+    /// (Measure.peakRates).
+    public static func probe(_ p: Probe, iterations: Int) -> Double {
         #if canImport(Accelerate)
         return 0
         #else
-        return moe_fma_probe(iterations)
+        switch p {
+        case .fma: return moe_fma_probe(iterations)
+        case .int8: return moe_int8_probe(iterations)
+        case .bf16: return moe_bf16_probe(iterations)
+        }
         #endif
     }
 }

@@ -182,4 +182,49 @@ struct HuggingFaceCLITests {
         let bad = try TestSupport.runMoE(["bench", "model", "--model", "/nonexistent"])
         #expect(bad.status == 1 && bad.err == "Error: /nonexistent/config.json: not found; point at a model directory with config.json\n")
     }
+
+    /// A q8 prompt in integer products is judged against the machine's best kernels: its GFLOP/s also appear against
+    /// the prefill bound, the int8 products' share of the FLOPs at the VNNI peak and the rest at sgemm's rate (the
+    /// router stays f32). In f32 arithmetic there is no such figure. The report names the int8 and BF16 peaks where
+    /// the CPU has the instructions, and only there.
+    @Test(.enabled(if: FileManager.default.fileExists(atPath: mixtral)))
+    func integerPrefillIsJudgedAgainstTheIntegerPeak() throws {
+        let dir = TestSupport.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let q8 = dir.appendingPathComponent("q8").path
+        let made = try TestSupport.runMoE(["quantize", "--model", Self.mixtral, "--to", "q8", "--matrices", "all", "--out", q8])
+        #expect(made.status == 0, "\(made.err)")
+        let features = CPUInfo.current.features
+        for arithmetic in ["int8", "f32"] {
+            let r = try TestSupport.runMoE(["bench", "model", "--model", q8, "--prompt-tokens", "16", "--new-tokens", "2", "--json"],
+                                           environment: ["MOE_PREFILL": arithmetic])
+            #expect(r.status == 0, "\(r.err)")
+            let o = try #require(try JSONSerialization.jsonObject(with: Data(r.out.utf8)) as? [String: Any])
+            let machine = try #require(o["machine"] as? [String: Any]), ceilings = try #require(o["ceilings"] as? [String: [String: Any]])
+            #expect((machine["int8Peak"] != nil) == features.contains("avx512_vnni"))
+            #expect((machine["bf16Peak"] != nil) == features.contains("avx512_bf16"))
+            let figures = try #require(o["figures"] as? [[String: Any]])
+            let bounded = figures.filter { $0["ceiling"] as? String == "prefill bound" }
+            guard arithmetic == "int8" && features.contains("avx512_vnni") && features.contains("avx512bw") else {
+                #expect(bounded.isEmpty)
+                continue
+            }
+            let figure = try #require(bounded.first)
+            let label = try #require(ceilings.keys.first { $0.hasPrefix("prefill bound") })
+            func median(_ d: [String: Any]?) -> Double { d?["median"] as? Double ?? .nan }
+            let bound = median(ceilings[label]), int8 = median(ceilings["int8 dot-product peak (VNNI), no BLAS (GFLOP/s)"])
+            let sgemm = median(ceilings["sgemm (GFLOP/s)"]), value = median(figure["value"] as? [String: Any])
+            #expect(abs((figure["ratio"] as? Double ?? .nan) - value / bound) < 1e-9 * value / bound)
+            // The fixture (D 64, V 512, 4 heads and 2 KV heads of 16, 2 layers, 8 experts of 32, top-2), per token in
+            // multiply-adds: head 512 x 64, per layer q, k, v, o 12288, router 8 x 64 and two experts 2 x 3 x 32 x 64;
+            // causal attention over 16 tokens (scores and values, 2 layers x 4 heads x 16 dims x 17 / 2 keys on average)
+            // 4 x 2 x 4 x 16 x 17 / 2 FLOPs. Only the routers and attention stay f32.
+            let perLayer = 12288.0 + 512 + 12288, total = 2 * (512 * 64 + 2 * perLayer) + 4 * 2 * 4 * 16 * 17 / 2
+            let share = 2 * (512 * 64 + 2 * (perLayer - 512)) / total
+            #expect((figure["note"] as? String)?.contains(String(format: "%.1f%% of the FLOPs", 100 * share)) == true, "\(figure["note"] ?? "")")
+            let expected = 1 / (share / int8 + (1 - share) / sgemm)
+            #expect(abs(bound - expected) < 1e-9 * bound, "bound \(bound), from the parts \(expected)")
+            #expect(bound > sgemm && bound < int8)
+        }
+    }
 }

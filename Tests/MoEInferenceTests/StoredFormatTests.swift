@@ -172,6 +172,13 @@ import Testing
         #expect(engine.expertFormat == (format == .q8 ? .q8 : .q4x8))
         let file = try SafetensorsFile(path: out.appendingPathComponent("model.safetensors").path)
         #expect(file.quantized["lm_head.weight"]?.format == (format == .q8 ? .q8 : vocab % 8 == 0 ? .q4x8 : .q4))
+        // How a prompt's FLOPs split between arithmetics: integers take every quantized product but a row-planar q4
+        // head's, BF16 every product on stored weights; the routers stay f32.
+        let c = engine.config, router = 2.0 * Double(c.numLayers * (c.moe?.numExperts ?? 0) * c.hiddenSize)
+        let head = 2.0 * Double(vocab * c.hiddenSize), planarHead = format == .q4 && vocab % 8 != 0
+        #expect(engine.flopsPerToken(where: InferenceSession.PrefillArithmetic.int8.covers) == engine.flopsPerToken - router - (planarHead ? head : 0))
+        #expect(engine.flopsPerToken(where: InferenceSession.PrefillArithmetic.bf16.covers) == engine.flopsPerToken - router)
+        #expect(engine.flopsPerToken(where: InferenceSession.PrefillArithmetic.f32.covers) == 0)
         let want = try HuggingFace.load(out.path)(ids: Self.ids, batch: 1, .inference).logits.value
         let scale = Double(want.scalars.map { abs($0) }.max()!)
         Self.checkEngine(engine, against: want, prefill: 1e-4 * scale, decode: 0.03 * scale, allInteger: format == .q8 || vocab % 8 == 0,

@@ -161,12 +161,15 @@ struct BLASTests {
         check(1030, 1, 1020, ta: false, tb: false, nested: false)
     }
 
-    /// The FMA probe does the work it reports: per iteration 16 vector FMAs with AVX-512, 12 with AVX2, and 12
-    /// multiplies or adds without FMA, of the ISA's width.
-    @Test func fmaProbeCountsItsWork() {
+    /// The probes do the work they report: per iteration 16 vector FMAs with AVX-512, 12 with AVX2, and 12
+    /// multiplies or adds without FMA, of the ISA's width; 16 VNNI (64 multiply-adds each) and 16 BF16 dot
+    /// products (32 each) where the CPU has them, and nothing where it does not.
+    @Test func probesCountTheirWork() {
         let cpu = CPUInfo.current
         let lanes = Double(cpu.vectorBits / 32)
         let perIteration = cpu.isa == "AVX-512" ? 16 * 2 : cpu.hasAVX2 ? 12 * 2 : 12
-        #expect(BLAS.fmaProbe(iterations: 1000) == 1000 * Double(perIteration) * lanes)
+        #expect(BLAS.probe(.fma, iterations: 1000) == 1000 * Double(perIteration) * lanes)
+        #expect(BLAS.probe(.int8, iterations: 1000) == (cpu.features.contains("avx512_vnni") ? 1000 * 16 * 64 * 2 : 0))
+        #expect(BLAS.probe(.bf16, iterations: 1000) == (cpu.features.contains("avx512_bf16") ? 1000 * 16 * 32 * 2 : 0))
     }
 }

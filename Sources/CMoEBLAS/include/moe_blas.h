@@ -179,6 +179,10 @@ void moe_adamw_f32_portable(float *p, float *m, float *v, const float *g, long n
 /// and 6 adds in independent chains) on the calling thread with the widest usable ISA, and returns the
 /// single-precision FLOPs done (2 per lane per FMA, 1 per lane per multiply or add).
 double moe_fma_probe(long iterations);
+/// The same for AVX-512 VNNI's int8 dot product (vpdpbusd) and AVX512_BF16's (vdpbf16ps): the operations done
+/// (2 per multiply-add), or 0 where the CPU lacks the instruction.
+double moe_int8_probe(long iterations);
+double moe_bf16_probe(long iterations);
 
 /// Decode attention for one query position: out[h] = softmax(scale q[h] . K_g) V_g for query heads h in [h0, h1),
 /// g = h / (hq / hkv); q and out [hq, dh], k and v the cache rows [s, hkv dh]; scratch holds s floats. `sinks` [hq]
