@@ -57,14 +57,20 @@ import Testing
         }
     }
 
-    @Test(arguments: [(9, 1024), (4, 128), (1, 2816)])
+    /// Both f32 kernels (a row at a time; four rows at once, with rows left over and columns past the last 32 and
+    /// the last 16) and the one chosen for this CPU.
+    @Test(arguments: [(9, 1024), (4, 128), (1, 2816), (11, 1000), (7, 37), (5, 15)])
     func f32KernelMatchesTheDoubleProduct(rows: Int, cols: Int) {
         let w = Self.randomFloats(rows * cols, seed: 3), x = Self.randomFloats(cols, seed: 4)
-        var y = [Float](repeating: 0, count: rows)
-        if moe_matvec_f32(w, x, &y, rows, cols) == 0 { return }  // no AVX-512 here: the BLAS's sgemv is used
-        for r in 0..<rows {
-            let exact = Self.dot(w[(r * cols)..<((r + 1) * cols)], x)
-            #expect(abs(Double(y[r]) - exact) < 1e-4 * Double(cols).squareRoot())
+        for streams in [0, 1, 4] {
+            var y = [Float](repeating: .nan, count: rows + 1)
+            let ran = streams == 0 ? moe_matvec_f32(w, x, &y, rows, cols) : moe_matvec_f32_streams(Int32(streams), w, x, &y, rows, cols)
+            if ran == 0 { return }  // no AVX-512 here: the BLAS's sgemv is used
+            for r in 0..<rows {
+                let exact = Self.dot(w[(r * cols)..<((r + 1) * cols)], x)
+                #expect(abs(Double(y[r]) - exact) < 1e-4 * Double(cols).squareRoot(), "\(streams) streams, row \(r)")
+            }
+            #expect(y[rows].isNaN, "\(streams) streams wrote past the last row")
         }
     }
 

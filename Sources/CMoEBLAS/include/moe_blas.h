@@ -228,6 +228,8 @@ void moe_quantize_activation_portable(const float *x, int8_t *q, float *d, float
 /// y[r] = W[r, :] . x for r in [0, rows): W row-major as stored, x in f32 (16-bit) or quantized (q8, q4).
 /// f32 weights with AVX-512 (returns 1), or nothing (returns 0: use the BLAS's sgemv).
 int moe_matvec_f32(const float *w, const float *x, float *y, long rows, long cols);
+/// The same through one kernel: `streams` 1 (a row at a time) or 4 (four rows at once); for tests.
+int moe_matvec_f32_streams(int streams, const float *w, const float *x, float *y, long rows, long cols);
 void moe_matvec_bf16(const uint16_t *w, const float *x, float *y, long rows, long cols);
 void moe_matvec_f16(const uint16_t *w, const float *x, float *y, long rows, long cols);
 /// q8 also takes the activation's scaled block sums xs (the vector kernel offsets the weights to unsigned).
