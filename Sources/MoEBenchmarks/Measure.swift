@@ -177,10 +177,10 @@ public enum Measure {
         Ceiling { copyRates(runs: runs) }
     }
 
-    /// Streaming read bandwidth on all cores, GB/s samples (a vectorized max over each core's part of a 256 MiB
-    /// buffer): what a pass that only reads, as a decode step's matrix-vector products do, can at best reach. It
-    /// can be well below copy bandwidth (read + written) where writes stream past the cache (Intel Xeon model 207:
-    /// about 0.75 of it).
+    /// Streaming read bandwidth on all cores, GB/s samples (a vectorized max over 4 MB chunks of a 256 MiB buffer
+    /// handed to the cores, each chunk read as one stream and as four advanced together; the better of the two
+    /// per sample): what a pass that only reads, as a decode step's matrix-vector products do, can at best reach.
+    /// It can be below copy bandwidth (read + written) where writes stream past the cache.
     public static func readBandwidth(runs: Int = 5) -> Ceiling {
         Ceiling { readRates(runs: runs) }
     }
@@ -190,10 +190,22 @@ public enum Measure {
         let src = UnsafeMutablePointer<Float>.allocate(capacity: count)
         defer { src.deallocate() }
         src.initialize(repeating: 1, count: count)
-        let t = samples(runs: runs) {
+        // Each 4 MB chunk read as one stream, and as four advanced together; the better of the two per sample (on
+        // the Intel Xeon model 207 one stream a core reached 22.7-24.5 GB/s, four 21.1-30.6: see peak.c).
+        func pass(_ streams: Int32) {
             Parallel.forRange(count, grain: 1 << 20) { r in
-                if moe_max_f32(src + r.lowerBound, r.count) != 1 { fatalError("[bench] read probe: memory changed under it") }
+                if moe_read_streams_f32(src + r.lowerBound, r.count, streams) != 1 { fatalError("[bench] read probe: memory changed under it") }
             }
+        }
+        pass(1)
+        pass(4)
+        var t: [Double] = []
+        for _ in 0..<runs {
+            let a = now()
+            pass(1)
+            let b = now()
+            pass(4)
+            t.append(Swift.min(b - a, now() - b))
         }
         return t.map { Double(count * 4) / 1e9 / $0 }
     }

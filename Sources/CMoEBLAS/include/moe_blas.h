@@ -183,6 +183,9 @@ double moe_fma_probe(long iterations);
 /// (2 per multiply-add), or 0 where the CPU lacks the instruction.
 double moe_int8_probe(long iterations);
 double moe_bf16_probe(long iterations);
+/// The maximum of x[0..<n), read as `streams` (1-8) equal contiguous parts advanced together: the read-bandwidth
+/// probe (a core's one sequential stream can read less than memory delivers).
+float moe_read_streams_f32(const float *x, long n, int streams);
 
 /// Decode attention for one query position: out[h] = softmax(scale q[h] . K_g) V_g for query heads h in [h0, h1),
 /// g = h / (hq / hkv); q and out [hq, dh], k and v the cache rows [s, hkv dh]; scratch holds s floats. `sinks` [hq]
