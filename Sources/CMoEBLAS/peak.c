@@ -99,9 +99,10 @@ __attribute__((target("avx512f,avx512bf16"))) static double bf16dot512(long iter
 }
 
 // The read probe: the maximum of x[0..<n) read as `streams` equal contiguous parts advanced together, 128 bytes of
-// each per step. On the Intel Xeon (family 6 model 207), 2 threads over 256 MB: one stream a core read 22.7-24.5
-// GB/s, two 22.6-29.4, four 21.1-30.6, eight 24.7-31.1 (five runs): a core's one sequential stream does not
-// reach what the memory delivers, and a decode kernel reading four rows at once gets more than it.
+// each per step. On the Intel Xeon (family 6 model 207), 2 threads over 256 MB handed out in 4 MB chunks as the
+// probe does, six runs: one stream a chunk read 14.4-19.2 GB/s, four 22.2-26.8, eight 22.7-25.5 (each half read
+// whole, five runs: one 22.7-24.5, four 21.1-30.6). A core's one sequential stream does not reach what the memory
+// delivers, and a decode kernel reading four rows at once gets more than it.
 __attribute__((target("avx512f"))) static float read_streams512(const float *x, long n, int streams) {
     long part = n / streams / 32 * 32;
     __m512 m[8];

@@ -190,8 +190,8 @@ public enum Measure {
         let src = UnsafeMutablePointer<Float>.allocate(capacity: count)
         defer { src.deallocate() }
         src.initialize(repeating: 1, count: count)
-        // Each 4 MB chunk read as one stream, and as four advanced together; the better of the two per sample (on
-        // the Intel Xeon model 207 one stream a core reached 22.7-24.5 GB/s, four 21.1-30.6: see peak.c).
+        // Each 4 MB chunk read as one stream, and as four advanced together (faster on the Intel Xeon model 207:
+        // see peak.c); the better of the two per sample, alternating.
         func pass(_ streams: Int32) {
             Parallel.forRange(count, grain: 1 << 20) { r in
                 if moe_read_streams_f32(src + r.lowerBound, r.count, streams) != 1 { fatalError("[bench] read probe: memory changed under it") }

@@ -95,7 +95,7 @@ public enum ModelBenchmark {
         // peak, the rest by sgemm: the prefill bound mixes the two by their shares of the FLOPs.
         let arithmetic = InferenceSession.PrefillArithmetic.automatic
         let narrowShare = Double(promptTokens) * model.flopsPerToken(where: arithmetic.covers) / prefillFLOPs
-        let prefillRate = Measure.rate(Double(promptTokens), prefill)
+        let prefillRate = Measure.rate(Double(promptTokens), prefill), prefillGFLOPs = Measure.rate(prefillFLOPs / 1e9, prefill)
         let shallowRate = Measure.Stats(shallow), deepRate = Measure.Stats(deep)
         let shape = "\(c.modelType) \(model.expertFormat.rawValue), \(c.numLayers)L D\(c.hiddenSize) E\(c.moe?.numExperts ?? 0) top-\(c.moe?.expertsPerToken ?? 0)"
         let bytesNote = String(format: "%.1f MB read per token (attention, norms, router, the selected experts, head)", Double(perToken) / 1e6)
@@ -104,7 +104,7 @@ public enum ModelBenchmark {
                            note: String(format: "open + map + headers + small vectors; weights %.2f GB, paged in lazily", Double(weightBytes) / 1e9)),
             Figure.Pending(name: "prefill \(promptTokens) tokens", shape: shape, unit: "tok/s", value: prefillRate),
             Figure.Pending(name: "prefill \(promptTokens) tokens", shape: shape, unit: "GFLOP/s",
-                           value: Measure.rate(prefillFLOPs / 1e9, prefill), ceiling: "sgemm",
+                           value: prefillGFLOPs, ceiling: "sgemm",
                            note: String(format: "%.1f GFLOP per prompt (2 per multiply-add of the products each token runs + causal attention); ", prefillFLOPs / 1e9)
                                + prefillNote(model.expertFormat, arithmetic)),
             Figure.Pending(name: "decode, depth 0", shape: shape, unit: "tok/s", value: shallowRate, ceiling: "decode bound", note: bytesNote),
@@ -121,7 +121,7 @@ public enum ModelBenchmark {
                 label: "prefill bound: \(arithmetic.rawValue) products at their peak, the rest at sgemm (GFLOP/s)",
                 parts: [(peakCeiling, narrowShare), ("sgemm", 1 - narrowShare)])
             pending.insert(Figure.Pending(
-                name: "prefill \(promptTokens) tokens", shape: shape, unit: "GFLOP/s", value: Measure.rate(prefillFLOPs / 1e9, prefill),
+                name: "prefill \(promptTokens) tokens", shape: shape, unit: "GFLOP/s", value: prefillGFLOPs,
                 ceiling: "prefill bound",
                 note: String(format: "the same runs against the machine's best kernels: %.1f%% of the FLOPs at the %@ dot-product peak (no BLAS), the rest at sgemm's rate",
                              100 * narrowShare, arithmetic == .int8 ? "int8 (VNNI)" : "BF16")), at: 3)

@@ -172,4 +172,20 @@ struct BLASTests {
         #expect(BLAS.probe(.int8, iterations: 1000) == (cpu.features.contains("avx512_vnni") ? 1000 * 16 * 64 * 2 : 0))
         #expect(BLAS.probe(.bf16, iterations: 1000) == (cpu.features.contains("avx512_bf16") ? 1000 * 16 * 32 * 2 : 0))
     }
+
+    /// The read-bandwidth probe's multi-stream pass finds the maximum wherever it lies: in any stream's part, in the
+    /// elements past the last whole step of the parts, with 1 to 8 streams (more are clamped) and lengths that do
+    /// not divide.
+    @Test func theReadProbeSeesEveryElement() {
+        for n in [1, 31, 100, 1017, 4096 + 33] {
+            var x = (0..<n).map { Float(($0 * 37) % 101) / 101 - 2 }
+            for position in Set([0, n / 3, n / 2, n - 1]) {
+                x[position] = 5
+                for streams in [1, 2, 3, 4, 8, 9] {
+                    #expect(moe_read_streams_f32(x, n, Int32(streams)) == 5, "n \(n), maximum at \(position), \(streams) streams")
+                }
+                x[position] = -3
+            }
+        }
+    }
 }
