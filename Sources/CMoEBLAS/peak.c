@@ -12,6 +12,8 @@
     a8 = SET, a9 = SET, a10 = SET, a11 = SET, a12 = SET, a13 = SET, a14 = SET, a15 = SET
 #define STEP16(OP) a0 = OP(a0); a1 = OP(a1); a2 = OP(a2); a3 = OP(a3); a4 = OP(a4); a5 = OP(a5); a6 = OP(a6); \
     a7 = OP(a7); a8 = OP(a8); a9 = OP(a9); a10 = OP(a10); a11 = OP(a11); a12 = OP(a12); a13 = OP(a13); a14 = OP(a14); a15 = OP(a15)
+#define SUM16(ADD) ADD(ADD(ADD(ADD(a0, a1), ADD(a2, a3)), ADD(ADD(a4, a5), ADD(a6, a7))), \
+    ADD(ADD(ADD(a8, a9), ADD(a10, a11)), ADD(ADD(a12, a13), ADD(a14, a15))))
 
 static volatile float sink;
 
@@ -20,9 +22,7 @@ __attribute__((target("avx512f"))) static double probe512(long iters) {
     ACC16(__m512, _mm512_set1_ps(1.0f));
 #define F512(x) _mm512_fmadd_ps(x, m, c)
     for (long i = 0; i < iters; i++) { STEP16(F512); }
-    __m512 s = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)), _mm512_add_ps(_mm512_add_ps(a4, a5), _mm512_add_ps(a6, a7)));
-    s = _mm512_add_ps(s, _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a8, a9), _mm512_add_ps(a10, a11)), _mm512_add_ps(_mm512_add_ps(a12, a13), _mm512_add_ps(a14, a15))));
-    sink = _mm512_reduce_add_ps(s);
+    sink = _mm512_reduce_add_ps(SUM16(_mm512_add_ps));
     return (double)iters * 16 * 16 * 2;
 }
 
@@ -81,9 +81,7 @@ __attribute__((target("avx512f,avx512vnni"))) static double vnni512(long iters) 
     ACC16(__m512i, _mm512_setzero_si512());
 #define DPBUSD(x) _mm512_dpbusd_epi32(x, u, s)
     for (long i = 0; i < iters; i++) { STEP16(DPBUSD); }
-    __m512i t = _mm512_add_epi32(_mm512_add_epi32(_mm512_add_epi32(a0, a1), _mm512_add_epi32(a2, a3)), _mm512_add_epi32(_mm512_add_epi32(a4, a5), _mm512_add_epi32(a6, a7)));
-    t = _mm512_add_epi32(t, _mm512_add_epi32(_mm512_add_epi32(_mm512_add_epi32(a8, a9), _mm512_add_epi32(a10, a11)), _mm512_add_epi32(_mm512_add_epi32(a12, a13), _mm512_add_epi32(a14, a15))));
-    sink = (float)_mm512_reduce_add_epi32(t);
+    sink = (float)_mm512_reduce_add_epi32(SUM16(_mm512_add_epi32));
     return (double)iters * 16 * 64 * 2;
 }
 
@@ -92,9 +90,7 @@ __attribute__((target("avx512f,avx512bf16"))) static double bf16dot512(long iter
     ACC16(__m512, _mm512_set1_ps(1.0f));
 #define DPBF16(x) _mm512_dpbf16_ps(x, u, s)
     for (long i = 0; i < iters; i++) { STEP16(DPBF16); }
-    __m512 t = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)), _mm512_add_ps(_mm512_add_ps(a4, a5), _mm512_add_ps(a6, a7)));
-    t = _mm512_add_ps(t, _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a8, a9), _mm512_add_ps(a10, a11)), _mm512_add_ps(_mm512_add_ps(a12, a13), _mm512_add_ps(a14, a15))));
-    sink = _mm512_reduce_add_ps(t);
+    sink = _mm512_reduce_add_ps(SUM16(_mm512_add_ps));
     return (double)iters * 16 * 32 * 2;
 }
 
