@@ -473,7 +473,7 @@ __attribute__((target("avx512f"))) static void f32_512(const float *w, const flo
 
 // Four rows at a time, 32 floats of each per step (x loaded once for the four): four streams per core. On the
 // Intel Xeon (family 6 model 207), a C replay of an M1 f32 token's passes (785 MB, 2 threads, the kernels alternating
-// token by token, medians of 30 tokens each, six runs): 1.04-1.12x the one-row kernel (e.g. 22.2 against 20.9 GB/s,
+// token by token, medians of 30-40 tokens each, five runs): 1.06-1.12x the one-row kernel (e.g. 22.2 against 20.9 GB/s,
 // 22.9 against 20.4); eight rows of 16 floats ran as four. Not measured on AMD, which keeps the one-row kernel.
 // MOE_MATVEC_F32_ROWS=1|4 overrides the choice.
 __attribute__((target("avx512f"))) static void f32_rows4_512(const float *w, const float *x, float *y, long rows, long cols) {
