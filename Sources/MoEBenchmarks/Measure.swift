@@ -95,6 +95,12 @@ public enum Measure {
 
     /// Times two variants in alternation (a, b, a, b, ...), so that machine noise hits both alike.
     public static func timePair(runs: Int = 5, warmup: Int = 1, _ a: () -> Void, _ b: () -> Void) -> (Stats, Stats) {
+        let (ta, tb) = pairSamples(runs: runs, warmup: warmup, a, b)
+        return (Stats(ta), Stats(tb))
+    }
+
+    /// The seconds of each run of two variants timed in alternation, after `warmup` runs of each.
+    static func pairSamples(runs: Int, warmup: Int = 1, _ a: () -> Void, _ b: () -> Void) -> ([Double], [Double]) {
         for _ in 0..<warmup {
             a()
             b()
@@ -108,7 +114,7 @@ public enum Measure {
             b()
             tb.append(now() - s)
         }
-        return (Stats(ta), Stats(tb))
+        return (ta, tb)
     }
 
     /// A rate (work / seconds) from time statistics: the median time gives the median rate.
@@ -197,17 +203,8 @@ public enum Measure {
                 if moe_read_streams_f32(src + r.lowerBound, r.count, streams) != 1 { fatalError("[bench] read probe: memory changed under it") }
             }
         }
-        pass(1)
-        pass(4)
-        var t: [Double] = []
-        for _ in 0..<runs {
-            let a = now()
-            pass(1)
-            let b = now()
-            pass(4)
-            t.append(Swift.min(b - a, now() - b))
-        }
-        return t.map { Double(count * 4) / 1e9 / $0 }
+        let (one, four) = pairSamples(runs: runs, { pass(1) }, { pass(4) })
+        return zip(one, four).map { Double(count * 4) / 1e9 / Swift.min($0, $1) }
     }
 
     static func copyRates(runs: Int) -> [Double] {
