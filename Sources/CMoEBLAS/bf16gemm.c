@@ -13,7 +13,6 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
-#include <string.h>
 
 typedef int64_t dims_t[12];
 typedef struct { _Alignas(64) unsigned char bytes[2048]; } memory_desc_t;
@@ -43,8 +42,6 @@ static int ready = 0;
 
 static void load(void) {
     if (!moe_cpu()->avx512bf16) return;
-    const char *off = getenv("MOE_PREFILL");
-    if (off && strcmp(off, "f32") == 0) return;
     setenv("OMP_NUM_THREADS", "1", 0);
     void *h = dlopen("libdnnl.so.2", RTLD_NOW | RTLD_LOCAL);
     if (!h) return;

@@ -275,8 +275,8 @@ void moe_matvec_f16_portable(const uint16_t *w, const float *x, float *y, long r
 void moe_matvec_q8_portable(const uint8_t *w, const int8_t *xq, const float *xd, float *y, long rows, long cols);
 /// BF16 products through oneDNN (libdnnl.so.2, opened at first use; bf16gemm.c): c[m, n] (row stride ldc, f32) =
 /// a[m, k] (row stride lda) b[n, k]^T (row stride ldb), bf16 inputs, f32 accumulation, on the calling thread.
-/// Returns 0 (and writes nothing) when oneDNN, the CPU's AVX512_BF16, or the product is unavailable, or when
-/// MOE_PREFILL=f32.
+/// Returns 0 (and writes nothing) when oneDNN, the CPU's AVX512_BF16, or the product is unavailable. (MOE_PREFILL
+/// is read where the arithmetic is chosen, InferenceSession.PrefillArithmetic.automatic, not here.)
 int moe_bf16_gemm_available(void);
 /// Whether prefill should use them by default: available, and faster than sgemm on this CPU (AMD).
 int moe_bf16_gemm_preferred(void);
