@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # kill -9 chaos test: trains a small MoE model uninterrupted, then trains it again while killing it with
-# SIGKILL at random moments KILLS times (resuming from the run directory after each kill), and checks that the
+# SIGKILL KILLS times at seeded points of its training (resuming from the run directory after each kill), and checks that the
 # final weights, optimizer moments and every step's losses equal the uninterrupted run's bit for bit.
 # Usage: bash scripts/chaos.sh [KILLS=20] [SEED=1]
 set -euo pipefail
@@ -16,14 +16,24 @@ args=(--steps 240 --dim 64 --layers 2 --experts 4 --batch 8 --sequence 64 --chec
 t0=$(date +%s.%N)
 "$moe" train --out "$work/ref" "${args[@]}" > "$work/ref.txt"
 ref_seconds=$(python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.2f}')" "$t0" "$(date +%s.%N)")
-# Kill delays: seeded, spread so that the kills together cover about half of an uninterrupted run (each life
-# also spends part of its time starting up, so the run is still training at the last kill).
-delays=$(python3 -c "
+# Kill points: for kill i of n, a seeded step in the first half of the i-th of n equal slots of the first 3/4 of
+# the run, and a seeded delay of 0-40 ms after the run's log reaches that step. Kills are placed by training
+# progress, not by clock time, so a machine that is busier or idler than during the reference run (CI runs other
+# tests beside this one) still has every kill land while training runs. The delay lets some kills land while a
+# checkpoint is being written.
+steps=$(python3 -c "import sys; a = sys.argv[1:]; print(a[a.index('--steps') + 1])" "${args[@]}")
+points=$(python3 -c "
 import random, sys
-r = random.Random(int(sys.argv[1])); n = int(sys.argv[2]); t = float(sys.argv[3])
-print(' '.join(f'{0.15 + r.uniform(0, t / n):.3f}' for _ in range(n)))" "$seed" "$kills" "$ref_seconds")
+r = random.Random(int(sys.argv[1])); n = int(sys.argv[2]); slot = 0.75 * int(sys.argv[3]) / n
+print(' '.join(f'{int(1 + i * slot + r.uniform(0, slot / 2))}:{r.uniform(0, 0.04):.3f}' for i in range(n)))" "$seed" "$kills" "$steps")
+# The step of the last whole line of the run's log (empty before the first).
+logged_step() { tail -n1 "$work/run/train_log.jsonl" 2>/dev/null | grep -o '"step":[0-9]*' | cut -d: -f2 || true; }
+# Whether process $1 is still running (a child that has exited stays a zombie until waited for).
+running() { local st; read -r _ _ st _ < "/proc/$1/stat" 2>/dev/null && [ "$st" != Z ]; }
+limit=$((60 + 20 * ${ref_seconds%.*}))  # seconds a life may take to reach its kill point before the test gives up
 killed=0; during_write=0; fresh_starts=0; resumes=0
-for d in $delays; do
+for point in $points; do
+    target=${point%%:*}; d=${point##*:}
     if compgen -G "$work/run/checkpoints/step-*" > /dev/null; then
         "$moe" train --out "$work/run" --resume "$work/run" "${args[@]}" >> "$work/run.txt" 2>&1 &
         resumes=$((resumes + 1))
@@ -32,14 +42,30 @@ for d in $delays; do
         fresh_starts=$((fresh_starts + 1))
     fi
     pid=$!
+    deadline=$((SECONDS + limit))
+    while running "$pid"; do
+        s=$(logged_step)
+        if [ -n "$s" ] && [ "$s" -ge "$target" ]; then break; fi
+        if [ "$SECONDS" -gt "$deadline" ]; then
+            kill -9 "$pid" 2>/dev/null || true
+            echo "chaos: a training run made no progress to step $target in $limit s; its output:" >&2
+            tail -5 "$work/run.txt" >&2
+            exit 1
+        fi
+        sleep 0.01
+    done
     sleep "$d"
-    if kill -9 "$pid" 2>/dev/null; then
-        wait "$pid" 2>/dev/null || true
+    kill -9 "$pid" 2>/dev/null || true
+    status=0; wait "$pid" 2>/dev/null || status=$?
+    if [ "$status" -eq 137 ]; then
         killed=$((killed + 1))
         if compgen -G "$work/run/checkpoints/.step-*.tmp-$pid" > /dev/null; then during_write=$((during_write + 1)); fi
+    elif [ "$status" -eq 0 ]; then
+        echo "chaos: the run finished before kill $((killed + 1)) of $kills (at step $target); raise --steps in scripts/chaos.sh" >&2
+        exit 1
     else
-        wait "$pid" || { echo "chaos: a training run failed on its own; see below" >&2; tail -5 "$work/run.txt" >&2; exit 1; }
-        echo "chaos: the run finished before kill $((killed + 1)) of $kills; raise --steps in scripts/chaos.sh" >&2
+        echo "chaos: a training run failed on its own (exit $status) before kill $((killed + 1)) of $kills; its output:" >&2
+        tail -5 "$work/run.txt" >&2
         exit 1
     fi
 done

@@ -118,7 +118,7 @@ struct RobustnessCLITests {
         let o = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         let e = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         p.waitUntilExit()
-        #expect(p.terminationStatus == 0 && o.contains("chaos: 6 kills"), "\(o)\(e)")
+        #expect(p.terminationStatus == 0 && o.contains("chaos: 6 kills"), "exit \(p.terminationStatus): \(e)\(o)")
         print(o, terminator: "")
     }
 
