@@ -95,6 +95,28 @@ public final class InferenceSession {
 
     public func reset() { length = 0 }
 
+    /// Positions of the cache whose pages are in memory. The cache is allocated, not touched, so that a session's
+    /// memory follows its length; decode then writes one position a token, and each new page faults on its first
+    /// write (M1's f16 cache: a new page every 4 tokens in each of 16 buffers). Timed per section in `moe
+    /// generate`, a token's writes to the cache took about 13 us, or about 100 when they faulted. So the pages
+    /// are populated ahead, 64 KB or more of each buffer with one madvise each. Token time without this over
+    /// with it, alternating runs on the Intel Xeon model 207: q4 1.11 (0.97-1.48; faster with it in 9 of 10
+    /// pairs), f32 1.01 (0.85-1.04; 4 of 8), q8 1.01 (0.77-1.28; 5 of 8).
+    var populated = 0
+
+    func populateCache(through end: Int) {
+        guard end > populated else { return }
+        let c = model.config
+        let perPosition = (kvCache == .f16 ? 2 : 4) * c.numKVHeads * c.headDim
+        let upTo = Swift.min(capacity, Swift.max(end, populated + Swift.max(1, (64 << 10) / Swift.max(perPosition, 1))))
+        let from = populated * perPosition, count = (upTo - populated) * perPosition
+        var bases: [UnsafeMutableRawPointer] = keys16.map(\.pointer) + values16.map(\.pointer)
+        for t in keys + values { bases.append(UnsafeMutableRawPointer(t.storage.base)) }
+        for base in bases { Pages.populate(base + from, count) }
+        populated = upTo
+    }
+
+
     /// For analyses (`moe analyze`): called at each MoE layer with the layer's index, its input (the normed hidden
     /// state [T, D]) and the router's decision, before the experts run.
     public var moeObserver: ((Int, Tensor<Float>, Routing<Float>) -> Void)?
@@ -129,6 +151,7 @@ public final class InferenceSession {
         Shape.require(t > 0, "inference", "no tokens to run")
         Shape.require(start + t <= capacity, "inference", "\(start + t) positions exceed the session's capacity of \(capacity)")
         for id in ids { Shape.require(id >= 0 && id < c.vocabSize, "inference", "token id \(id) outside the vocabulary of \(c.vocabSize)") }
+        populateCache(through: start + t)
         var x = Tensor<Float>(uninitializedShape: [t, d])
         x.withUnsafeMutablePointer { px in
             for (i, id) in ids.enumerated() { model.embed.widen(rows: id..<(id + 1), into: px + i * d) }
@@ -533,32 +556,82 @@ public final class InferenceSession {
     }
 }
 
+/// Bringing memory's pages in before they are written (the KV cache's).
+public enum Pages {
+    public static let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
+
+    /// Populates the pages of `p ..< p + count` for writing, their contents unchanged: one
+    /// madvise(MADV_POPULATE_WRITE), or, where the kernel lacks that advice (before Linux 5.14), `touchPages`.
+    public static func populate(_ p: UnsafeMutableRawPointer, _ count: Int) {
+        guard count > 0 else { return }
+        let first = Int(bitPattern: p) / pageSize * pageSize
+        let last = (Int(bitPattern: p) + count + pageSize - 1) / pageSize * pageSize
+        if madvise(UnsafeMutableRawPointer(bitPattern: first), last - first, 23 /* MADV_POPULATE_WRITE */) == 0 { return }
+        touchPages(p, count)
+    }
+
+    /// Writes 0 to the first byte of `p ..< p + count` in each page (so the range must hold nothing yet).
+    public static func touchPages(_ p: UnsafeMutableRawPointer, _ count: Int) {
+        var q = p
+        while q < p + count {
+            q.storeBytes(of: 0, as: UInt8.self)
+            q = UnsafeMutableRawPointer(bitPattern: (Int(bitPattern: q) / pageSize + 1) * pageSize)!
+        }
+    }
+}
+
 /// Matrix-vector products run together: the rows of all jobs are cut into pieces handed to the cores as they
 /// free up, so one pass covers (say) q, k and v, or the gate and up of every selected expert.
-enum MatVec {
+public enum MatVec {
     struct Job {
         let w: WeightMatrix
         let x: Activation
         let y: UnsafeMutablePointer<Float>
     }
 
-    /// Pieces: at least `minimumPiece` bytes each, between 2 and 8 a core. A piece's rows are one stream, which the
-    /// hardware prefetcher follows best when long: M1 q4 decode, each pass in pieces of 256 KB or more against
-    /// always 16 a core (a pass of 0.6 MB then ran in 18 KB pieces), both in one process alternating by run: the
-    /// matrix-vector time per token 1.036x shorter (median of 15 paired runs); a C replay of a token's passes
-    /// over 340 MB, 1.05x (40 pairs). Each token still runs about 40 passes, so the other core waits for the last
-    /// piece of each; at most 8 a core keeps that wait short. Below 256 KB a second core costs more to wake than it
-    /// saves: one piece.
-    static let minimumPiece = 256 << 10
+    /// A pass under `minimumPass` bytes runs as one piece: a second core costs more to wake than it saves.
+    public static let minimumPass = 256 << 10
+    /// The smallest piece of a longer pass (the last ones).
+    public static let minimumPiece = 64 << 10
+    /// Pieces shrink as the pass goes (guided scheduling): each is the rows left over twice the cores, down to
+    /// `minimumPiece`. The first pieces are long streams, which the hardware prefetcher follows best; the last
+    /// are short, so a core that finishes early waits for at most a short piece of the other's. M1 decode has
+    /// 33 passes a token; with 16 equal pieces a pass the cores spent 4.6% (f32) to 13% (q4) of their samples
+    /// spinning in the pool (perf), partly at the passes' ends. Against the equal pieces on the Intel Xeon model
+    /// 207, `moe generate` of 40-100 tokens in alternating runs, token time with equal pieces over guided:
+    /// q4 1.11 (0.97-1.29; guided faster in 9 of 10 pairs); f32 1.08 (0.99-1.43; 9 of 10) in one set, 0.98
+    /// (0.90-1.05; 2 of 8) in another; q8 0.99 (0.93-1.25; 3 of 8); bf16 1.01 (0.75-1.51; 4 of 8). The VM was
+    /// noisy (token times varied 1.5x within a set). `MOE_MATVEC_PIECES=equal` restores the 2 to 8 equal pieces
+    /// a core of at least 256 KB, for comparisons.
+    public static let equalPieces = ProcessInfo.processInfo.environment["MOE_MATVEC_PIECES"] == "equal"
+
+    /// The rows' unit: pieces start at multiples of 16 rows (the kernels' blocks).
+    static let unit = 16
+
+    /// Piece boundaries in units of 16 rows, for a pass of `units` units and `bytes` bytes.
+    public static func pieces(units: Int, bytes: Int, cores: Int, equal: Bool = equalPieces) -> [Int] {
+        guard bytes >= minimumPass, units > 1, cores > 1 else { return [0, units] }
+        if equal {
+            let n = Swift.min(units, cores * 8, Swift.max(2, bytes / minimumPass))
+            return (0...n).map { units * $0 / n }
+        }
+        let least = Swift.max(1, minimumPiece * units / bytes)
+        var bounds = [0]
+        var left = units
+        while left > 0 {
+            let n = Swift.min(left, Swift.max(least, (left + 2 * cores - 1) / (2 * cores)))
+            bounds.append(bounds[bounds.count - 1] + n)
+            left -= n
+        }
+        return bounds
+    }
+
     static func run(_ jobs: [Job]) {
         let total = jobs.reduce(0) { $0 + $1.w.rows }
         let bytes = jobs.reduce(0) { $0 + $1.w.bytes }
-        let pieces = bytes < minimumPiece ? 1 : Swift.min(Parallel.cores * 8, Swift.max(2, bytes / minimumPiece))
-        let unit = 16
-        let units = (total + unit - 1) / unit
-        Parallel.forEachDynamic(Swift.min(pieces, units)) { p in
-            let parts = Swift.min(pieces, units)
-            let lo = Swift.min(total, units * p / parts * unit), hi = Swift.min(total, units * (p + 1) / parts * unit)
+        let bounds = pieces(units: (total + unit - 1) / unit, bytes: bytes, cores: Parallel.cores)
+        Parallel.forEachDynamic(bounds.count - 1) { p in
+            let lo = Swift.min(total, bounds[p] * unit), hi = Swift.min(total, bounds[p + 1] * unit)
             var base = 0
             for job in jobs {
                 let r0 = Swift.max(lo, base), r1 = Swift.min(hi, base + job.w.rows)
