@@ -116,7 +116,6 @@ public final class InferenceSession {
         populated = upTo
     }
 
-
     /// For analyses (`moe analyze`): called at each MoE layer with the layer's index, its input (the normed hidden
     /// state [T, D]) and the router's decision, before the experts run.
     public var moeObserver: ((Int, Tensor<Float>, Routing<Float>) -> Void)?
