@@ -64,7 +64,7 @@ static long attention_ahead = 32;
         float m = -INFINITY;                                                                                            \
         for (long j = 0; j < s; j++) {                                                                                  \
             const KV *kj = kg + j * ld;                                                                                 \
-            PREFETCH_ROW(kj, KV, ld);                                                                \
+            PREFETCH_ROW(kj, KV, ld);                                                                                   \
             __m512 a = _mm512_mul_ps(q0, LOAD(kj));                                                                     \
             __m512 b = _mm512_mul_ps(q1, LOAD(kj + 16));                                                                \
             a = _mm512_fmadd_ps(q2, LOAD(kj + 32), a);                                                                  \
@@ -79,7 +79,7 @@ static long attention_ahead = 32;
         __m512 o0 = _mm512_setzero_ps(), o1 = _mm512_setzero_ps(), o2 = _mm512_setzero_ps(), o3 = _mm512_setzero_ps(); \
         for (long j = 0; j < s; j++) {                                                                                  \
             const KV *vj = vg + j * ld;                                                                                 \
-            PREFETCH_ROW(vj, KV, ld);                                                                \
+            PREFETCH_ROW(vj, KV, ld);                                                                                   \
             __m512 p = _mm512_set1_ps(scratch[j]);                                                                      \
             o0 = _mm512_fmadd_ps(p, LOAD(vj), o0);                                                                      \
             o1 = _mm512_fmadd_ps(p, LOAD(vj + 16), o1);                                                                 \
