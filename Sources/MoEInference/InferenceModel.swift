@@ -34,7 +34,6 @@ public final class InferenceModel: @unchecked Sendable {
         var width: Int { down.cols }
         var matrices: [WeightMatrix] { first + [down] }
         var bytes: Int { matrices.reduce(0) { $0 + $1.bytes } + 4 * ((firstBias?.count ?? 0) + (downBias?.count ?? 0)) }
-        var macs: Int { matrices.reduce(0) { $0 + $1.rows * $1.cols } }
     }
 
     struct Layer {
