@@ -5,7 +5,6 @@
 
 #include <math.h>
 #include <stdint.h>
-#include <stdlib.h>
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -98,11 +97,7 @@ HEAD64(head64_f16_512, uint16_t, LOAD_F16)
 
 __attribute__((constructor)) static void choose_attention_prefetch(void) {
 #if defined(__x86_64__)
-    const char *v = getenv("MOE_ATTENTION_PREFETCH");
-    if (v && *v) {
-        long n = strtol(v, NULL, 10);
-        attention_ahead = n < 0 ? 0 : n > 4096 ? 4096 : n;
-    }
+    moe_env_distance("MOE_ATTENTION_PREFETCH", 4096, &attention_ahead);
 #endif
 }
 

@@ -151,6 +151,14 @@ const char *moe_cpu_error(void) {
 
 int moe_cpu_is_amd(const moe_cpu_t *c) { return strcmp(c->vendor, "AuthenticAMD") == 0 || strcmp(c->vendor, "HygonGenuine") == 0; }
 
+int moe_env_distance(const char *name, long most, long *out) {
+    const char *v = getenv(name);
+    if (!v || !*v) return 0;
+    long n = strtol(v, NULL, 10);
+    *out = n < 0 ? 0 : n > most ? most : n;
+    return 1;
+}
+
 int moe_openblas_cores_for(const moe_cpu_t *c, const char **out, int max) {
     // Best first. OpenBLAS's Cooperlake adds BF16 kernels to SkylakeX's AVX-512 ones; Zen and Haswell are both
     // AVX2 + FMA (Zen with AMD's cache parameters); Sandybridge is AVX; Nehalem SSE4; Core2 SSSE3; Prescott SSE3.

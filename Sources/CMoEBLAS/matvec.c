@@ -916,17 +916,6 @@ static void (*mxfp4_impl)(const uint8_t *, const uint8_t *, const int8_t *, cons
 static void (*q4_impl)(const uint8_t *, const int8_t *, const float *, const float *, const void *, float *, long, long) =
     q4_portable_entry;
 
-#if defined(__x86_64__)
-// A prefetch distance from the environment, clamped to 0..most; 1 if the variable was set.
-static int env_prefetch(const char *name, long most, long *out) {
-    const char *v = getenv(name);
-    if (!v || !*v) return 0;
-    long n = strtol(v, NULL, 10);
-    *out = n < 0 ? 0 : n > most ? most : n;
-    return 1;
-}
-#endif
-
 __attribute__((constructor)) static void choose_matvec_kernels(void) {
 #if defined(__x86_64__)
     const moe_cpu_t *c = moe_cpu();
@@ -935,9 +924,9 @@ __attribute__((constructor)) static void choose_matvec_kernels(void) {
         mv16_ahead = 0;
         q4x8_ahead = 0;
     }
-    if (env_prefetch("MOE_MATVEC_PREFETCH", 64, &mv_ahead)) mv_short = 1L << 40;
-    env_prefetch("MOE_MATVEC_PREFETCH_16", 64, &mv16_ahead);
-    env_prefetch("MOE_MATVEC_PREFETCH_Q4X8", 65536, &q4x8_ahead);
+    if (moe_env_distance("MOE_MATVEC_PREFETCH", 64, &mv_ahead)) mv_short = 1L << 40;
+    moe_env_distance("MOE_MATVEC_PREFETCH_16", 64, &mv16_ahead);
+    moe_env_distance("MOE_MATVEC_PREFETCH_Q4X8", 65536, &q4x8_ahead);
     if (c->avx512f && c->f16c) {
         widen_bf16_impl = widen_bf16_512;
         narrow_bf16_impl = narrow_bf16_512;

@@ -48,6 +48,9 @@ const moe_cpu_t *moe_cpu(void);
 const char *moe_cpu_error(void);
 /// 1 for AMD's (and Hygon's, AMD-derived) x86 CPUs: kernels and BLAS core types tuned per vendor ask this.
 int moe_cpu_is_amd(const moe_cpu_t *c);
+/// A kernel's tuning distance from the environment variable `name` (an integer, clamped to 0...most): 1 and *out
+/// set when the variable is set, else 0 and *out untouched. The kernels' MOE_*_PREFETCH overrides read it.
+int moe_env_distance(const char *name, long most, long *out);
 
 /// The OpenBLAS core types that suit `cpu`, best first, each a name OPENBLAS_CORETYPE accepts. Writes at most
 /// `max` pointers to static strings into `out` and returns how many. Exposed for tests.
